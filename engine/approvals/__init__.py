@@ -1,0 +1,1 @@
+"""The approval workflow: the only way an allocation becomes ACTIVE."""

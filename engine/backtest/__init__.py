@@ -1,0 +1,1 @@
+"""Vectorized backtests (vectorbt)."""

@@ -1,0 +1,1 @@
+"""Brokers behind one interface: the simulated broker offline; Alpaca in a later stage."""

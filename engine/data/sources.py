@@ -1,0 +1,213 @@
+"""Market data sources behind one interface.
+
+Every source returns daily bars as a polars frame in ``BAR_SCHEMA``: one row per (symbol, trading
+day), raw OHLC, split/dividend-adjusted close, volume, the source name and ``origin`` (where the row
+came from: a file and row number, or the generator), so a rejected row can be traced.
+
+- ``SyntheticSource``: seeded, correlated multi-asset prices with sectors; the offline default.
+- ``LocalFileSource``: Parquet or CSV files in the long layout
+  (symbol, date, open, high, low, close, adj_close, volume).
+Vendor sources (Polygon, Alpaca) implement the same ``MarketDataSource`` protocol.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import polars as pl
+
+from engine.data.calendar import trading_days
+from engine.errors import SourceDataError
+
+BAR_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "ts": pl.Date(),
+    "open": pl.Float64(),
+    "high": pl.Float64(),
+    "low": pl.Float64(),
+    "close": pl.Float64(),
+    "adj_close": pl.Float64(),
+    "volume": pl.Int64(),
+    "source": pl.String(),
+    "origin": pl.String(),
+}
+SYMBOL_PATTERN = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
+
+
+class MarketDataSource(Protocol):
+    """Anything that can deliver daily bars for a date range."""
+
+    name: str
+
+    def daily_bars(self, start: date, end: date) -> pl.DataFrame:
+        """Bars with ``start <= ts <= end`` in ``BAR_SCHEMA``."""
+        ...
+
+    def sectors(self) -> dict[str, str]:
+        """Symbol -> sector, for the symbols the source knows."""
+        ...
+
+
+SECTORS = ("Information Technology", "Financials", "Health Care", "Energy", "Industrials")
+SYNTHETIC_ORIGIN = date(2015, 1, 2)
+
+
+@dataclass(frozen=True)
+class SyntheticSource:
+    """Seeded prices from a market + sector + idiosyncratic factor model on NYSE trading days.
+
+    The path is generated from a fixed origin (2015-01-02), so any date range of the same seed
+    yields the same bars: partitions loaded separately agree with one loaded at once.
+    """
+
+    n_symbols: int = 20
+    seed: int = 7
+    name: str = "synthetic"
+
+    def symbols(self) -> list[str]:
+        return [f"SYN{i:03d}" for i in range(self.n_symbols)]
+
+    def sectors(self) -> dict[str, str]:
+        return {s: SECTORS[i % len(SECTORS)] for i, s in enumerate(self.symbols())}
+
+    def daily_bars(self, start: date, end: date) -> pl.DataFrame:
+        days = trading_days(SYNTHETIC_ORIGIN, end)
+        if not days or start > end:
+            return pl.DataFrame(schema=BAR_SCHEMA)
+        n_days, n = len(days), self.n_symbols
+
+        def rng(stream: int) -> np.random.Generator:
+            return np.random.default_rng([self.seed, stream])
+
+        # Each component draws from its own stream, day-major, so a longer range only appends rows.
+        market = rng(1).standard_normal(n_days) * 0.009
+        sector_shocks = rng(2).standard_normal((n_days, len(SECTORS))) * 0.006
+        idio = rng(3).standard_normal((n_days, n)) * 0.012
+        sector_of = np.arange(n) % len(SECTORS)
+        # Slow regimes give trends that trend-following strategies can find (or not).
+        regime = np.sin(np.arange(n_days)[:, None] / 90.0 + np.arange(n)[None, :]) * 0.0012
+        drift = 0.0003 + rng(4).uniform(-0.0002, 0.0004, n)
+        log_ret = market[:, None] + sector_shocks[:, sector_of] + idio + regime + drift
+        start_price = rng(5).uniform(20, 300, n)
+        close = start_price * np.exp(np.cumsum(log_ret, axis=0))
+        gap = rng(6).standard_normal((n_days, n)) * 0.003
+        prev_close = np.vstack([start_price[None, :], close[:-1]])
+        open_ = prev_close * np.exp(gap)
+        spread = np.abs(rng(7).standard_normal((n_days, 2, n))) * 0.006
+        high = np.maximum(open_, close) * (1 + spread[:, 0])
+        low = np.minimum(open_, close) * (1 - spread[:, 1])
+        volume = np.round(rng(8).lognormal(13.5, 0.4, (n_days, n))).astype(np.int64)
+
+        first = np.searchsorted(np.array(days, dtype="datetime64[D]"), np.datetime64(start, "D"))
+        sl = slice(int(first), n_days)
+        k = n_days - int(first)
+        frame = pl.DataFrame(
+            {
+                "symbol": np.tile(np.array(self.symbols()), k),
+                "ts": np.repeat(np.array(days[sl], dtype="datetime64[D]"), n),
+                "open": open_[sl].ravel(),
+                "high": high[sl].ravel(),
+                "low": low[sl].ravel(),
+                "close": close[sl].ravel(),
+                "adj_close": close[sl].ravel(),
+                "volume": volume[sl].ravel(),
+            }
+        )
+        return frame.with_columns(
+            pl.lit(self.name).alias("source"),
+            pl.lit(f"synthetic(seed={self.seed})").alias("origin"),
+        ).select(list(BAR_SCHEMA))
+
+
+_FILE_COLUMNS = ("symbol", "date", "open", "high", "low", "close", "adj_close", "volume")
+
+
+@dataclass(frozen=True)
+class LocalFileSource:
+    """Bars from a Parquet or CSV file in the long layout, with an optional sectors CSV."""
+
+    path: str
+    sectors_path: str | None = None
+    name: str = "files"
+
+    def sectors(self) -> dict[str, str]:
+        if not self.sectors_path:
+            return {}
+        table = pl.read_csv(self.sectors_path)
+        return dict(zip(table["symbol"].to_list(), table["sector"].to_list(), strict=True))
+
+    def daily_bars(self, start: date, end: date) -> pl.DataFrame:
+        path = Path(self.path)
+        raw = self._read(path)
+        missing = [c for c in _FILE_COLUMNS if c not in raw.columns]
+        if missing:
+            raise SourceDataError(f"{path}: missing column(s) {', '.join(missing)}")
+        # Row numbers as a person counts them: data rows from 1 (CSV: after the header line).
+        raw = raw.select(_FILE_COLUMNS).with_row_index("row", offset=1)
+        for column in _FILE_COLUMNS:
+            text = pl.col(column).cast(pl.String)
+            empty = raw.filter(text.is_null() | (text.str.strip_chars() == ""))
+            if not empty.is_empty():
+                raise SourceDataError(
+                    f"{path}: row {empty['row'][0]}, column '{column}': value is empty"
+                )
+        date_expr = (
+            pl.col("date").cast(pl.Date)
+            if raw.schema["date"] in (pl.Date(), pl.Datetime())
+            else pl.col("date").cast(pl.String).str.to_date("%Y-%m-%d", strict=False)
+        )
+        typed = raw.with_columns(
+            date_expr,
+            *[pl.col(c).cast(pl.Float64, strict=False) for c in _FILE_COLUMNS[2:]],
+        )
+        for column in _FILE_COLUMNS[1:]:
+            bad = typed.filter(pl.col(column).is_null())
+            if not bad.is_empty():
+                row = bad["row"][0]
+                value = raw.filter(pl.col("row") == row)[column][0]
+                kind = "a date (YYYY-MM-DD)" if column == "date" else "a number"
+                raise SourceDataError(
+                    f"{path}: row {row}, column '{column}': {value!r} is not {kind}"
+                )
+        fractional = typed.filter(
+            ~pl.col("volume").is_finite() | (pl.col("volume") != pl.col("volume").round())
+        )
+        if not fractional.is_empty():
+            row = fractional["row"][0]
+            raise SourceDataError(f"{path}: row {row}, column 'volume': not a whole number")
+        bad_symbol = typed.filter(~pl.col("symbol").str.contains(SYMBOL_PATTERN.pattern))
+        if not bad_symbol.is_empty():
+            row, symbol = bad_symbol["row"][0], bad_symbol["symbol"][0]
+            raise SourceDataError(
+                f"{path}: row {row}, column 'symbol': {symbol!r} does not match "
+                f"{SYMBOL_PATTERN.pattern}"
+            )
+        return (
+            typed.filter(pl.col("date").is_between(start, end))
+            .with_columns(
+                pl.col("date").alias("ts"),
+                pl.col("volume").cast(pl.Int64),
+                pl.lit(self.name).alias("source"),
+                pl.format("{}: row {}", pl.lit(str(path)), pl.col("row")).alias("origin"),
+            )
+            .select(list(BAR_SCHEMA))
+        )
+
+    @staticmethod
+    def _read(path: Path) -> pl.DataFrame:
+        """Parquet as typed; CSV as text, so that a bad value is reported rather than guessed."""
+        if not path.exists():
+            raise SourceDataError(f"{path}: file not found")
+        try:
+            if path.suffix.lower() == ".parquet":
+                return pl.read_parquet(path)
+            if path.suffix.lower() == ".csv":
+                return pl.read_csv(path, infer_schema=False)
+        except (pl.exceptions.PolarsError, OSError) as e:
+            raise SourceDataError(f"{path}: cannot be read: {e}") from e
+        raise SourceDataError(f"{path}: unsupported file type (use .parquet or .csv)")

@@ -1,0 +1,35 @@
+"""Errors raised by the engine, one place, so callers can tell bad input from a broken system."""
+
+from __future__ import annotations
+
+
+class TradeflowError(Exception):
+    """Base class: a failure the engine detected and can explain."""
+
+
+class SourceDataError(TradeflowError):
+    """Market data that cannot be read as bars (names the file, the row and what was wrong)."""
+
+
+class ConfigurationError(TradeflowError):
+    """A setting is missing or out of range."""
+
+
+class InsufficientDataError(TradeflowError):
+    """A stage has too little data to produce a meaningful result."""
+
+
+class AllocationError(TradeflowError):
+    """An allocation cannot be produced or does not satisfy its constraints."""
+
+
+class IllegalTransitionError(TradeflowError):
+    """An allocation or order state change that the state machine forbids."""
+
+
+class NotFoundError(TradeflowError):
+    """A referenced record does not exist."""
+
+
+class ExecutionRefusedError(TradeflowError):
+    """Execution was refused before any order was sent (fail closed)."""

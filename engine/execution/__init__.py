@@ -1,0 +1,1 @@
+"""From an ACTIVE allocation to orders at a broker, exactly once."""

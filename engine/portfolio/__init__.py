@@ -1,0 +1,1 @@
+"""Correlations between strategies and the allocation optimizer."""

@@ -1,0 +1,1 @@
+"""Universe scans that turn bars into signal events."""

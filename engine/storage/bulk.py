@@ -1,0 +1,65 @@
+"""Bulk writes: COPY into a temporary table, then one INSERT ... ON CONFLICT.
+
+Callers run this inside their own transaction, so a batch is written whole or not at all, and
+re-running the same batch changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+import psycopg
+from psycopg import sql
+
+
+def copy_upsert(
+    conn: psycopg.Connection,
+    table: str,
+    frame: pl.DataFrame,
+    key: Sequence[str],
+    update: bool = True,
+) -> int:
+    """Upsert ``frame`` (its columns name the table's columns) into ``table`` by ``key``.
+
+    Returns the number of rows inserted or updated. With ``update=False`` existing rows are kept.
+    """
+    if frame.is_empty():
+        return 0
+    columns = frame.columns
+    staging = f"staging_{table.replace('.', '_')}"
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    conn.execute(
+        sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+            sql.Identifier(staging), sql.Identifier(*table.split("."))
+        )
+    )
+    payload = frame.write_csv(include_header=False, null_value="", date_format="%Y-%m-%d")
+    with conn.cursor().copy(
+        sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, NULL '')").format(
+            sql.Identifier(staging), cols
+        )
+    ) as copy:
+        copy.write(payload)
+    non_key = [c for c in columns if c not in key]
+    if update and non_key:
+        action = sql.SQL("DO UPDATE SET {}").format(
+            sql.SQL(", ").join(
+                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+                for c in non_key
+            )
+        )
+    else:
+        action = sql.SQL("DO NOTHING")
+    cur = conn.execute(
+        sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
+            sql.Identifier(*table.split(".")),
+            cols,
+            cols,
+            sql.Identifier(staging),
+            sql.SQL(", ").join(sql.Identifier(c) for c in key),
+            action,
+        )
+    )
+    conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(staging)))
+    return cur.rowcount

@@ -1,0 +1,62 @@
+"""Apply ``sql/NNNN_*.sql`` in order, each once, each in its own transaction.
+
+Applied files are recorded in ``schema_migrations``; running again is a no-op. An advisory lock
+serialises concurrent runners. Each migration sees the setting ``tradeflow.timescaledb`` ('on' or
+'off') so TimescaleDB-only statements can be guarded inside the SQL without re-detecting.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import psycopg
+
+from engine.storage.connection import Capabilities, detect_capabilities
+
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_LOCK_KEY = 7_331_001
+
+
+def migration_files(sql_dir: Path = SQL_DIR) -> list[Path]:
+    """The migration files, in order; a misnamed .sql file is an error, not silently skipped."""
+    files = sorted(sql_dir.glob("*.sql"))
+    for path in files:
+        if not _MIGRATION_NAME.match(path.name):
+            raise ValueError(f"{path}: migration names must look like 0001_description.sql")
+    return files
+
+
+def migrate(conn: psycopg.Connection, sql_dir: Path = SQL_DIR) -> list[str]:
+    """Apply pending migrations; return the names applied by this call."""
+    conn.commit()
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        caps: Capabilities = detect_capabilities(conn)
+        conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   name text PRIMARY KEY,
+                   applied_at timestamptz NOT NULL DEFAULT now(),
+                   backend text NOT NULL)"""
+        )
+    applied_now: list[str] = []
+    for path in migration_files(sql_dir):
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            done = conn.execute(
+                "SELECT 1 FROM schema_migrations WHERE name = %s", (path.name,)
+            ).fetchone()
+            if done:
+                continue
+            conn.execute(
+                "SELECT set_config('tradeflow.timescaledb', %s, true)",
+                ("on" if caps.timescaledb else "off",),
+            )
+            conn.execute(path.read_text())  # type: ignore[arg-type]
+            conn.execute(
+                "INSERT INTO schema_migrations (name, backend) VALUES (%s, %s)",
+                (path.name, caps.backend),
+            )
+        applied_now.append(path.name)
+    return applied_now

@@ -1,0 +1,335 @@
+"""Reads and writes for each research stage. Every write runs in the caller's transaction."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date
+
+import pandas as pd
+import polars as pl
+import psycopg
+
+from engine.backtest.sma_sweep import FAMILY, SweepResult, code_version, settings_json
+from engine.data.quality import QualityReport
+from engine.data.sources import BAR_SCHEMA
+from engine.portfolio.optimize import AllocationConstraints, AllocationResult
+from engine.storage.bulk import copy_upsert
+from engine.validation.gate import GateResult
+
+BAR_COLUMNS = [c for c in BAR_SCHEMA if c != "origin"]
+
+
+# --- market data -------------------------------------------------------------------------------
+
+
+def write_bars(
+    conn: psycopg.Connection,
+    report: QualityReport,
+    partition_start: date,
+    partition_end: date,
+    sectors: dict[str, str],
+) -> tuple[int, int]:
+    """Store a partition range whole or not at all: clean bars upserted, violations quarantined.
+
+    A quarantined row never overwrites a stored bar, so re-loading bad data loses nothing.
+    Returns (bars written, rows quarantined).
+    """
+    with conn.transaction():
+        symbols = report.clean["symbol"].unique().sort()
+        instruments = pl.DataFrame(
+            {"symbol": symbols, "sector": [sectors.get(s) for s in symbols]},
+            schema={"symbol": pl.String, "sector": pl.String},
+        )
+        copy_upsert(conn, "instruments", instruments, key=["symbol"], update=False)
+        written = copy_upsert(
+            conn, "bars_daily", report.clean.select(BAR_COLUMNS), key=["symbol", "ts"]
+        )
+        quarantined = report.violations.with_columns(
+            pl.lit(partition_start).alias("partition_start"),
+            pl.lit(partition_end).alias("partition_end"),
+        )
+        if not quarantined.is_empty():
+            columns = [*BAR_SCHEMA, "rule", "reason", "partition_start", "partition_end"]
+            with conn.cursor().copy(
+                psycopg.sql.SQL("COPY quarantine_bars ({}) FROM STDIN (FORMAT csv, NULL '')").format(
+                    psycopg.sql.SQL(", ").join(psycopg.sql.Identifier(c) for c in columns)
+                )
+            ) as copy:
+                copy.write(quarantined.select(columns).write_csv(include_header=False))
+    return written, quarantined.height
+
+
+def load_bars(conn: psycopg.Connection, start: date | None = None, end: date | None = None):
+    """Stored bars (all symbols) with ``start <= ts <= end``, ordered by symbol and day."""
+    rows = conn.execute(
+        """SELECT symbol, ts, open, high, low, close, adj_close, volume, source
+           FROM bars_daily
+           WHERE ts >= coalesce(%s, '-infinity'::date) AND ts <= coalesce(%s, 'infinity'::date)
+           ORDER BY symbol, ts""",
+        (start, end),
+    ).fetchall()
+    schema = {c: BAR_SCHEMA[c] for c in BAR_COLUMNS}
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def latest_prices(conn: psycopg.Connection) -> dict[str, tuple[date, float]]:
+    """Each symbol's last stored raw close and its day."""
+    rows = conn.execute(
+        """SELECT DISTINCT ON (symbol) symbol, ts, close FROM bars_daily
+           ORDER BY symbol, ts DESC"""
+    ).fetchall()
+    return {symbol: (ts, close) for symbol, ts, close in rows}
+
+
+# --- signals -----------------------------------------------------------------------------------
+
+
+def write_signals(conn: psycopg.Connection, signals: pl.DataFrame) -> int:
+    with conn.transaction():
+        return copy_upsert(conn, "signals", signals, key=["symbol", "ts", "signal_type"])
+
+
+# --- backtests ---------------------------------------------------------------------------------
+
+
+def record_backtest(
+    conn: psycopg.Connection,
+    result: SweepResult,
+    data_start: date,
+    data_end: date,
+    n_symbols: int,
+    orchestrator_run_id: str | None,
+) -> uuid.UUID:
+    """Store a sweep: its run, metrics, daily returns and equity curves, traceable to inputs."""
+    run_id = uuid.uuid4()
+    params = result.params
+    with conn.transaction():
+        strategies = pl.DataFrame(
+            {
+                "strategy_id": list(result.strategy_params),
+                "family": FAMILY,
+                "params": [json.dumps(p) for p in result.strategy_params.values()],
+            }
+        )
+        copy_upsert(conn, "strategies", strategies, key=["strategy_id"], update=False)
+        conn.execute(
+            """INSERT INTO backtest_runs (run_id, family, param_grid, settings, data_start,
+                   data_end, n_symbols, code_version, orchestrator_run_id)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            (
+                run_id,
+                FAMILY,
+                json.dumps({"fast": params.fast_windows, "slow": params.slow_windows}),
+                settings_json(params),
+                data_start,
+                data_end,
+                n_symbols,
+                code_version(),
+                orchestrator_run_id,
+            ),
+        )
+        metrics = pl.from_pandas(result.metrics.rename_axis("strategy_id").reset_index())
+        copy_upsert(
+            conn,
+            "backtest_metrics",
+            metrics.with_columns(pl.lit(str(run_id)).alias("run_id")),
+            key=["run_id", "strategy_id"],
+        )
+        for table, wide, value in (
+            ("strategy_returns", result.returns, "ret"),
+            ("equity_curves", result.equity, "value"),
+        ):
+            copy_upsert(conn, table, _long(wide, value, run_id), key=["run_id", "strategy_id", "ts"])
+    return run_id
+
+
+def _long(wide: pd.DataFrame, value: str, run_id: uuid.UUID) -> pl.DataFrame:
+    stacked = wide.rename_axis(index="ts", columns="strategy_id").stack().rename(value)
+    frame = pl.from_pandas(stacked.reset_index())
+    return frame.with_columns(pl.col("ts").cast(pl.Date), pl.lit(str(run_id)).alias("run_id"))
+
+
+def latest_backtest_run(conn: psycopg.Connection) -> tuple[uuid.UUID, date, date]:
+    row = conn.execute(
+        "SELECT run_id, data_start, data_end FROM backtest_runs ORDER BY created_at DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        from engine.errors import NotFoundError
+
+        raise NotFoundError("no backtest run is stored yet; materialize backtests first")
+    return row[0], row[1], row[2]
+
+
+def load_strategy_returns(
+    conn: psycopg.Connection, run_id: uuid.UUID, strategy_ids: list[str] | None = None
+) -> pd.DataFrame:
+    """Daily returns of a backtest run, trading day x strategy."""
+    rows = conn.execute(
+        """SELECT ts, strategy_id, ret FROM strategy_returns
+           WHERE run_id = %s AND (%s::text[] IS NULL OR strategy_id = ANY(%s))
+           ORDER BY ts""",
+        (run_id, strategy_ids, strategy_ids),
+    ).fetchall()
+    frame = pd.DataFrame(rows, columns=["ts", "strategy_id", "ret"])
+    wide = frame.pivot(index="ts", columns="strategy_id", values="ret")
+    wide.index = pd.to_datetime(wide.index)
+    return wide.rename_axis(columns=None)
+
+
+def load_trade_counts(conn: psycopg.Connection, run_id: uuid.UUID) -> pd.Series:
+    rows = conn.execute(
+        "SELECT strategy_id, trades FROM backtest_metrics WHERE run_id = %s", (run_id,)
+    ).fetchall()
+    return pd.Series(dict(rows), dtype=float)
+
+
+# --- validations -------------------------------------------------------------------------------
+
+
+def record_validation(conn: psycopg.Connection, run_id: uuid.UUID, result: GateResult) -> None:
+    with conn.transaction():
+        copy_upsert(
+            conn,
+            "validations",
+            result.rules.with_columns(pl.lit(str(run_id)).alias("run_id")),
+            key=["run_id", "strategy_id", "rule"],
+        )
+        with conn.cursor() as cur:
+            cur.executemany(
+                """INSERT INTO validation_verdicts (run_id, strategy_id, passed, reasons)
+                   VALUES (%s, %s, %s, %s)
+                   ON CONFLICT (run_id, strategy_id)
+                   DO UPDATE SET passed = EXCLUDED.passed, reasons = EXCLUDED.reasons""",
+                [(run_id, sid, passed, reasons) for sid, passed, reasons in result.verdicts.rows()],
+            )
+
+
+def strategies_for_allocation(conn: psycopg.Connection, run_id: uuid.UUID) -> list[str]:
+    """Strategies that passed validation in ``run_id`` and are ACTIVE and in optimization."""
+    rows = conn.execute(
+        """SELECT v.strategy_id FROM validation_verdicts v
+           JOIN strategies s USING (strategy_id)
+           WHERE v.run_id = %s AND v.passed AND s.status = 'ACTIVE' AND s.include_in_optimization
+           ORDER BY v.strategy_id""",
+        (run_id,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+# --- correlations ------------------------------------------------------------------------------
+
+
+def record_correlations(
+    conn: psycopg.Connection,
+    as_of: date,
+    kind: str,
+    window_days: int,
+    pairs: pl.DataFrame,
+    run_id: uuid.UUID,
+) -> int:
+    frame = pairs.with_columns(
+        pl.lit(as_of).alias("as_of"),
+        pl.lit(kind).alias("kind"),
+        pl.lit(window_days).alias("window_days"),
+        pl.lit(str(run_id)).alias("run_id"),
+    )
+    with conn.transaction():
+        return copy_upsert(
+            conn, "correlations", frame, key=["as_of", "kind", "window_days", "a", "b"]
+        )
+
+
+# --- allocations -------------------------------------------------------------------------------
+
+
+def record_recommendation(
+    conn: psycopg.Connection,
+    run_id: uuid.UUID,
+    data_start: date,
+    data_end: date,
+    constraints: AllocationConstraints,
+    result: AllocationResult,
+) -> str:
+    """Store the optimization run and a PENDING_APPROVAL allocation; return its id."""
+    optimization_id = uuid.uuid4()
+    allocation_id = f"alloc-{data_end:%Y%m%d}-{optimization_id.hex[:8]}"
+    with conn.transaction():
+        conn.execute(
+            """INSERT INTO optimization_runs (optimization_id, backtest_run_id, method,
+                   constraints, data_start, data_end, expected_return, volatility, sharpe, status)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'SUCCEEDED')""",
+            (
+                optimization_id,
+                run_id,
+                result.method,
+                json.dumps(constraints.as_dict()),
+                data_start,
+                data_end,
+                result.expected_return,
+                result.volatility,
+                result.sharpe,
+            ),
+        )
+        conn.execute(
+            """INSERT INTO allocations (allocation_id, optimization_id, status, method,
+                   expected_return, volatility, sharpe, created_by)
+               VALUES (%s, %s, 'PENDING_APPROVAL', %s, %s, %s, %s, 'optimizer')""",
+            (
+                allocation_id,
+                optimization_id,
+                result.method,
+                result.expected_return,
+                result.volatility,
+                result.sharpe,
+            ),
+        )
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO allocation_weights (allocation_id, strategy_id, weight) "
+                "VALUES (%s, %s, %s)",
+                [(allocation_id, sid, w) for sid, w in result.weights.items()],
+            )
+        conn.execute(
+            """INSERT INTO approval_events (allocation_id, from_status, to_status, actor, reason)
+               VALUES (%s, NULL, 'PENDING_APPROVAL', 'optimizer', %s)""",
+            (allocation_id, f"{result.method} on backtest run {run_id}"),
+        )
+    return allocation_id
+
+
+def record_failed_optimization(
+    conn: psycopg.Connection,
+    run_id: uuid.UUID,
+    data_start: date,
+    data_end: date,
+    method: str,
+    constraints: AllocationConstraints,
+    error: str,
+) -> None:
+    with conn.transaction():
+        conn.execute(
+            """INSERT INTO optimization_runs (optimization_id, backtest_run_id, method,
+                   constraints, data_start, data_end, status, error)
+               VALUES (%s, %s, %s, %s, %s, %s, 'FAILED', %s)""",
+            (
+                uuid.uuid4(),
+                run_id,
+                method,
+                json.dumps(constraints.as_dict()),
+                data_start,
+                data_end,
+                error,
+            ),
+        )
+
+
+def load_recent_bars(conn: psycopg.Connection, n_days: int) -> pl.DataFrame:
+    """Bars of the last ``n_days`` stored trading days (all symbols)."""
+    row = conn.execute(
+        "SELECT min(ts) FROM (SELECT DISTINCT ts FROM bars_daily ORDER BY ts DESC LIMIT %s) d",
+        (n_days,),
+    ).fetchone()
+    if row is None or row[0] is None:
+        return load_bars(conn, date.max, date.max)
+    return load_bars(conn, row[0])

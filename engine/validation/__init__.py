@@ -1,0 +1,1 @@
+"""The validation gate between backtests and allocation."""

@@ -1,0 +1,36 @@
+"""SMA-crossover parameter sweep over the universe."""
+
+import dagster as dg
+
+from assets.market_data import bars_daily
+from engine.backtest.sma_sweep import sma_cross_sweep
+from engine.errors import InsufficientDataError
+from engine.signals.prices import price_panel
+from engine.storage.repositories import load_bars, record_backtest
+from orchestration.resources import Database, Settings
+
+
+@dg.asset(deps=[bars_daily], group_name="research")
+def backtests(
+    context: dg.AssetExecutionContext, database: Database, settings: Settings
+) -> dg.MaterializeResult:
+    """Backtest every (fast, slow) SMA pair on every symbol; store metrics and daily returns."""
+    with database.connect() as conn:
+        bars = load_bars(conn)
+        if bars.is_empty():
+            raise InsufficientDataError("no bars stored; materialize bars_daily first")
+        panel = price_panel(bars)
+        result = sma_cross_sweep(panel, settings.sweep())
+        run_id = record_backtest(
+            conn, result, panel.start, panel.end, len(panel.symbols), context.run_id
+        )
+    table = result.metrics.sort_values("sharpe", ascending=False)
+    return dg.MaterializeResult(
+        metadata={
+            "backtest_run_id": str(run_id),
+            "data_range": f"{panel.start} .. {panel.end}",
+            "strategies": dg.MetadataValue.int(len(table)),
+            "symbols": dg.MetadataValue.int(len(panel.symbols)),
+            "metrics": dg.MetadataValue.md(table.round(4).to_markdown()),
+        }
+    )

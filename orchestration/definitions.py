@@ -1,0 +1,48 @@
+"""The one Definitions object; workspace.yaml points the UI here."""
+
+import os
+
+import dagster as dg
+
+from assets.allocations import allocation_recommendation
+from assets.backtests import backtests
+from assets.correlations import correlations
+from assets.execution import executed_orders
+from assets.market_data import bars_daily
+from assets.scans import signals
+from assets.validations import validations
+from engine.storage.connection import DATABASE_URL_ENV
+from orchestration.jobs import approve_allocation, execute_allocation_job, research_pipeline
+from orchestration.resources import BrokerConfig, Database, MarketData, Settings
+from orchestration.schedules import daily_research
+from orchestration.sensors import approvals_sensor
+
+
+def default_resources() -> dict[str, dg.ConfigurableResource]:
+    """Embedded database, synthetic data and the simulated broker unless configured otherwise."""
+    database = (
+        Database(url=dg.EnvVar(DATABASE_URL_ENV)) if DATABASE_URL_ENV in os.environ else Database()
+    )
+    return {
+        "database": database,
+        "market_data": MarketData(),
+        "broker": BrokerConfig(),
+        "settings": Settings(),
+    }
+
+
+defs = dg.Definitions(
+    assets=[
+        bars_daily,
+        signals,
+        backtests,
+        validations,
+        correlations,
+        allocation_recommendation,
+        executed_orders,
+    ],
+    jobs=[research_pipeline, execute_allocation_job, approve_allocation],
+    sensors=[approvals_sensor],
+    schedules=[daily_research],
+    resources=default_resources(),
+)

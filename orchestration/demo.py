@@ -1,0 +1,130 @@
+"""The demo: the whole graph on the embedded defaults, an approval only when asked for, and the
+sensor-launched execution, then a summary.
+
+    python -m orchestration.demo [--years 3] [--approve-as NAME]
+"""
+
+import argparse
+import sys
+from datetime import date, timedelta
+
+import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from engine.approvals.workflow import approve
+from orchestration.definitions import defs
+
+
+def _latest_pending(conn) -> str | None:
+    row = conn.execute(
+        "SELECT allocation_id FROM allocations WHERE status = 'PENDING_APPROVAL' "
+        "ORDER BY created_at DESC LIMIT 1"
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _run_sensor(instance: dg.DagsterInstance, cursor: str) -> list[dg.RunRequest]:
+    """One evaluation of the approvals sensor, as the daemon would make it."""
+    sensor = defs.get_sensor_def("approvals_sensor")
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"database": defs.resources["database"]}
+    )
+    return list(sensor(context).run_requests or [])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--years", type=float, default=3.0, help="history to load (default 3)")
+    parser.add_argument(
+        "--approve-as",
+        metavar="NAME",
+        help="approve the recommended allocation as NAME (without it the demo stops at approval)",
+    )
+    args = parser.parse_args(argv)
+
+    instance = dg.DagsterInstance.get()
+    end = date.today() - timedelta(days=1)
+    start = end - timedelta(days=round(365.25 * args.years))
+    print(f"research_pipeline on bars {start} .. {end} (synthetic, embedded database)")
+    result = defs.resolve_job_def("research_pipeline").execute_in_process(
+        instance=instance,
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
+            ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
+        },
+        raise_on_error=False,
+    )
+    if not result.success:
+        print("research_pipeline failed; see the run in the Dagster UI (./run ui)", file=sys.stderr)
+        return 1
+
+    database = defs.resources["database"]
+    with database.connect() as conn:
+        allocation_id = _latest_pending(conn)
+        if allocation_id is None:
+            print("no allocation is waiting for approval", file=sys.stderr)
+            return 1
+        if not args.approve_as:
+            print(f"\n{allocation_id} is PENDING_APPROVAL. Approve it with:")
+            print(f"  ./run tradeflow approve {allocation_id} --by YOUR_NAME")
+            print("then the approvals sensor (in ./run ui) launches execute_allocation.")
+            _summary(conn)
+            return 0
+        # The sensor's cursor as it stood before this approval, so only this one is launched.
+        cursor = str(conn.execute(
+            "SELECT coalesce(max(event_id), 0) FROM approval_events WHERE to_status = 'ACTIVE'"
+        ).fetchone()[0])
+        approve(conn, allocation_id, args.approve_as, "approved by the demo's --approve-as flag")
+        conn.commit()
+        print(f"{allocation_id} approved by {args.approve_as}")
+
+    execute = defs.resolve_job_def("execute_allocation")
+    for request in _run_sensor(instance, cursor):
+        print(f"approvals_sensor -> execute_allocation (run_key {request.run_key})")
+        run = execute.execute_in_process(
+            instance=instance,
+            run_config=request.run_config,
+            tags={**request.tags, "dagster/run_key": request.run_key or ""},
+            raise_on_error=False,
+        )
+        if not run.success:
+            print("execute_allocation failed; see the run in the Dagster UI", file=sys.stderr)
+            return 1
+    with database.connect() as conn:
+        _summary(conn)
+    return 0
+
+
+def _summary(conn) -> None:
+    def one(sql: str):
+        return conn.execute(sql).fetchone()[0]
+
+    print("\nsummary")
+    print(f"  bars               {one('SELECT count(*) FROM bars_daily')}")
+    print(f"  quarantined rows   {one('SELECT count(*) FROM quarantine_bars')}")
+    print(f"  signals            {one('SELECT count(*) FROM signals')}")
+    run = "(SELECT run_id FROM backtest_runs ORDER BY created_at DESC LIMIT 1)"
+    passed = one(f"SELECT count(*) FILTER (WHERE passed) FROM validation_verdicts WHERE run_id = {run}")
+    total = one(f"SELECT count(*) FROM validation_verdicts WHERE run_id = {run}")
+    print(f"  strategies passed  {passed} of {total}")
+    latest = conn.execute(
+        "SELECT allocation_id, status FROM allocations ORDER BY created_at DESC LIMIT 1"
+    ).fetchone()
+    if latest:
+        print(f"  allocation         {latest[0]} ({latest[1]})")
+        for sid, weight in conn.execute(
+            "SELECT strategy_id, weight FROM allocation_weights WHERE allocation_id = %s "
+            "AND weight > 0 ORDER BY weight DESC",
+            (latest[0],),
+        ):
+            print(f"    {sid:<22} {weight:>7.2%}")
+    for status, n in conn.execute("SELECT status, count(*) FROM orders GROUP BY status ORDER BY 1"):
+        print(f"  orders {status:<11} {n}")
+    print(f"  fills              {one('SELECT count(*) FROM fills')}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

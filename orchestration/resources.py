@@ -1,0 +1,124 @@
+"""Resources: configuration only. Connections, sources and broker clients are objects they make.
+
+- ``Database``: PostgreSQL/TimescaleDB at ``url`` (from ``EnvVar("TRADEFLOW_DATABASE_URL")`` when
+  set), else the embedded server. Pending migrations are applied once per process.
+- ``MarketData``: the bar source (``synthetic``, the offline default, or ``files``).
+- ``BrokerConfig``: the broker orders go to (``simulated`` offline).
+- ``Settings``: research, allocation and risk thresholds.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+import dagster as dg
+import psycopg
+
+from engine.backtest.sma_sweep import SweepParams
+from engine.brokers.base import Broker
+from engine.brokers.simulated import PriceSource, SimulatedBroker
+from engine.data.sources import LocalFileSource, MarketDataSource, SyntheticSource
+from engine.errors import ConfigurationError
+from engine.portfolio.optimize import AllocationConstraints
+from engine.risk.limits import RiskLimits
+from engine.storage.connection import resolve_database_url
+from engine.storage.migrations import migrate
+from engine.validation.gate import GateThresholds
+
+_migrated: set[str] = set()
+
+
+class Database(dg.ConfigurableResource):
+    """PostgreSQL (TimescaleDB when available); unset url: TRADEFLOW_DATABASE_URL or embedded."""
+
+    url: str | None = None
+
+    def database_url(self) -> str:
+        url = resolve_database_url(self.url)
+        if url not in _migrated:
+            with psycopg.connect(url) as conn:
+                migrate(conn)
+            _migrated.add(url)
+        return url
+
+    @contextmanager
+    def connect(self) -> Iterator[psycopg.Connection]:
+        """A connection whose transaction commits on success and rolls back on error."""
+        with psycopg.connect(self.database_url()) as conn:
+            yield conn
+
+
+class MarketData(dg.ConfigurableResource):
+    """Where bars come from: ``synthetic`` (seeded, offline) or ``files`` (Parquet/CSV)."""
+
+    source: Literal["synthetic", "files"] = "synthetic"
+    path: str = ""
+    sectors_path: str = ""
+    n_symbols: int = 20
+    seed: int = 7
+
+    def create_source(self) -> MarketDataSource:
+        if self.source == "files":
+            if not self.path:
+                raise ConfigurationError("market_data.path must name a Parquet or CSV file")
+            return LocalFileSource(self.path, self.sectors_path or None)
+        return SyntheticSource(n_symbols=self.n_symbols, seed=self.seed)
+
+
+class BrokerConfig(dg.ConfigurableResource):
+    """The broker for execution; ``simulated`` keeps its book in the same database."""
+
+    kind: Literal["simulated"] = "simulated"
+    account_id: str = "sim"
+    initial_cash: float = 100_000.0
+    slippage_bps: float = 5.0
+    commission_bps: float = 1.0
+
+    def create_broker(self, database_url: str, price_of: PriceSource) -> Broker:
+        return SimulatedBroker(
+            database_url=database_url,
+            price_of=price_of,
+            account_id=self.account_id,
+            initial_cash=self.initial_cash,
+            slippage_bps=self.slippage_bps,
+            commission_bps=self.commission_bps,
+        )
+
+
+class Settings(dg.ConfigurableResource):
+    """Thresholds and limits; defaults are documented in the README."""
+
+    fast_windows: list[int] = [10, 20, 50]
+    slow_windows: list[int] = [100, 150, 200]
+    fees: float = 0.0005
+    slippage: float = 0.0005
+    oos_fraction: float = 0.3
+    min_trades: int = 10
+    min_oos_sharpe: float = 0.5
+    max_weight: float = 0.5
+    max_gross: float = 2.0
+    max_position_pct: float = 0.10
+    max_gross_leverage: float = 1.0
+
+    def sweep(self) -> SweepParams:
+        return SweepParams(
+            fast_windows=tuple(self.fast_windows),
+            slow_windows=tuple(self.slow_windows),
+            fees=self.fees,
+            slippage=self.slippage,
+        )
+
+    def gate(self) -> GateThresholds:
+        return GateThresholds(
+            oos_fraction=self.oos_fraction,
+            min_trades=self.min_trades,
+            min_oos_sharpe=self.min_oos_sharpe,
+        )
+
+    def constraints(self) -> AllocationConstraints:
+        return AllocationConstraints(max_weight=self.max_weight, max_gross=self.max_gross)
+
+    def risk_limits(self) -> RiskLimits:
+        return RiskLimits(
+            max_position_pct=self.max_position_pct, max_gross_leverage=self.max_gross_leverage
+        )

@@ -1,0 +1,33 @@
+"""The approvals sensor: each newly ACTIVE allocation launches execute_allocation once."""
+
+import dagster as dg
+
+from engine.approvals.workflow import activations_after
+from orchestration.jobs import execute_allocation_job
+from orchestration.resources import Database
+
+MAX_RUNS_PER_TICK = 10
+
+
+@dg.sensor(
+    job=execute_allocation_job,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def approvals_sensor(context: dg.SensorEvaluationContext, database: Database) -> dg.SensorResult:
+    """Launch execute_allocation for each approval, keyed by the allocation id."""
+    # ACTIVE transitions are made under one advisory lock, so their event ids commit in order
+    # and a cursor on the last id seen never skips one.
+    after = int(context.cursor) if context.cursor else 0
+    with database.connect() as conn:
+        activations = activations_after(conn, after, MAX_RUNS_PER_TICK)
+    requests = [
+        dg.RunRequest(
+            run_key=allocation_id,
+            run_config={"ops": {"executed_orders": {"config": {"allocation_id": allocation_id}}}},
+            tags={"tradeflow/allocation_id": allocation_id, "tradeflow/approval_event": str(eid)},
+        )
+        for eid, allocation_id in activations
+    ]
+    cursor = str(activations[-1][0]) if activations else context.cursor
+    return dg.SensorResult(run_requests=requests, cursor=cursor)

@@ -28,7 +28,7 @@ def _latest_pending(conn) -> str | None:
 
 def _run_sensor(instance: dg.DagsterInstance, cursor: str) -> list[dg.RunRequest]:
     """One evaluation of the approvals sensor, as the daemon would make it."""
-    sensor = defs.get_sensor_def("approvals_sensor")
+    sensor = defs.resolve_sensor_def("approvals_sensor")
     context = dg.build_sensor_context(
         instance=instance, cursor=cursor, resources={"database": defs.resources["database"]}
     )

@@ -84,15 +84,15 @@ def sma_cross_sweep(prices: PricePanel, params: SweepParams = SweepParams()) -> 
         freq="1D",
     )
     ids = [strategy_id(int(f), int(s)) for f, s in portfolio.wrapper.grouper.get_columns()]
-    equity = portfolio.value().set_axis(ids, axis=1)
-    returns = portfolio.returns().set_axis(ids, axis=1)
+    equity = _frame(portfolio.value()).set_axis(ids, axis=1)
+    returns = _frame(portfolio.returns()).set_axis(ids, axis=1)
     acc = returns.vbt.returns(freq="1D", year_freq=f"{TRADING_DAYS_PER_YEAR} days")
     metrics = pd.DataFrame(
         {
-            "total_return": portfolio.total_return().to_numpy(),
-            "sharpe": acc.sharpe_ratio().to_numpy(),
-            "max_drawdown": acc.max_drawdown().to_numpy(),
-            "trades": portfolio.trades.count().to_numpy(),
+            "total_return": np.atleast_1d(portfolio.total_return()),
+            "sharpe": np.atleast_1d(acc.sharpe_ratio()),
+            "max_drawdown": np.atleast_1d(acc.max_drawdown()),
+            "trades": np.atleast_1d(portfolio.trades.count()),
         },
         index=ids,
     )
@@ -104,6 +104,11 @@ def sma_cross_sweep(prices: PricePanel, params: SweepParams = SweepParams()) -> 
         equity=equity,
         strategy_params={strategy_id(f, s): {"fast": f, "slow": s} for f, s in pairs},
     )
+
+
+def _frame(values: pd.DataFrame | pd.Series) -> pd.DataFrame:
+    """vectorbt returns a Series when the sweep has a single strategy."""
+    return values.to_frame() if isinstance(values, pd.Series) else values
 
 
 def code_version() -> str:

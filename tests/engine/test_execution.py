@@ -1,0 +1,229 @@
+import math
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from engine.approvals.workflow import approve
+from engine.brokers.base import BrokerError, BrokerOrder, OrderRequest, Side
+from engine.brokers.simulated import SimulatedBroker
+from engine.errors import ExecutionRefusedError
+from engine.execution.executor import execute_allocation
+from engine.execution.planning import client_order_id
+from engine.risk.limits import RiskLimits, evaluate
+from engine.storage.repositories import latest_prices
+from tests.helpers import pending_allocation, store_synthetic_bars
+
+WEIGHTS = {"sma_cross_10_100": 0.5, "sma_cross_20_50": 0.5}
+LIMITS = RiskLimits(max_position_pct=0.25, max_gross_leverage=1.0)
+
+
+@pytest.fixture
+def active(conn: psycopg.Connection) -> str:
+    store_synthetic_bars(conn, date(2023, 1, 1), date(2024, 6, 28), n_symbols=8)
+    pending_allocation(conn, "a1", WEIGHTS)
+    approve(conn, "a1", by="alice")
+    conn.commit()
+    return "a1"
+
+
+def _broker(db: str, conn: psycopg.Connection, **kwargs) -> SimulatedBroker:
+    prices = {s: p for s, (_, p) in latest_prices(conn).items()}
+    return SimulatedBroker(db, prices.get, **kwargs)
+
+
+def _statuses(conn: psycopg.Connection) -> dict[str, str]:
+    return dict(conn.execute("SELECT client_order_id, status FROM orders").fetchall())
+
+
+def _broker_order_count(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM sim_broker.orders").fetchone()[0]
+
+
+def test_executes_once_and_a_rerun_sends_nothing(
+    db: str, conn: psycopg.Connection, active: str
+) -> None:
+    broker = _broker(db, conn)
+    first = execute_allocation(db, active, broker, LIMITS)
+    assert first.planned > 0 and first.sent == first.planned == first.filled == first.fills
+    second = execute_allocation(db, active, broker, LIMITS)
+    assert second.sent == 0 and second.reconciled == 0 and second.filled == first.filled
+    assert _broker_order_count(conn) == first.planned
+    ours = dict(conn.execute("SELECT symbol, qty FROM positions").fetchall())
+    assert ours == broker.positions()
+    events = conn.execute(
+        "SELECT array_agg(status ORDER BY event_id) FROM order_events GROUP BY client_order_id"
+    ).fetchall()
+    assert {tuple(e[0]) for e in events} == {("INTENT", "SUBMITTED", "FILLED")}
+
+
+def test_fills_carry_slippage_and_commission(db: str, conn: psycopg.Connection, active: str) -> None:
+    broker = _broker(db, conn, slippage_bps=10.0, commission_bps=2.0)
+    execute_allocation(db, active, broker, LIMITS)
+    rows = conn.execute(
+        """SELECT o.side, o.reference_price, f.price, f.qty, f.commission
+           FROM fills f JOIN orders o USING (client_order_id)"""
+    ).fetchall()
+    assert rows
+    for side, reference, price, qty, commission in rows:
+        assert side == "buy"
+        assert price == pytest.approx(reference * 1.001, rel=1e-12)
+        assert commission == pytest.approx(float(qty) * price * 0.0002, rel=1e-12)
+
+
+@dataclass
+class CrashAfterSends:
+    """A process that dies right after the broker accepted its Nth order, before recording it."""
+
+    inner: SimulatedBroker
+    sends_before_crash: int
+    name: str = "simulated"
+    sent: list[str] = field(default_factory=list)
+
+    def get_order(self, client_order_id: str) -> BrokerOrder | None:
+        return self.inner.get_order(client_order_id)
+
+    def submit_order(self, order: OrderRequest) -> BrokerOrder:
+        result = self.inner.submit_order(order)
+        self.sent.append(order.client_order_id)
+        if len(self.sent) == self.sends_before_crash:
+            raise KeyboardInterrupt("process killed")
+        return result
+
+    def account(self):  # noqa: ANN201
+        return self.inner.account()
+
+    def positions(self) -> dict[str, Decimal]:
+        return self.inner.positions()
+
+
+def test_a_crash_between_send_and_record_is_reconciled_not_resent(
+    db: str, conn: psycopg.Connection, active: str
+) -> None:
+    broker = _broker(db, conn)
+    crashing = CrashAfterSends(broker, sends_before_crash=2)
+    with pytest.raises(KeyboardInterrupt):
+        execute_allocation(db, active, crashing, LIMITS)
+    statuses = _statuses(conn)
+    assert statuses[crashing.sent[0]] == "FILLED"
+    assert statuses[crashing.sent[1]] == "SUBMITTED"  # sent, outcome not recorded
+    assert _broker_order_count(conn) == 2
+
+    report = execute_allocation(db, active, broker, LIMITS)
+    assert report.reconciled == 1
+    assert report.sent == report.planned - 2
+    assert set(_statuses(conn).values()) == {"FILLED"}
+    per_id = conn.execute(
+        "SELECT max(n) FROM (SELECT count(*) n FROM sim_broker.orders GROUP BY client_order_id) c"
+    ).fetchone()[0]
+    assert per_id == 1 and _broker_order_count(conn) == report.planned
+
+
+@dataclass
+class TimesOutOnSend:
+    """A broker that can be asked and can plan, but whose order endpoint times out."""
+
+    inner: SimulatedBroker
+    name: str = "simulated"
+
+    def get_order(self, client_order_id: str) -> BrokerOrder | None:
+        return self.inner.get_order(client_order_id)
+
+    def submit_order(self, order: OrderRequest) -> BrokerOrder:
+        raise BrokerError("timeout")
+
+    def account(self):  # noqa: ANN201
+        return self.inner.account()
+
+    def positions(self) -> dict[str, Decimal]:
+        return self.inner.positions()
+
+
+@dataclass
+class Unreachable(TimesOutOnSend):
+    def get_order(self, client_order_id: str) -> BrokerOrder | None:
+        raise BrokerError("connection refused")
+
+
+def test_broker_errors_fail_closed_and_a_rerun_completes(
+    db: str, conn: psycopg.Connection, active: str
+) -> None:
+    broker = _broker(db, conn)
+    with pytest.raises(BrokerError, match="timeout"):
+        execute_allocation(db, active, TimesOutOnSend(broker), LIMITS)
+    assert sorted(set(_statuses(conn).values())) == ["INTENT", "SUBMITTED"]
+    with pytest.raises(BrokerError, match="connection refused"):
+        execute_allocation(db, active, Unreachable(broker), LIMITS)
+    assert _broker_order_count(conn) == 0
+    report = execute_allocation(db, active, broker, LIMITS)
+    assert report.filled == report.planned == report.sent > 0
+    assert _broker_order_count(conn) == report.planned
+
+
+def test_a_risk_limit_blocks_orders_and_they_are_never_sent(
+    db: str, conn: psycopg.Connection, active: str
+) -> None:
+    broker = _broker(db, conn)
+    tight = RiskLimits(max_position_pct=0.001, max_gross_leverage=1.0)
+    report = execute_allocation(db, active, broker, tight)
+    assert report.planned > 0 and report.blocked == report.planned and report.sent == 0
+    assert _broker_order_count(conn) == 0
+    failed = conn.execute(
+        "SELECT DISTINCT rule FROM risk_decisions WHERE NOT passed"
+    ).fetchall()
+    assert failed == [("max_position_pct",)]
+    assert execute_allocation(db, active, broker, LIMITS).sent == 0  # the plan is final
+
+
+def test_a_broker_rejection_is_recorded_with_its_reason(
+    db: str, conn: psycopg.Connection, active: str
+) -> None:
+    blind = SimulatedBroker(db, lambda symbol: None)  # the broker's own price feed is down
+    report = execute_allocation(db, active, blind, LIMITS)
+    assert report.planned > 0 and report.rejected == report.planned and report.fills == 0
+    reasons = conn.execute(
+        "SELECT detail->>'reject_reason' FROM order_events WHERE status = 'REJECTED'"
+    ).fetchall()
+    assert len(reasons) == report.planned
+    assert all(r[0].startswith("no price for ") for r in reasons)
+
+
+def test_planning_refuses_an_allocation_that_is_not_active(
+    db: str, conn: psycopg.Connection
+) -> None:
+    store_synthetic_bars(conn, date(2023, 1, 1), date(2024, 6, 28), n_symbols=4)
+    pending_allocation(conn, "p1", WEIGHTS)
+    with pytest.raises(ExecutionRefusedError, match="p1 is PENDING_APPROVAL"):
+        execute_allocation(db, "p1", _broker(db, conn), LIMITS)
+    assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 0
+
+
+def test_an_order_status_never_moves_backwards(
+    db: str, conn: psycopg.Connection, active: str
+) -> None:
+    execute_allocation(db, active, _broker(db, conn), LIMITS)
+    with pytest.raises(psycopg.errors.CheckViolation, match="FILLED -> SUBMITTED"):
+        conn.execute("UPDATE orders SET status = 'SUBMITTED'")
+    conn.rollback()
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+        conn.execute("DELETE FROM fills")
+    conn.rollback()
+
+
+def test_client_order_ids_are_deterministic() -> None:
+    assert client_order_id(7, "portfolio", "AAA", 0) == client_order_id(7, "portfolio", "AAA", 0)
+    assert client_order_id(7, "portfolio", "AAA", 0) != client_order_id(7, "portfolio", "AAA", 1)
+    assert client_order_id(7, "portfolio", "AAA", 0) != client_order_id(8, "portfolio", "AAA", 0)
+
+
+def test_a_rule_that_cannot_be_evaluated_blocks() -> None:
+    order = OrderRequest("c1", "AAA", Side.BUY, Decimal(10), math.nan)
+    decisions = evaluate([order], {}, {"AAA": math.nan}, 100_000.0, RiskLimits())
+    failed = {d.rule: d.reason for d in decisions if not d.passed}
+    assert "inputs_valid" in failed and "cannot evaluate" in failed["inputs_valid"]
+    assert "max_gross_leverage" in failed
+    ok = OrderRequest("c2", "AAA", Side.BUY, Decimal(10), 50.0)
+    assert all(d.passed for d in evaluate([ok], {}, {"AAA": 50.0}, 100_000.0, RiskLimits()))
+    assert not all(d.passed for d in evaluate([ok], {}, {"AAA": 50.0}, math.nan, RiskLimits()))

@@ -1,0 +1,88 @@
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from engine.data.calendar import trading_days
+from engine.data.sources import BAR_SCHEMA, LocalFileSource, SyntheticSource
+from engine.errors import SourceDataError
+from tests.conftest import write_bars_csv
+
+GOOD = [
+    ("AAA", "2024-01-02", 10.0, 11.0, 9.5, 10.5, 10.5, 1000),
+    ("AAA", "2024-01-03", 10.5, 11.5, 10.0, 11.0, 11.0, 1200),
+]
+
+
+def test_synthetic_bars_are_the_same_whichever_range_is_asked_for() -> None:
+    source = SyntheticSource(n_symbols=5, seed=3)
+    one_go = source.daily_bars(date(2023, 1, 1), date(2023, 12, 31))
+    later_half = source.daily_bars(date(2023, 7, 1), date(2023, 12, 31))
+    assert later_half.equals(one_go.filter(pl.col("ts") >= date(2023, 7, 1)))
+
+
+def test_synthetic_bars_only_on_trading_days_and_consistent() -> None:
+    bars = SyntheticSource(n_symbols=4).daily_bars(date(2024, 12, 20), date(2024, 12, 31))
+    assert sorted(set(bars["ts"].to_list())) == trading_days(date(2024, 12, 20), date(2024, 12, 31))
+    assert date(2024, 12, 25) not in bars["ts"].to_list()
+    assert bars.schema == pl.Schema(BAR_SCHEMA)
+    assert (bars["high"] >= bars["open"]).all() and (bars["high"] >= bars["close"]).all()
+    assert (bars["low"] <= bars["open"]).all() and (bars["low"] <= bars["close"]).all()
+    assert bars.height == 4 * 7
+
+
+def test_synthetic_symbols_carry_sectors() -> None:
+    source = SyntheticSource(n_symbols=6)
+    assert set(source.sectors()) == set(source.symbols())
+    assert len(set(source.sectors().values())) == 5
+
+
+def test_reads_the_real_parquet(real_prices: Path) -> None:
+    bars = LocalFileSource(str(real_prices)).daily_bars(date(2019, 1, 1), date(2019, 1, 31))
+    assert bars["symbol"].n_unique() > 400
+    assert bars["ts"].min() == date(2019, 1, 2) and bars["ts"].max() == date(2019, 1, 31)
+    aapl = bars.filter((pl.col("symbol") == "AAPL") & (pl.col("ts") == date(2019, 1, 2)))
+    assert aapl.height == 1 and aapl["origin"][0].startswith(f"{real_prices}: row ")
+
+
+def test_reads_csv_and_names_the_row_of_each_bar(tmp_path: Path) -> None:
+    path = write_bars_csv(tmp_path / "bars.csv", GOOD)
+    bars = LocalFileSource(str(path)).daily_bars(date(2024, 1, 1), date(2024, 1, 31))
+    assert bars["close"].to_list() == [10.5, 11.0]
+    assert bars["origin"].to_list() == [f"{path}: row 1", f"{path}: row 2"]
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (("AAA", "2024-01-04", "ten", 11.0, 9.0, 10.0, 10.0, 5), r"row 3, column 'open': 'ten' is not a number"),
+        (("AAA", "2024/01/04", 10.0, 11.0, 9.0, 10.0, 10.0, 5), r"row 3, column 'date': '2024/01/04' is not a date"),
+        (("AAA", "2024-01-04", 10.0, 11.0, 9.0, None, 10.0, 5), r"row 3, column 'close': value is empty"),
+        (("AAA", "2024-01-04", 10.0, 11.0, 9.0, 10.0, 10.0, 1.5), r"row 3, column 'volume': not a whole number"),
+        (("'; DROP TABLE bars_daily;--", "2024-01-04", 10.0, 11.0, 9.0, 10.0, 10.0, 5), r"row 3, column 'symbol'"),
+    ],
+)
+def test_corrupt_file_error_names_file_row_and_column(
+    tmp_path: Path, row: tuple, message: str
+) -> None:
+    path = tmp_path / "corrupt.csv"
+    pl.DataFrame(
+        [tuple(str(v) if v is not None else None for v in r) for r in [*GOOD, row]],
+        schema=["symbol", "date", "open", "high", "low", "close", "adj_close", "volume"],
+        orient="row",
+    ).write_csv(path)
+    with pytest.raises(SourceDataError, match=message) as error:
+        LocalFileSource(str(path)).daily_bars(date(2024, 1, 1), date(2024, 1, 31))
+    assert str(path) in str(error.value)
+
+
+def test_missing_columns_and_missing_file_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "short.csv"
+    path.write_text("symbol,date,close\nAAA,2024-01-02,10\n")
+    with pytest.raises(SourceDataError, match=r"short.csv: missing column\(s\) open, high, low"):
+        LocalFileSource(str(path)).daily_bars(date(2024, 1, 1), date(2024, 1, 31))
+    with pytest.raises(SourceDataError, match="nowhere.parquet: file not found"):
+        LocalFileSource(str(tmp_path / "nowhere.parquet")).daily_bars(
+            date(2024, 1, 1), date(2024, 1, 31)
+        )

@@ -1,0 +1,49 @@
+"""Builders of realistic stored state for tests (through the engine's own write paths)."""
+
+import json
+from datetime import date
+
+import psycopg
+
+from engine.data.quality import check_bars
+from engine.data.sources import SyntheticSource
+from engine.storage.repositories import write_bars
+
+
+def store_synthetic_bars(
+    conn: psycopg.Connection, start: date, end: date, n_symbols: int = 8, seed: int = 7
+) -> int:
+    source = SyntheticSource(n_symbols=n_symbols, seed=seed)
+    written, _ = write_bars(conn, check_bars(source.daily_bars(start, end)), start, end, {})
+    conn.commit()
+    return written
+
+
+def pending_allocation(
+    conn: psycopg.Connection, allocation_id: str, weights: dict[str, float]
+) -> str:
+    """A PENDING_APPROVAL allocation over SMA strategies named sma_cross_FAST_SLOW."""
+    for sid in weights:
+        _, fast, slow = sid.rsplit("_", 2)
+        conn.execute(
+            "INSERT INTO strategies (strategy_id, family, params) VALUES (%s, 'sma_cross', %s) "
+            "ON CONFLICT DO NOTHING",
+            (sid, json.dumps({"fast": int(fast), "slow": int(slow)})),
+        )
+    conn.execute(
+        "INSERT INTO allocations (allocation_id, status, method, created_by) "
+        "VALUES (%s, 'PENDING_APPROVAL', 'max_sharpe', 'optimizer')",
+        (allocation_id,),
+    )
+    for sid, weight in weights.items():
+        conn.execute(
+            "INSERT INTO allocation_weights (allocation_id, strategy_id, weight) VALUES (%s, %s, %s)",
+            (allocation_id, sid, weight),
+        )
+    conn.execute(
+        "INSERT INTO approval_events (allocation_id, from_status, to_status, actor) "
+        "VALUES (%s, NULL, 'PENDING_APPROVAL', 'optimizer')",
+        (allocation_id,),
+    )
+    conn.commit()
+    return allocation_id

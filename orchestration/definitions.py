@@ -31,18 +31,23 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
     }
 
 
-defs = dg.Definitions(
-    assets=[
-        bars_daily,
-        signals,
-        backtests,
-        validations,
-        correlations,
-        allocation_recommendation,
-        executed_orders,
-    ],
-    jobs=[research_pipeline, execute_allocation_job, approve_allocation],
-    sensors=[approvals_sensor],
-    schedules=[daily_research],
-    resources=default_resources(),
-)
+def build_definitions(resources: dict[str, dg.ConfigurableResource]) -> dg.Definitions:
+    """The project's definitions bound to ``resources`` (tests bind their own database)."""
+    return dg.Definitions(
+        assets=[
+            bars_daily,
+            signals,
+            backtests,
+            validations,
+            correlations,
+            allocation_recommendation,
+            executed_orders,
+        ],
+        jobs=[research_pipeline, execute_allocation_job, approve_allocation],
+        sensors=[approvals_sensor],
+        schedules=[daily_research],
+        resources=resources,
+    )
+
+
+defs = build_definitions(default_resources())

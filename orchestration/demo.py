@@ -17,6 +17,9 @@ from dagster._core.storage.tags import (
 from engine.approvals.workflow import approve
 from orchestration.definitions import defs
 
+# Dagster's step-by-step log goes to the run (see it in ./run ui); the demo prints a summary.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
 
 def _latest_pending(conn) -> str | None:
     row = conn.execute(
@@ -51,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"research_pipeline on bars {start} .. {end} (synthetic, embedded database)")
     result = defs.resolve_job_def("research_pipeline").execute_in_process(
         instance=instance,
+        run_config=QUIET,
         tags={
             ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
             ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
@@ -74,9 +78,11 @@ def main(argv: list[str] | None = None) -> int:
             _summary(conn)
             return 0
         # The sensor's cursor as it stood before this approval, so only this one is launched.
-        cursor = str(conn.execute(
-            "SELECT coalesce(max(event_id), 0) FROM approval_events WHERE to_status = 'ACTIVE'"
-        ).fetchone()[0])
+        cursor = str(
+            conn.execute(
+                "SELECT coalesce(max(event_id), 0) FROM approval_events WHERE to_status = 'ACTIVE'"
+            ).fetchone()[0]
+        )
         approve(conn, allocation_id, args.approve_as, "approved by the demo's --approve-as flag")
         conn.commit()
         print(f"{allocation_id} approved by {args.approve_as}")
@@ -86,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"approvals_sensor -> execute_allocation (run_key {request.run_key})")
         run = execute.execute_in_process(
             instance=instance,
-            run_config=request.run_config,
+            run_config={**QUIET, **(request.run_config or {})},
             tags={**request.tags, "dagster/run_key": request.run_key or ""},
             raise_on_error=False,
         )
@@ -107,7 +113,9 @@ def _summary(conn) -> None:
     print(f"  quarantined rows   {one('SELECT count(*) FROM quarantine_bars')}")
     print(f"  signals            {one('SELECT count(*) FROM signals')}")
     run = "(SELECT run_id FROM backtest_runs ORDER BY created_at DESC LIMIT 1)"
-    passed = one(f"SELECT count(*) FILTER (WHERE passed) FROM validation_verdicts WHERE run_id = {run}")
+    passed = one(
+        f"SELECT count(*) FILTER (WHERE passed) FROM validation_verdicts WHERE run_id = {run}"
+    )
     total = one(f"SELECT count(*) FROM validation_verdicts WHERE run_id = {run}")
     print(f"  strategies passed  {passed} of {total}")
     latest = conn.execute(

@@ -37,7 +37,8 @@ def pending_allocation(
     )
     for sid, weight in weights.items():
         conn.execute(
-            "INSERT INTO allocation_weights (allocation_id, strategy_id, weight) VALUES (%s, %s, %s)",
+            "INSERT INTO allocation_weights (allocation_id, strategy_id, weight) "
+            "VALUES (%s, %s, %s)",
             (allocation_id, sid, weight),
         )
     conn.execute(

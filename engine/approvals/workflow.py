@@ -51,14 +51,25 @@ def get_allocation(conn: psycopg.Connection, allocation_id: str) -> Allocation:
     ).fetchone()
     if row is None:
         raise NotFoundError(f"allocation {allocation_id!r} does not exist")
-    weights = dict(
+    weights: dict[str, float] = dict(
         conn.execute(
             "SELECT strategy_id, weight FROM allocation_weights WHERE allocation_id = %s "
             "ORDER BY strategy_id",
             (allocation_id,),
         ).fetchall()
     )
-    return Allocation(*row, weights=weights)
+    allocation_id, status, method, expected_return, volatility, sharpe, created_by, created_at = row
+    return Allocation(
+        allocation_id=allocation_id,
+        status=status,
+        method=method,
+        expected_return=expected_return,
+        volatility=volatility,
+        sharpe=sharpe,
+        created_by=created_by,
+        created_at=created_at,
+        weights=weights,
+    )
 
 
 def list_allocations(conn: psycopg.Connection, limit: int = 20) -> list[Allocation]:

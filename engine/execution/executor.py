@@ -114,13 +114,13 @@ def _plan_once(
         approval_event_id = int(event[0]) if event and event[0] is not None else None
         if approval_event_id is None:
             raise ExecutionRefusedError(f"allocation {allocation_id} has no approval event")
-        weights = dict(
+        weights: dict[str, float] = dict(
             conn.execute(
                 "SELECT strategy_id, weight FROM allocation_weights WHERE allocation_id = %s",
                 (allocation_id,),
             ).fetchall()
         )
-        strategy_params = dict(
+        strategy_params: dict[str, dict] = dict(
             conn.execute(
                 "SELECT strategy_id, params FROM strategies WHERE strategy_id = ANY(%s)",
                 (list(weights),),
@@ -170,13 +170,14 @@ def _plan_once(
             cur.executemany(
                 """INSERT INTO risk_decisions (client_order_id, rule, passed, value, limit_value,
                        reason) VALUES (%s, %s, %s, %s, %s, %s)""",
-                [(d.client_order_id, d.rule, d.passed, d.value, d.limit, d.reason) for d in decisions],
+                [
+                    (d.client_order_id, d.rule, d.passed, d.value, d.limit, d.reason)
+                    for d in decisions
+                ],
             )
 
 
-def _open_orders(
-    conn: psycopg.Connection, allocation_id: str
-) -> list[tuple[OrderRequest, str]]:
+def _open_orders(conn: psycopg.Connection, allocation_id: str) -> list[tuple[OrderRequest, str]]:
     rows = conn.execute(
         """SELECT client_order_id, symbol, side, qty, reference_price, status FROM orders
            WHERE allocation_id = %s AND status <> ALL(%s)

@@ -58,7 +58,9 @@ def check_weights(weights: dict[str, float], constraints: AllocationConstraints)
             )
     gross = sum(abs(w) for w in weights.values())
     if gross > constraints.max_gross + _TOLERANCE:
-        raise AllocationError(f"gross exposure {gross:.4f} is above the cap {constraints.max_gross}")
+        raise AllocationError(
+            f"gross exposure {gross:.4f} is above the cap {constraints.max_gross}"
+        )
 
 
 def max_sharpe(

@@ -42,6 +42,7 @@ def copy_upsert(
     ) as copy:
         copy.write(payload)
     non_key = [c for c in columns if c not in key]
+    action: sql.Composable
     if update and non_key:
         action = sql.SQL("DO UPDATE SET {}").format(
             sql.SQL(", ").join(

@@ -52,9 +52,9 @@ def write_bars(
         if not quarantined.is_empty():
             columns = [*BAR_SCHEMA, "rule", "reason", "partition_start", "partition_end"]
             with conn.cursor().copy(
-                psycopg.sql.SQL("COPY quarantine_bars ({}) FROM STDIN (FORMAT csv, NULL '')").format(
-                    psycopg.sql.SQL(", ").join(psycopg.sql.Identifier(c) for c in columns)
-                )
+                psycopg.sql.SQL(
+                    "COPY quarantine_bars ({}) FROM STDIN (FORMAT csv, NULL '')"
+                ).format(psycopg.sql.SQL(", ").join(psycopg.sql.Identifier(c) for c in columns))
             ) as copy:
                 copy.write(quarantined.select(columns).write_csv(include_header=False))
     return written, quarantined.height
@@ -140,7 +140,9 @@ def record_backtest(
             ("strategy_returns", result.returns, "ret"),
             ("equity_curves", result.equity, "value"),
         ):
-            copy_upsert(conn, table, _long(wide, value, run_id), key=["run_id", "strategy_id", "ts"])
+            copy_upsert(
+                conn, table, _long(wide, value, run_id), key=["run_id", "strategy_id", "ts"]
+            )
     return run_id
 
 

@@ -12,6 +12,7 @@ Each rule yields a row (strategy, rule, value, threshold, passed); the verdict l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import pandas as pd
 import polars as pl
@@ -51,7 +52,7 @@ def validate(
             f"({len(returns)} days of returns x oos_fraction {thresholds.oos_fraction})"
         )
     oos = returns.iloc[-n_oos:]
-    oos_sharpe = annualized_sharpe(oos)
+    oos_sharpe = cast(pd.Series, annualized_sharpe(oos))
     rows = []
     verdicts = []
     for sid in returns.columns:

@@ -16,7 +16,9 @@ def _panel() -> PricePanel:
     return PricePanel(open=open_, close=close)
 
 
-def _by_hand(panel: PricePanel, fast: int, slow: int, fees: float, cash: float) -> tuple[float, int]:
+def _by_hand(
+    panel: PricePanel, fast: int, slow: int, fees: float, cash: float
+) -> tuple[float, int]:
     """Signals on bar t's close, filled at bar t+1's open, all-in, fees on traded value."""
     close, open_ = panel.close["AAA"], panel.open["AAA"]
     f, s = close.rolling(fast).mean(), close.rolling(slow).mean()
@@ -39,8 +41,9 @@ def _by_hand(panel: PricePanel, fast: int, slow: int, fees: float, cash: float) 
 
 def test_equity_matches_a_hand_calculation_with_next_open_fills() -> None:
     panel = _panel()
-    params = SweepParams(fast_windows=(2,), slow_windows=(5,), fees=0.001, slippage=0.0,
-                         init_cash=1000.0)
+    params = SweepParams(
+        fast_windows=(2,), slow_windows=(5,), fees=0.001, slippage=0.0, init_cash=1000.0
+    )
     result = sma_cross_sweep(panel, params)
     expected_value, expected_trades = _by_hand(panel, 2, 5, 0.001, 1000.0)
     assert result.equity["sma_cross_2_5"].iloc[-1] == pytest.approx(expected_value, rel=1e-9)

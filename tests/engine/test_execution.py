@@ -59,7 +59,9 @@ def test_executes_once_and_a_rerun_sends_nothing(
     assert {tuple(e[0]) for e in events} == {("INTENT", "SUBMITTED", "FILLED")}
 
 
-def test_fills_carry_slippage_and_commission(db: str, conn: psycopg.Connection, active: str) -> None:
+def test_fills_carry_slippage_and_commission(
+    db: str, conn: psycopg.Connection, active: str
+) -> None:
     broker = _broker(db, conn, slippage_bps=10.0, commission_bps=2.0)
     execute_allocation(db, active, broker, LIMITS)
     rows = conn.execute(
@@ -170,9 +172,7 @@ def test_a_risk_limit_blocks_orders_and_they_are_never_sent(
     report = execute_allocation(db, active, broker, tight)
     assert report.planned > 0 and report.blocked == report.planned and report.sent == 0
     assert _broker_order_count(conn) == 0
-    failed = conn.execute(
-        "SELECT DISTINCT rule FROM risk_decisions WHERE NOT passed"
-    ).fetchall()
+    failed = conn.execute("SELECT DISTINCT rule FROM risk_decisions WHERE NOT passed").fetchall()
     assert failed == [("max_position_pct",)]
     assert execute_allocation(db, active, broker, LIMITS).sent == 0  # the plan is final
 

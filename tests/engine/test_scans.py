@@ -19,7 +19,9 @@ def test_signals_up_to_t_do_not_change_when_the_future_changes() -> None:
     cut = close.index[400]
     altered = close.copy()
     rng = np.random.default_rng(0)
-    altered.loc[altered.index > cut] *= rng.uniform(0.5, 1.5, altered.loc[altered.index > cut].shape)
+    altered.loc[altered.index > cut] *= rng.uniform(
+        0.5, 1.5, altered.loc[altered.index > cut].shape
+    )
     before = scan_universe(close).filter(pl.col("ts") <= cut.date())
     after = scan_universe(altered).filter(pl.col("ts") <= cut.date())
     assert before.height > 0
@@ -46,7 +48,9 @@ def test_rsi_events_lie_beyond_their_thresholds() -> None:
     signals = scan_universe(_close())
     types = set(signals["signal_type"].unique())
     assert {"rsi_oversold", "rsi_overbought"} <= types
-    assert signals.filter(pl.col("signal_type") == "rsi_oversold")["direction"].unique().to_list() == ["long"]
+    assert signals.filter(pl.col("signal_type") == "rsi_oversold")[
+        "direction"
+    ].unique().to_list() == ["long"]
 
 
 def test_sma_state_is_flat_without_enough_history() -> None:

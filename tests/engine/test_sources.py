@@ -56,11 +56,26 @@ def test_reads_csv_and_names_the_row_of_each_bar(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("row", "message"),
     [
-        (("AAA", "2024-01-04", "ten", 11.0, 9.0, 10.0, 10.0, 5), r"row 3, column 'open': 'ten' is not a number"),
-        (("AAA", "2024/01/04", 10.0, 11.0, 9.0, 10.0, 10.0, 5), r"row 3, column 'date': '2024/01/04' is not a date"),
-        (("AAA", "2024-01-04", 10.0, 11.0, 9.0, None, 10.0, 5), r"row 3, column 'close': value is empty"),
-        (("AAA", "2024-01-04", 10.0, 11.0, 9.0, 10.0, 10.0, 1.5), r"row 3, column 'volume': not a whole number"),
-        (("'; DROP TABLE bars_daily;--", "2024-01-04", 10.0, 11.0, 9.0, 10.0, 10.0, 5), r"row 3, column 'symbol'"),
+        (
+            ("AAA", "2024-01-04", "ten", 11.0, 9.0, 10.0, 10.0, 5),
+            r"row 3, column 'open': 'ten' is not a number",
+        ),
+        (
+            ("AAA", "2024/01/04", 10.0, 11.0, 9.0, 10.0, 10.0, 5),
+            r"row 3, column 'date': '2024/01/04' is not a date",
+        ),
+        (
+            ("AAA", "2024-01-04", 10.0, 11.0, 9.0, None, 10.0, 5),
+            r"row 3, column 'close': value is empty",
+        ),
+        (
+            ("AAA", "2024-01-04", 10.0, 11.0, 9.0, 10.0, 10.0, 1.5),
+            r"row 3, column 'volume': not a whole number",
+        ),
+        (
+            ("'; DROP TABLE bars_daily;--", "2024-01-04", 10.0, 11.0, 9.0, 10.0, 10.0, 5),
+            r"row 3, column 'symbol'",
+        ),
     ],
 )
 def test_corrupt_file_error_names_file_row_and_column(

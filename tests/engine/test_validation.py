@@ -23,8 +23,9 @@ def _returns() -> pd.DataFrame:
 def test_oos_sharpe_and_trades_decide_the_verdict() -> None:
     returns = _returns()
     trades = pd.Series({"good": 25, "bad": 25, "idle": 3})
-    result = validate(returns, trades, GateThresholds(oos_fraction=0.3, min_trades=10,
-                                                       min_oos_sharpe=0.5))
+    result = validate(
+        returns, trades, GateThresholds(oos_fraction=0.3, min_trades=10, min_oos_sharpe=0.5)
+    )
     oos = returns.iloc[-90:]
     expected = oos.mean() / oos.std(ddof=1) * np.sqrt(252)
     sharpe_rows = result.rules.filter(pl.col("rule") == "oos_sharpe")

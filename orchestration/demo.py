@@ -6,16 +6,24 @@ sensor-launched execution, then a summary.
 
 import argparse
 import sys
+import warnings
 from datetime import date, timedelta
 
 import dagster as dg
-from dagster._core.storage.tags import (
+
+# Library notices (beta flags, a missing XDG runtime dir) are noise in the demo's summary.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+
+from dagster._core.storage.tags import (  # noqa: E402 - after the filters above
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
+    RUN_KEY_TAG,
+    SENSOR_NAME_TAG,
 )
 
-from engine.approvals.workflow import approve
-from orchestration.definitions import defs
+from engine.approvals.workflow import approve  # noqa: E402
+from orchestration.definitions import defs  # noqa: E402
 
 # Dagster's step-by-step log goes to the run (see it in ./run ui); the demo prints a summary.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -93,7 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         run = execute.execute_in_process(
             instance=instance,
             run_config={**QUIET, **(request.run_config or {})},
-            tags={**request.tags, "dagster/run_key": request.run_key or ""},
+            # The tags the daemon gives a sensor's run, so `./run ui` does not launch it again.
+            tags={
+                **request.tags,
+                RUN_KEY_TAG: request.run_key or "",
+                SENSOR_NAME_TAG: "approvals_sensor",
+            },
             raise_on_error=False,
         )
         if not run.success:
@@ -121,17 +134,29 @@ def _summary(conn) -> None:
     latest = conn.execute(
         "SELECT allocation_id, status FROM allocations ORDER BY created_at DESC LIMIT 1"
     ).fetchone()
-    if latest:
-        print(f"  allocation         {latest[0]} ({latest[1]})")
-        for sid, weight in conn.execute(
-            "SELECT strategy_id, weight FROM allocation_weights WHERE allocation_id = %s "
-            "AND weight > 0 ORDER BY weight DESC",
-            (latest[0],),
-        ):
-            print(f"    {sid:<22} {weight:>7.2%}")
-    for status, n in conn.execute("SELECT status, count(*) FROM orders GROUP BY status ORDER BY 1"):
+    if latest is None:
+        return
+    allocation_id = latest[0]
+    print(f"  allocation         {allocation_id} ({latest[1]})")
+    for sid, weight in conn.execute(
+        "SELECT strategy_id, weight FROM allocation_weights WHERE allocation_id = %s "
+        "AND weight > 0 ORDER BY weight DESC",
+        (allocation_id,),
+    ):
+        print(f"    {sid:<22} {weight:>7.2%}")
+    orders = conn.execute(
+        "SELECT status, count(*) FROM orders WHERE allocation_id = %s GROUP BY status ORDER BY 1",
+        (allocation_id,),
+    ).fetchall()
+    if not orders:
+        print("  orders             none (positions already at target, or not executed)")
+    for status, n in orders:
         print(f"  orders {status:<11} {n}")
-    print(f"  fills              {one('SELECT count(*) FROM fills')}")
+    fills = conn.execute(
+        "SELECT count(*) FROM fills JOIN orders USING (client_order_id) WHERE allocation_id = %s",
+        (allocation_id,),
+    ).fetchone()[0]
+    print(f"  fills              {fills}")
 
 
 if __name__ == "__main__":

@@ -158,10 +158,13 @@ def reject(conn: psycopg.Connection, allocation_id: str, by: str, reason: str) -
 def activations_after(
     conn: psycopg.Connection, after_event_id: int, limit: int
 ) -> list[tuple[int, str]]:
-    """(approval event id, allocation id) of ACTIVE transitions after ``after_event_id``."""
+    """(approval event id, allocation id) of approvals after ``after_event_id`` whose allocation
+    is still ACTIVE: one superseded before anyone looked is not executed."""
     rows = conn.execute(
-        """SELECT event_id, allocation_id FROM approval_events
-           WHERE to_status = 'ACTIVE' AND event_id > %s ORDER BY event_id LIMIT %s""",
+        """SELECT e.event_id, e.allocation_id FROM approval_events e
+           JOIN allocations a USING (allocation_id)
+           WHERE e.to_status = 'ACTIVE' AND a.status = 'ACTIVE' AND e.event_id > %s
+           ORDER BY e.event_id LIMIT %s""",
         (after_event_id, limit),
     ).fetchall()
     return [(int(e), str(a)) for e, a in rows]

@@ -149,7 +149,7 @@ def _summary(conn) -> None:
         (allocation_id,),
     ).fetchall()
     if not orders:
-        print("  orders             none (positions already at target, or not executed)")
+        print("  orders             none")
     for status, n in orders:
         print(f"  orders {status:<11} {n}")
     fills = conn.execute(

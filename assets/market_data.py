@@ -37,12 +37,12 @@ def bars_daily(
     report = check_bars(bars)
     with database.connect() as conn:
         written, quarantined = write_bars(conn, report, start, end, source.sectors())
-    context.log.info(f"{source.name}: {written} bars written, {quarantined} quarantined")
+    context.log.info(f"{source.name}: {written} bars changed, {quarantined} quarantined")
     yield dg.MaterializeResult(
         metadata={
             "source": source.name,
             "range": f"{start} .. {end}",
-            "rows_written": dg.MetadataValue.int(written),
+            "rows_changed": dg.MetadataValue.int(written),
             "rows_quarantined": dg.MetadataValue.int(quarantined),
             "symbols": dg.MetadataValue.int(report.clean["symbol"].n_unique()),
         }

@@ -44,7 +44,9 @@ CREATE TABLE quarantine_bars (
     partition_end   date NOT NULL,
     quarantined_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX quarantine_bars_partition ON quarantine_bars (partition_start, partition_end);
+-- The same bad row from the same load is quarantined once, however often the partition re-runs.
+CREATE UNIQUE INDEX quarantine_bars_once ON quarantine_bars
+    (partition_start, partition_end, source, origin, rule, symbol, ts) NULLS NOT DISTINCT;
 
 CREATE TABLE signals (
     symbol      text NOT NULL,

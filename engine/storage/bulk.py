@@ -22,7 +22,8 @@ def copy_upsert(
 ) -> int:
     """Upsert ``frame`` (its columns name the table's columns) into ``table`` by ``key``.
 
-    Returns the number of rows inserted or updated. With ``update=False`` existing rows are kept.
+    Returns the number of rows inserted or changed: a row whose values are already stored is not
+    rewritten, so a re-run writes nothing. With ``update=False`` existing rows are kept.
     """
     if frame.is_empty():
         return 0
@@ -44,16 +45,18 @@ def copy_upsert(
     non_key = [c for c in columns if c not in key]
     action: sql.Composable
     if update and non_key:
-        action = sql.SQL("DO UPDATE SET {}").format(
+        action = sql.SQL("DO UPDATE SET {} WHERE ({}) IS DISTINCT FROM ({})").format(
             sql.SQL(", ").join(
                 sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
                 for c in non_key
-            )
+            ),
+            sql.SQL(", ").join(sql.SQL("target.{}").format(sql.Identifier(c)) for c in non_key),
+            sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in non_key),
         )
     else:
         action = sql.SQL("DO NOTHING")
     cur = conn.execute(
-        sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
+        sql.SQL("INSERT INTO {} AS target ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
             sql.Identifier(*table.split(".")),
             cols,
             cols,

@@ -32,8 +32,8 @@ def write_bars(
 ) -> tuple[int, int]:
     """Store a partition range whole or not at all: clean bars upserted, violations quarantined.
 
-    A quarantined row never overwrites a stored bar, so re-loading bad data loses nothing.
-    Returns (bars written, rows quarantined).
+    A quarantined row never overwrites a stored bar, so re-loading bad data loses nothing; a
+    re-run stores nothing new. Returns (bars inserted or changed, violations found).
     """
     with conn.transaction():
         symbols = report.clean["symbol"].unique().sort()
@@ -49,14 +49,13 @@ def write_bars(
             pl.lit(partition_start).alias("partition_start"),
             pl.lit(partition_end).alias("partition_end"),
         )
-        if not quarantined.is_empty():
-            columns = [*BAR_SCHEMA, "rule", "reason", "partition_start", "partition_end"]
-            with conn.cursor().copy(
-                psycopg.sql.SQL(
-                    "COPY quarantine_bars ({}) FROM STDIN (FORMAT csv, NULL '')"
-                ).format(psycopg.sql.SQL(", ").join(psycopg.sql.Identifier(c) for c in columns))
-            ) as copy:
-                copy.write(quarantined.select(columns).write_csv(include_header=False))
+        copy_upsert(
+            conn,
+            "quarantine_bars",
+            quarantined.select(*BAR_SCHEMA, "rule", "reason", "partition_start", "partition_end"),
+            key=["partition_start", "partition_end", "source", "origin", "rule", "symbol", "ts"],
+            update=False,
+        )
     return written, quarantined.height
 
 

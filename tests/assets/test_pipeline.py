@@ -169,9 +169,18 @@ def test_corrupt_bars_stop_the_downstream_assets_and_lose_nothing(db: str, tmp_p
         assert quarantined == [("ohlc_consistent", f"{bad}: row 5", quarantined[0][2])]
         assert "high=" in quarantined[0][2]
         stored_after = conn.execute("SELECT * FROM bars_daily ORDER BY symbol, ts").fetchall()
-    # The corrupt row did not overwrite its stored bar (ingested_at aside, nothing changed).
-    strip = lambda rows: [r[:9] for r in rows]  # noqa: E731
-    assert strip(stored_after) == strip(stored_before)
+    # The corrupt row did not overwrite its stored bar: nothing stored changed at all.
+    assert stored_after == stored_before
+
+    again = _run_research(
+        _defs(db, MarketData(source="files", path=str(bad))), str(start), str(end)
+    )
+    assert not again.success
+    with psycopg.connect(db) as conn:
+        assert _count(conn, "quarantine_bars") == 1  # a re-run quarantines nothing twice
+        assert (
+            conn.execute("SELECT * FROM bars_daily ORDER BY symbol, ts").fetchall() == stored_before
+        )
 
 
 def test_unreadable_file_fails_the_partition_naming_file_and_row(db: str, tmp_path: Path) -> None:

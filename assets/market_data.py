@@ -1,15 +1,48 @@
 """Daily bars, partitioned by day, with a blocking quality check."""
 
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime
 
 import dagster as dg
 
+from engine.data.calendar import nyse, trading_days, weekday_holidays
 from engine.data.quality import check_bars
 from engine.storage.repositories import write_bars
 from orchestration.resources import Database, MarketData
 
-DAILY = dg.DailyPartitionsDefinition(start_date="2015-01-01", timezone="America/New_York")
+PARTITIONS_START = date(2015, 1, 1)
+TIMEZONE = "America/New_York"
+
+
+def trading_day_partitions() -> dg.DailyPartitionsDefinition:
+    """One partition per NYSE session from 2015: weekends and exchange holidays are excluded.
+
+    ``end_offset=1`` makes today's partition exist during the day, so the after-close schedule
+    can ask for it.
+    """
+    holidays = weekday_holidays(PARTITIONS_START, nyse().last_session.date())
+    return dg.DailyPartitionsDefinition(
+        start_date=PARTITIONS_START.isoformat(),
+        timezone=TIMEZONE,
+        end_offset=1,
+        exclusions=[
+            "0 0 * * 6,0",
+            *(datetime(d.year, d.month, d.day) for d in holidays),
+        ],
+    )
+
+
+DAILY = trading_day_partitions()
+
+
+def partition_key_range(start: date, end: date) -> dg.PartitionKeyRange:
+    """The first and last trading-day partition keys within [start, end]."""
+    days = trading_days(start, end)
+    if not days:
+        raise ValueError(f"no NYSE trading day between {start} and {end}")
+    return dg.PartitionKeyRange(days[0].isoformat(), days[-1].isoformat())
+
+
 QUALITY_CHECK = "bars_quality"
 
 

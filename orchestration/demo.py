@@ -22,6 +22,7 @@ from dagster._core.storage.tags import (  # noqa: E402 - after the filters above
     SENSOR_NAME_TAG,
 )
 
+from assets.market_data import partition_key_range  # noqa: E402
 from engine.approvals.workflow import approve  # noqa: E402
 from orchestration.definitions import defs  # noqa: E402
 
@@ -58,14 +59,14 @@ def main(argv: list[str] | None = None) -> int:
 
     instance = dg.DagsterInstance.get()
     end = date.today() - timedelta(days=1)
-    start = end - timedelta(days=round(365.25 * args.years))
-    print(f"research_pipeline on bars {start} .. {end} (synthetic, embedded database)")
+    keys = partition_key_range(end - timedelta(days=round(365.25 * args.years)), end)
+    print(f"research_pipeline on bars {keys.start} .. {keys.end} (synthetic, embedded database)")
     result = defs.resolve_job_def("research_pipeline").execute_in_process(
         instance=instance,
         run_config=QUIET,
         tags={
-            ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
-            ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
+            ASSET_PARTITION_RANGE_START_TAG: keys.start,
+            ASSET_PARTITION_RANGE_END_TAG: keys.end,
         },
         raise_on_error=False,
     )

@@ -1,8 +1,8 @@
-"""NYSE trading days from exchange_calendars (XNYS)."""
+"""NYSE trading days and session times from exchange_calendars (XNYS)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from functools import cache
 
 import exchange_calendars as xcals
@@ -22,3 +22,20 @@ def trading_days(start: date, end: date) -> list[date]:
     if first > last:
         return []
     return [ts.date() for ts in cal.sessions_in_range(first, last)]
+
+
+def is_trading_day(day: date) -> bool:
+    return bool(nyse().is_session(pd.Timestamp(day)))
+
+
+def session_close(day: date) -> datetime:
+    """The session's close in UTC (13:00 New York on early-close days)."""
+    return nyse().session_close(pd.Timestamp(day)).to_pydatetime()
+
+
+def weekday_holidays(start: date, end: date) -> list[date]:
+    """Weekdays in [start, end] on which NYSE is closed, as far as the calendar knows."""
+    sessions = set(trading_days(start, end))
+    last_known = nyse().last_session.date()
+    weekdays = pd.bdate_range(start, min(end, last_known))
+    return [d.date() for d in weekdays if d.date() not in sessions]

@@ -8,7 +8,7 @@ def test_definitions_load_with_the_four_groups_jobs_sensor_and_schedule() -> Non
     jobs = {job.name for job in defs.resolve_all_job_defs()}
     assert {"research_pipeline", "execute_allocation", "approve_allocation"} <= jobs
     assert defs.resolve_sensor_def("approvals_sensor").job_name == "execute_allocation"
-    assert defs.resolve_schedule_def("research_pipeline_schedule").job_name == "research_pipeline"
+    assert defs.resolve_schedule_def("daily_research").job_name == "research_pipeline"
     checks = defs.resolve_asset_graph().asset_check_keys
     assert any(
         key.name == "bars_quality" and key.asset_key.path == ["bars_daily"] for key in checks

@@ -12,6 +12,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
+from assets.market_data import partition_key_range
 from engine.data.sources import SyntheticSource
 from orchestration.definitions import build_definitions
 from orchestration.resources import BrokerConfig, Database, MarketData, Settings
@@ -48,10 +49,12 @@ def _defs(db: str, market_data: MarketData | None = None) -> dg.Definitions:
 
 
 def _run_research(defs: dg.Definitions, start: str, end: str, selection=None):  # noqa: ANN001, ANN202
+    """A single-run backfill of the trading days in [start, end], as the UI launches one."""
+    keys = partition_key_range(date.fromisoformat(start), date.fromisoformat(end))
     job = defs.resolve_job_def("research_pipeline")
     return job.execute_in_process(
         instance=dg.DagsterInstance.ephemeral(),
-        tags={ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end},
+        tags={ASSET_PARTITION_RANGE_START_TAG: keys.start, ASSET_PARTITION_RANGE_END_TAG: keys.end},
         asset_selection=selection,
         raise_on_error=False,
     )

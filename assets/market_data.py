@@ -67,9 +67,10 @@ def bars_daily(
     start, end = date.fromisoformat(key_range.start), date.fromisoformat(key_range.end)
     source = market_data.create_source()
     bars = source.daily_bars(start, end)
+    actions = source.corporate_actions(start, end)
     report = check_bars(bars)
     with database.connect() as conn:
-        written, quarantined = write_bars(conn, report, start, end, source.sectors())
+        written, quarantined = write_bars(conn, report, start, end, source.sectors(), actions)
     context.log.info(f"{source.name}: {written} bars changed, {quarantined} quarantined")
     yield dg.MaterializeResult(
         metadata={
@@ -78,6 +79,7 @@ def bars_daily(
             "rows_changed": dg.MetadataValue.int(written),
             "rows_quarantined": dg.MetadataValue.int(quarantined),
             "symbols": dg.MetadataValue.int(report.clean["symbol"].n_unique()),
+            "corporate_actions": dg.MetadataValue.int(actions.height),
         }
     )
     counts = report.counts_by_rule()

@@ -11,6 +11,10 @@ class SourceDataError(TradeflowError):
     """Market data that cannot be read as bars (names the file, the row and what was wrong)."""
 
 
+class VendorError(TradeflowError):
+    """A market data vendor failed (after its client's retries) or answered with an error."""
+
+
 class ConfigurationError(TradeflowError):
     """A setting is missing or out of range."""
 

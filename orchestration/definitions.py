@@ -23,9 +23,14 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
     database = (
         Database(url=dg.EnvVar(DATABASE_URL_ENV)) if DATABASE_URL_ENV in os.environ else Database()
     )
+    market_data = (
+        MarketData(polygon_api_key=dg.EnvVar("POLYGON_API_KEY"))
+        if "POLYGON_API_KEY" in os.environ
+        else MarketData()
+    )
     return {
         "database": database,
-        "market_data": MarketData(),
+        "market_data": market_data,
         "broker": BrokerConfig(),
         "settings": Settings(),
     }

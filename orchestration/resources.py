@@ -17,6 +17,7 @@ import psycopg
 from engine.backtest.sma_sweep import SweepParams
 from engine.brokers.base import Broker
 from engine.brokers.simulated import PriceSource, SimulatedBroker
+from engine.data.polygon_source import PolygonSource
 from engine.data.sources import LocalFileSource, MarketDataSource, SyntheticSource
 from engine.errors import ConfigurationError
 from engine.portfolio.optimize import AllocationConstraints
@@ -49,19 +50,39 @@ class Database(dg.ConfigurableResource):
 
 
 class MarketData(dg.ConfigurableResource):
-    """Where bars come from: ``synthetic`` (seeded, offline) or ``files`` (Parquet/CSV)."""
+    """Where bars come from: ``synthetic`` (seeded, offline), ``files`` (Parquet/CSV) or
+    ``polygon`` (``symbols``; the key from ``EnvVar("POLYGON_API_KEY")``)."""
 
-    source: Literal["synthetic", "files"] = "synthetic"
+    source: Literal["synthetic", "files", "polygon"] = "synthetic"
     path: str = ""
     sectors_path: str = ""
     n_symbols: int = 20
     seed: int = 7
+    symbols: list[str] = []
+    polygon_api_key: str | None = None
+    polygon_base_url: str = "https://api.polygon.io"
+    polygon_requests_per_minute: float = 5.0
+    vendor_timeout_seconds: float = 10.0
+    vendor_retries: int = 3
 
     def create_source(self) -> MarketDataSource:
         if self.source == "files":
             if not self.path:
                 raise ConfigurationError("market_data.path must name a Parquet or CSV file")
             return LocalFileSource(self.path, self.sectors_path or None)
+        if self.source == "polygon":
+            if not self.polygon_api_key:
+                raise ConfigurationError(
+                    "market_data.polygon_api_key is not set: export POLYGON_API_KEY"
+                )
+            return PolygonSource(
+                api_key=self.polygon_api_key,
+                symbols=tuple(self.symbols),
+                base_url=self.polygon_base_url,
+                requests_per_minute=self.polygon_requests_per_minute,
+                timeout_seconds=self.vendor_timeout_seconds,
+                retries=self.vendor_retries,
+            )
         return SyntheticSource(n_symbols=self.n_symbols, seed=self.seed)
 
 

@@ -25,6 +25,17 @@ CREATE TABLE bars_daily (
 );
 CREATE INDEX bars_daily_ts ON bars_daily (ts);
 
+-- Splits (ratio = new shares per old share) and cash dividends, by ex-date.
+CREATE TABLE corporate_actions (
+    symbol       text NOT NULL,
+    ex_date      date NOT NULL,
+    kind         text NOT NULL CHECK (kind IN ('split', 'dividend')),
+    ratio        double precision CHECK (ratio > 0),
+    cash_amount  double precision CHECK (cash_amount >= 0),
+    source       text NOT NULL,
+    PRIMARY KEY (symbol, ex_date, kind)
+);
+
 -- Rows that failed a quality rule: kept with the rule and the reason, never silently dropped.
 CREATE TABLE quarantine_bars (
     quarantine_id  bigserial PRIMARY KEY,

@@ -37,6 +37,14 @@ BAR_SCHEMA: dict[str, pl.DataType] = {
     "origin": pl.String(),
 }
 SYMBOL_PATTERN = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
+CORPORATE_ACTION_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "ex_date": pl.Date(),
+    "kind": pl.String(),  # split (ratio: new shares per old) or dividend (cash_amount)
+    "ratio": pl.Float64(),
+    "cash_amount": pl.Float64(),
+    "source": pl.String(),
+}
 
 
 class MarketDataSource(Protocol):
@@ -51,6 +59,14 @@ class MarketDataSource(Protocol):
     def sectors(self) -> dict[str, str]:
         """Symbol -> sector, for the symbols the source knows."""
         ...
+
+    def corporate_actions(self, start: date, end: date) -> pl.DataFrame:
+        """Splits and dividends with ex-date in [start, end], in ``CORPORATE_ACTION_SCHEMA``."""
+        ...
+
+
+def no_corporate_actions() -> pl.DataFrame:
+    return pl.DataFrame(schema=CORPORATE_ACTION_SCHEMA)
 
 
 SECTORS = ("Information Technology", "Financials", "Health Care", "Energy", "Industrials")
@@ -74,6 +90,9 @@ class SyntheticSource:
 
     def sectors(self) -> dict[str, str]:
         return {s: SECTORS[i % len(SECTORS)] for i, s in enumerate(self.symbols())}
+
+    def corporate_actions(self, start: date, end: date) -> pl.DataFrame:
+        return no_corporate_actions()  # synthetic prices have no splits or dividends
 
     def daily_bars(self, start: date, end: date) -> pl.DataFrame:
         days = trading_days(SYNTHETIC_ORIGIN, end)
@@ -134,6 +153,9 @@ class LocalFileSource:
     path: str
     sectors_path: str | None = None
     name: str = "files"
+
+    def corporate_actions(self, start: date, end: date) -> pl.DataFrame:
+        return no_corporate_actions()  # adj_close in the file already carries them
 
     def sectors(self) -> dict[str, str]:
         if not self.sectors_path:

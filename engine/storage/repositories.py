@@ -29,6 +29,7 @@ def write_bars(
     partition_start: date,
     partition_end: date,
     sectors: dict[str, str],
+    corporate_actions: pl.DataFrame | None = None,
 ) -> tuple[int, int]:
     """Store a partition range whole or not at all: clean bars upserted, violations quarantined.
 
@@ -42,6 +43,10 @@ def write_bars(
             schema={"symbol": pl.String, "sector": pl.String},
         )
         copy_upsert(conn, "instruments", instruments, key=["symbol"], update=False)
+        if corporate_actions is not None:
+            copy_upsert(
+                conn, "corporate_actions", corporate_actions, key=["symbol", "ex_date", "kind"]
+            )
         written = copy_upsert(
             conn, "bars_daily", report.clean.select(BAR_COLUMNS), key=["symbol", "ts"]
         )

@@ -1,0 +1,187 @@
+"""Daily bars and corporate actions from Polygon, through polygon-api-client.
+
+The client does the HTTP: authentication (a header, so the key never appears in a URL or a
+log), timeouts (see below), and retries with backoff on 429 and 5xx (urllib3, honouring
+Retry-After). This module paces requests for the free tier (5 per minute by default) and reads every page itself:
+the client's iterators turn malformed JSON into an empty result, which would silently truncate a
+backfill, so pages are fetched raw and a page that is not JSON is an error naming the request.
+
+Bars: raw OHLCV (``adjusted=false``) joined with the split-adjusted close (``adjusted=true``) as
+``adj_close``. Splits and dividends come from the reference endpoints.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import polars as pl
+import urllib3
+from polygon import RESTClient
+from polygon.exceptions import BadResponse
+
+from engine.data.ratelimit import RateLimiter
+from engine.data.sources import BAR_SCHEMA, CORPORATE_ACTION_SCHEMA, SYMBOL_PATTERN
+from engine.errors import SourceDataError, VendorError
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def validate_symbols(symbols: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Refuse anything that is not a plain ticker before it reaches a URL or a query."""
+    if not symbols:
+        raise SourceDataError("no symbols configured for the vendor source")
+    bad = [s for s in symbols if not SYMBOL_PATTERN.match(s)]
+    if bad:
+        raise SourceDataError(
+            f"symbol(s) {', '.join(repr(s) for s in bad)} do not match {SYMBOL_PATTERN.pattern}"
+        )
+    return tuple(symbols)
+
+
+@dataclass
+class PolygonSource:
+    api_key: str = field(repr=False)
+    symbols: tuple[str, ...]
+    base_url: str = "https://api.polygon.io"
+    requests_per_minute: float = 5.0
+    timeout_seconds: float = 10.0
+    retries: int = 3
+    name: str = "polygon"
+
+    def __post_init__(self) -> None:
+        self.symbols = validate_symbols(self.symbols)
+        self._client = RESTClient(
+            api_key=self.api_key,
+            base=self.base_url.rstrip("/"),
+            connect_timeout=self.timeout_seconds,
+            read_timeout=self.timeout_seconds,
+            retries=self.retries,
+        )
+        # The client builds its timeout but never passes it to a request (1.16): give it to the
+        # connection pools instead, or a stalled server would hang a backfill forever.
+        self._client.client.connection_pool_kw["timeout"] = self._client.timeout
+        self._limiter = RateLimiter(self.requests_per_minute)
+
+    def sectors(self) -> dict[str, str]:
+        return {}
+
+    def daily_bars(self, start: date, end: date) -> pl.DataFrame:
+        frames = [self._symbol_bars(symbol, start, end) for symbol in self.symbols]
+        return pl.concat(frames) if frames else pl.DataFrame(schema=BAR_SCHEMA)
+
+    def corporate_actions(self, start: date, end: date) -> pl.DataFrame:
+        rows: list[tuple] = []
+        for symbol in self.symbols:
+            for split in self._results(
+                "/v3/reference/splits",
+                {
+                    "ticker": symbol,
+                    "execution_date.gte": start.isoformat(),
+                    "execution_date.lte": end.isoformat(),
+                    "limit": 1000,
+                },
+            ):
+                ratio = float(split["split_to"]) / float(split["split_from"])
+                ex_date = date.fromisoformat(split["execution_date"])
+                rows.append((split.get("ticker", symbol), ex_date, "split", ratio, None, self.name))
+            for dividend in self._results(
+                "/v3/reference/dividends",
+                {
+                    "ticker": symbol,
+                    "ex_dividend_date.gte": start.isoformat(),
+                    "ex_dividend_date.lte": end.isoformat(),
+                    "limit": 1000,
+                },
+            ):
+                ex_date = date.fromisoformat(dividend["ex_dividend_date"])
+                cash = float(dividend["cash_amount"])
+                rows.append(
+                    (dividend.get("ticker", symbol), ex_date, "dividend", None, cash, self.name)
+                )
+        return pl.DataFrame(rows, schema=CORPORATE_ACTION_SCHEMA, orient="row").unique(
+            ["symbol", "ex_date", "kind"], keep="first", maintain_order=True
+        )
+
+    def _symbol_bars(self, symbol: str, start: date, end: date) -> pl.DataFrame:
+        path = f"/v2/aggs/ticker/{symbol}/range/1/day/{start.isoformat()}/{end.isoformat()}"
+        params = {"sort": "asc", "limit": 50000}
+        raw = self._results(path, {**params, "adjusted": "false"})
+        adjusted = {
+            bar["t"]: bar["c"] for bar in self._results(path, {**params, "adjusted": "true"})
+        }
+        if not raw:
+            raise SourceDataError(
+                f"polygon returned no daily bars for {symbol} between {start} and {end} "
+                "(unknown symbol, or no trading in the range)"
+            )
+        rows = []
+        for bar in raw:
+            try:
+                t = int(bar["t"])
+                day = datetime.fromtimestamp(t / 1000, UTC).astimezone(NEW_YORK).date()
+                rows.append(
+                    (
+                        symbol,
+                        day,
+                        float(bar["o"]),
+                        float(bar["h"]),
+                        float(bar["l"]),
+                        float(bar["c"]),
+                        float(adjusted.get(t, bar["c"])),
+                        int(round(float(bar["v"]))),
+                        self.name,
+                        f"polygon {symbol} {start}..{end} t={t}",
+                    )
+                )
+            except (KeyError, TypeError, ValueError) as e:
+                raise SourceDataError(
+                    f"polygon bar for {symbol} between {start} and {end} is malformed: {bar!r}"
+                ) from e
+        return pl.DataFrame(rows, schema=BAR_SCHEMA, orient="row")
+
+    def _results(self, path: str, params: dict[str, Any]) -> list[dict]:
+        """Every result of a paginated endpoint, following next_url."""
+        results: list[dict] = []
+        request: str | None = path
+        query: dict[str, Any] = params
+        while request is not None:
+            page = self._page(request, query)
+            page_results = page.get("results") or []
+            if not isinstance(page_results, list):
+                raise VendorError(f"polygon {request}: 'results' is not a list")
+            results.extend(page_results)
+            next_url = page.get("next_url")
+            if next_url:
+                parts = urlsplit(next_url)
+                request = parts.path + (f"?{parts.query}" if parts.query else "")
+                query = {}
+            else:
+                request = None
+        return results
+
+    def _page(self, request: str, query: dict[str, Any]) -> dict:
+        self._limiter.wait()
+        where = request.split("?", 1)[0]
+        try:
+            # The client's own raw GET: auth header, timeouts, retries; decoding is ours.
+            response = self._client._get(path=request, params=query, raw=True)
+        except BadResponse as e:
+            raise VendorError(f"polygon {where}: {str(e)[:300]}") from e
+        except urllib3.exceptions.HTTPError as e:
+            raise VendorError(
+                f"polygon {where}: failed after {self.retries} retries ({type(e).__name__}: {e})"
+            ) from e
+        try:
+            page = json.loads(response.data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise VendorError(f"polygon {where}: response is not valid JSON ({e})") from e
+        if not isinstance(page, dict):
+            raise VendorError(f"polygon {where}: response is not a JSON object")
+        if page.get("status") == "ERROR":
+            raise VendorError(f"polygon {where}: {page.get('error') or page.get('message')}")
+        return page

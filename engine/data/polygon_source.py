@@ -2,9 +2,10 @@
 
 The client does the HTTP: authentication (a header, so the key never appears in a URL or a
 log), timeouts (see below), and retries with backoff on 429 and 5xx (urllib3, honouring
-Retry-After). This module paces requests for the free tier (5 per minute by default) and reads every page itself:
-the client's iterators turn malformed JSON into an empty result, which would silently truncate a
-backfill, so pages are fetched raw and a page that is not JSON is an error naming the request.
+Retry-After). This module paces requests for the free tier (5 per minute by default) and reads
+every page itself: the client's iterators turn malformed JSON into an empty result, which would
+silently truncate a backfill, so pages are fetched raw and a page that is not JSON is an error
+naming the request.
 
 Bars: raw OHLCV (``adjusted=false``) joined with the split-adjusted close (``adjusted=true``) as
 ``adj_close``. Splits and dividends come from the reference endpoints.

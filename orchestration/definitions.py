@@ -23,11 +23,17 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
     database = (
         Database(url=dg.EnvVar(DATABASE_URL_ENV)) if DATABASE_URL_ENV in os.environ else Database()
     )
-    market_data = (
-        MarketData(polygon_api_key=dg.EnvVar("POLYGON_API_KEY"))
-        if "POLYGON_API_KEY" in os.environ
-        else MarketData()
-    )
+    # Keys go in only through EnvVar (never their values), and only when they are set.
+    keys = {
+        setting: dg.EnvVar(variable)
+        for setting, variable in (
+            ("polygon_api_key", "POLYGON_API_KEY"),
+            ("alpaca_api_key", "ALPACA_API_KEY"),
+            ("alpaca_secret_key", "ALPACA_SECRET_KEY"),
+        )
+        if variable in os.environ
+    }
+    market_data = MarketData(**keys)
     return {
         "database": database,
         "market_data": market_data,

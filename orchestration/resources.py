@@ -17,6 +17,7 @@ import psycopg
 from engine.backtest.sma_sweep import SweepParams
 from engine.brokers.base import Broker
 from engine.brokers.simulated import PriceSource, SimulatedBroker
+from engine.data.alpaca_source import AlpacaSource
 from engine.data.polygon_source import PolygonSource
 from engine.data.sources import LocalFileSource, MarketDataSource, SyntheticSource
 from engine.errors import ConfigurationError
@@ -50,10 +51,11 @@ class Database(dg.ConfigurableResource):
 
 
 class MarketData(dg.ConfigurableResource):
-    """Where bars come from: ``synthetic`` (seeded, offline), ``files`` (Parquet/CSV) or
-    ``polygon`` (``symbols``; the key from ``EnvVar("POLYGON_API_KEY")``)."""
+    """Where bars come from: ``synthetic`` (seeded, offline), ``files`` (Parquet/CSV),
+    ``polygon`` or ``alpaca`` (``symbols``; keys from ``EnvVar``: POLYGON_API_KEY,
+    ALPACA_API_KEY and ALPACA_SECRET_KEY)."""
 
-    source: Literal["synthetic", "files", "polygon"] = "synthetic"
+    source: Literal["synthetic", "files", "polygon", "alpaca"] = "synthetic"
     path: str = ""
     sectors_path: str = ""
     n_symbols: int = 20
@@ -62,6 +64,10 @@ class MarketData(dg.ConfigurableResource):
     polygon_api_key: str | None = None
     polygon_base_url: str = "https://api.polygon.io"
     polygon_requests_per_minute: float = 5.0
+    alpaca_api_key: str | None = None
+    alpaca_secret_key: str | None = None
+    alpaca_feed: str = "iex"
+    alpaca_base_url: str | None = None
     vendor_timeout_seconds: float = 10.0
     vendor_retries: int = 3
 
@@ -82,6 +88,21 @@ class MarketData(dg.ConfigurableResource):
                 requests_per_minute=self.polygon_requests_per_minute,
                 timeout_seconds=self.vendor_timeout_seconds,
                 retries=self.vendor_retries,
+            )
+        if self.source == "alpaca":
+            for setting, variable in (
+                ("alpaca_api_key", "ALPACA_API_KEY"),
+                ("alpaca_secret_key", "ALPACA_SECRET_KEY"),
+            ):
+                if not getattr(self, setting):
+                    raise ConfigurationError(f"market_data.{setting} is not set: export {variable}")
+            return AlpacaSource(
+                api_key=str(self.alpaca_api_key),
+                secret_key=str(self.alpaca_secret_key),
+                symbols=tuple(self.symbols),
+                feed=self.alpaca_feed,
+                base_url=self.alpaca_base_url,
+                timeout_seconds=self.vendor_timeout_seconds,
             )
         return SyntheticSource(n_symbols=self.n_symbols, seed=self.seed)
 

@@ -79,3 +79,16 @@ def test_a_missing_key_names_the_setting(db: str, vendor: FakeVendor) -> None:
         failure.event_specific_data.error
     )
     assert vendor.requests == []
+
+
+def test_keys_come_from_the_environment_through_envvar(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POLYGON_API_KEY", raising=False)
+    monkeypatch.setenv("ALPACA_API_KEY", "id-from-env")
+    monkeypatch.setenv("ALPACA_SECRET_KEY", "secret-from-env")
+    from orchestration.definitions import default_resources
+
+    market_data = default_resources()["market_data"]
+    assert isinstance(market_data, MarketData)
+    assert market_data.alpaca_secret_key == dg.EnvVar("ALPACA_SECRET_KEY")
+    assert "secret-from-env" not in repr(market_data)
+    assert market_data.polygon_api_key is None  # POLYGON_API_KEY unset here

@@ -144,11 +144,26 @@ class SyntheticSource:
 
 
 _FILE_COLUMNS = ("symbol", "date", "open", "high", "low", "close", "adj_close", "volume")
+# The common Yahoo/Kaggle per-symbol layout; the symbol is the file's name (AAPL.csv).
+_YAHOO_COLUMNS = {
+    "Date": "date",
+    "Open": "open",
+    "High": "high",
+    "Low": "low",
+    "Close": "close",
+    "Adj Close": "adj_close",
+    "Volume": "volume",
+}
 
 
 @dataclass(frozen=True)
 class LocalFileSource:
-    """Bars from a Parquet or CSV file in the long layout, with an optional sectors CSV."""
+    """Bars from Parquet or CSV files, with an optional sectors CSV.
+
+    ``path`` is a file or a folder of files. A file is either in the long layout (symbol, date,
+    open, high, low, close, adj_close, volume) or in the Yahoo/Kaggle layout (Date, Open, High,
+    Low, Close, Adj Close, Volume) named after its symbol.
+    """
 
     path: str
     sectors_path: str | None = None
@@ -164,8 +179,21 @@ class LocalFileSource:
         return dict(zip(table["symbol"].to_list(), table["sector"].to_list(), strict=True))
 
     def daily_bars(self, start: date, end: date) -> pl.DataFrame:
-        path = Path(self.path)
+        root = Path(self.path)
+        if root.is_dir():
+            files = sorted(p for p in root.iterdir() if p.suffix.lower() in (".csv", ".parquet"))
+            if not files:
+                raise SourceDataError(f"{root}: no .csv or .parquet files in the folder")
+        else:
+            files = [root]
+        frames = [self._file_bars(path, start, end) for path in files]
+        return pl.concat(frames) if frames else pl.DataFrame(schema=BAR_SCHEMA)
+
+    def _file_bars(self, path: Path, start: date, end: date) -> pl.DataFrame:
         raw = self._read(path)
+        if "symbol" not in raw.columns and set(_YAHOO_COLUMNS) <= set(raw.columns):
+            symbol = path.stem.upper()
+            raw = raw.rename(_YAHOO_COLUMNS).with_columns(pl.lit(symbol).alias("symbol"))
         missing = [c for c in _FILE_COLUMNS if c not in raw.columns]
         if missing:
             raise SourceDataError(f"{path}: missing column(s) {', '.join(missing)}")

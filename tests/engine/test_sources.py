@@ -101,3 +101,34 @@ def test_missing_columns_and_missing_file_are_named(tmp_path: Path) -> None:
         LocalFileSource(str(tmp_path / "nowhere.parquet")).daily_bars(
             date(2024, 1, 1), date(2024, 1, 31)
         )
+
+
+def test_a_folder_of_yahoo_layout_files_reads_symbols_from_file_names(tmp_path: Path) -> None:
+    header = "Date,Open,High,Low,Close,Adj Close,Volume\n"
+    (tmp_path / "AAPL.csv").write_text(
+        header + "2024-01-02,187.15,188.44,183.89,185.64,184.9,82488700\n"
+    )
+    (tmp_path / "msft.csv").write_text(
+        header + "2024-01-02,373.86,375.9,366.77,370.87,368.4,25258600\n"
+    )
+    bars = LocalFileSource(str(tmp_path)).daily_bars(date(2024, 1, 1), date(2024, 1, 31))
+    assert bars.select("symbol", "close", "adj_close", "volume").rows() == [
+        ("AAPL", 185.64, 184.9, 82488700),
+        ("MSFT", 370.87, 368.4, 25258600),
+    ]
+    assert bars["origin"].to_list() == [
+        f"{tmp_path / 'AAPL.csv'}: row 1",
+        f"{tmp_path / 'msft.csv'}: row 1",
+    ]
+
+
+def test_a_yahoo_file_with_a_bad_value_names_the_file_and_row(tmp_path: Path) -> None:
+    path = tmp_path / "IBM.csv"
+    path.write_text(
+        "Date,Open,High,Low,Close,Adj Close,Volume\n"
+        "2024-01-02,160,162,159,161,158,100\n2024-01-03,null,162,159,161,158,100\n"
+    )
+    with pytest.raises(
+        SourceDataError, match=r"IBM.csv: row 2, column 'open': 'null' is not a number"
+    ):
+        LocalFileSource(str(path)).daily_bars(date(2024, 1, 1), date(2024, 1, 31))

@@ -6,8 +6,8 @@ from datetime import date, datetime
 import dagster as dg
 
 from engine.data.calendar import nyse, trading_days, weekday_holidays
-from engine.data.quality import check_bars
-from engine.storage.repositories import write_bars
+from engine.data.quality import check_bars, missing_sessions
+from engine.storage.repositories import closes_before, corporate_action_days, write_bars
 from orchestration.resources import Database, MarketData
 
 PARTITIONS_START = date(2015, 1, 1)
@@ -44,6 +44,7 @@ def partition_key_range(start: date, end: date) -> dg.PartitionKeyRange:
 
 
 QUALITY_CHECK = "bars_quality"
+COMPLETENESS_CHECK = "bars_complete"
 
 
 @dg.asset(
@@ -55,8 +56,16 @@ QUALITY_CHECK = "bars_quality"
             QUALITY_CHECK,
             asset="bars_daily",
             blocking=True,
-            description="OHLC consistent, prices > 0, volume >= 0, unique (symbol, ts)",
-        )
+            description="great-expectations suite (prices > 0 and finite, OHLC consistent, "
+            "volume >= 0, unique (symbol, ts)) and one-day moves not explained by a split or "
+            "dividend; failing rows are quarantined",
+        ),
+        dg.AssetCheckSpec(
+            COMPLETENESS_CHECK,
+            asset="bars_daily",
+            description="every NYSE session between a symbol's first and last bar has a bar "
+            "(gaps are reported; halts and listings make some legitimate)",
+        ),
     ],
 )
 def bars_daily(
@@ -68,9 +77,14 @@ def bars_daily(
     source = market_data.create_source()
     bars = source.daily_bars(start, end)
     actions = source.corporate_actions(start, end)
-    report = check_bars(bars)
     with database.connect() as conn:
-        written, quarantined = write_bars(conn, report, start, end, source.sectors(), actions)
+        explained = corporate_action_days(conn, start, end) | set(
+            zip(actions["symbol"], actions["ex_date"], strict=True)
+        )
+        report = check_bars(bars, closes_before(conn, start), explained, market_data.max_daily_move)
+        written, quarantined = write_bars(
+            conn, report, start, end, source.sectors(), actions, source.name
+        )
     context.log.info(f"{source.name}: {written} bars changed, {quarantined} quarantined")
     yield dg.MaterializeResult(
         metadata={
@@ -97,6 +111,23 @@ def bars_daily(
         metadata={
             **{f"failed_{rule}": dg.MetadataValue.int(n) for rule, n in counts.items()},
             "sample": dg.MetadataValue.md(_markdown(sample.rows(), sample.columns)),
+        },
+    )
+
+    gaps = missing_sessions(report.clean, start, end)
+    yield dg.AssetCheckResult(
+        check_name=COMPLETENESS_CHECK,
+        passed=gaps.is_empty(),
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            "no missing sessions"
+            if gaps.is_empty()
+            else f"{int(gaps['missing'].sum())} missing sessions in {gaps.height} symbols"
+        ),
+        metadata={
+            "missing_sessions": dg.MetadataValue.int(int(gaps["missing"].sum())),
+            "symbols_with_gaps": dg.MetadataValue.int(gaps.height),
+            "worst": dg.MetadataValue.md(_markdown(gaps.head(10).rows(), gaps.columns)),
         },
     )
 

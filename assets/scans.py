@@ -6,7 +6,7 @@ from assets.market_data import bars_daily
 from engine.errors import InsufficientDataError
 from engine.signals.prices import price_panel
 from engine.signals.scans import scan_universe
-from engine.storage.repositories import load_bars, write_signals
+from engine.storage.repositories import load_bars, require_clean_bars, write_signals
 from orchestration.resources import Database
 
 
@@ -14,6 +14,7 @@ from orchestration.resources import Database
 def signals(context: dg.AssetExecutionContext, database: Database) -> dg.MaterializeResult:
     """Golden/death cross (SMA 50/200) and RSI(14) events over the whole universe."""
     with database.connect() as conn:
+        require_clean_bars(conn)
         bars = load_bars(conn)
         if bars.is_empty():
             raise InsufficientDataError("no bars stored; materialize bars_daily first")

@@ -19,6 +19,10 @@ class ConfigurationError(TradeflowError):
     """A setting is missing or out of range."""
 
 
+class QualityGateError(TradeflowError):
+    """The latest bars failed the quality gate, so research on them is refused."""
+
+
 class InsufficientDataError(TradeflowError):
     """A stage has too little data to produce a meaningful result."""
 

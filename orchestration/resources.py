@@ -68,6 +68,7 @@ class MarketData(dg.ConfigurableResource):
     alpaca_secret_key: str | None = None
     alpaca_feed: str = "iex"
     alpaca_base_url: str | None = None
+    max_daily_move: float = 0.75  # larger adj_close moves need a split or dividend to explain
     vendor_timeout_seconds: float = 10.0
     vendor_retries: int = 3
 

@@ -59,6 +59,20 @@ CREATE TABLE quarantine_bars (
 CREATE UNIQUE INDEX quarantine_bars_once ON quarantine_bars
     (partition_start, partition_end, source, origin, rule, symbol, ts) NULLS NOT DISTINCT;
 
+-- One row per load of a partition range: what the quality gate found. Research refuses to run
+-- while the latest load failed, whichever run launches it.
+CREATE TABLE bar_loads (
+    load_id         bigserial PRIMARY KEY,
+    partition_start date NOT NULL,
+    partition_end   date NOT NULL,
+    source          text NOT NULL,
+    rows_received   integer NOT NULL,
+    rows_quarantined integer NOT NULL,
+    failed_rules    jsonb NOT NULL,
+    passed          boolean NOT NULL,
+    loaded_at       timestamptz NOT NULL DEFAULT now()
+);
+
 CREATE TABLE signals (
     symbol      text NOT NULL,
     ts          date NOT NULL,

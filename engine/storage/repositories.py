@@ -13,6 +13,7 @@ import psycopg
 from engine.backtest.sma_sweep import FAMILY, SweepResult, code_version, settings_json
 from engine.data.quality import QualityReport
 from engine.data.sources import BAR_SCHEMA
+from engine.errors import NotFoundError, QualityGateError
 from engine.portfolio.optimize import AllocationConstraints, AllocationResult
 from engine.storage.bulk import copy_upsert
 from engine.validation.gate import GateResult
@@ -30,6 +31,7 @@ def write_bars(
     partition_end: date,
     sectors: dict[str, str],
     corporate_actions: pl.DataFrame | None = None,
+    source_name: str = "unknown",
 ) -> tuple[int, int]:
     """Store a partition range whole or not at all: clean bars upserted, violations quarantined.
 
@@ -54,6 +56,20 @@ def write_bars(
             pl.lit(partition_start).alias("partition_start"),
             pl.lit(partition_end).alias("partition_end"),
         )
+        failed = {rule: n for rule, n in report.counts_by_rule().items() if n}
+        conn.execute(
+            """INSERT INTO bar_loads (partition_start, partition_end, source, rows_received,
+                   rows_quarantined, failed_rules, passed) VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+            (
+                partition_start,
+                partition_end,
+                source_name,
+                report.clean.height + report.violations["origin"].n_unique(),
+                report.violations.height,
+                json.dumps(failed),
+                report.passed,
+            ),
+        )
         copy_upsert(
             conn,
             "quarantine_bars",
@@ -62,6 +78,21 @@ def write_bars(
             update=False,
         )
     return written, quarantined.height
+
+
+def require_clean_bars(conn: psycopg.Connection) -> None:
+    """Refuse research while the latest load of bars failed the quality gate."""
+    row = conn.execute(
+        """SELECT partition_start, partition_end, source, failed_rules, passed FROM bar_loads
+           ORDER BY load_id DESC LIMIT 1"""
+    ).fetchone()
+    if row is not None and not row[4]:
+        start, end, source, rules, _ = row
+        found = ", ".join(f"{rule}={n}" for rule, n in rules.items())
+        raise QualityGateError(
+            f"the latest bars load ({source}, {start} .. {end}) failed the quality gate "
+            f"({found}); fix the data and re-run bars_daily before research"
+        )
 
 
 def load_bars(conn: psycopg.Connection, start: date | None = None, end: date | None = None):
@@ -161,8 +192,6 @@ def latest_backtest_run(conn: psycopg.Connection) -> tuple[uuid.UUID, date, date
         "SELECT run_id, data_start, data_end FROM backtest_runs ORDER BY created_at DESC LIMIT 1"
     ).fetchone()
     if row is None:
-        from engine.errors import NotFoundError
-
         raise NotFoundError("no backtest run is stored yet; materialize backtests first")
     return row[0], row[1], row[2]
 
@@ -339,3 +368,23 @@ def load_recent_bars(conn: psycopg.Connection, n_days: int) -> pl.DataFrame:
     if row is None or row[0] is None:
         return load_bars(conn, date.max, date.max)
     return load_bars(conn, row[0])
+
+
+def closes_before(conn: psycopg.Connection, day: date) -> dict[str, float]:
+    """Each symbol's last stored adj_close before ``day`` (the base of its first move)."""
+    rows = conn.execute(
+        """SELECT DISTINCT ON (symbol) symbol, adj_close FROM bars_daily
+           WHERE ts < %s ORDER BY symbol, ts DESC""",
+        (day,),
+    ).fetchall()
+    return {symbol: float(close) for symbol, close in rows}
+
+
+def corporate_action_days(
+    conn: psycopg.Connection, start: date, end: date
+) -> set[tuple[str, date]]:
+    rows = conn.execute(
+        "SELECT symbol, ex_date FROM corporate_actions WHERE ex_date BETWEEN %s AND %s",
+        (start, end),
+    ).fetchall()
+    return {(symbol, ex_date) for symbol, ex_date in rows}

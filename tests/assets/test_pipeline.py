@@ -64,6 +64,11 @@ def _count(conn: psycopg.Connection, table: str) -> int:
     return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
+def _check(result: dg.ExecuteInProcessResult, name: str):  # noqa: ANN202
+    (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == name]
+    return evaluation
+
+
 def _started_steps(result: dg.ExecuteInProcessResult) -> set[str]:
     return {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
 
@@ -86,8 +91,8 @@ def test_whole_graph_then_approval_then_sensor_launched_execution(db: str) -> No
         ).fetchone()
         assert traced[0] == date(2023, 1, 3) and traced[1] == date(2024, 12, 31)
         assert traced[2] == 8 and len(traced[3]) == 12
-    check = research.get_asset_check_evaluations()[0]
-    assert check.check_name == "bars_quality" and check.passed
+    assert _check(research, "bars_quality").passed
+    assert _check(research, "bars_complete").passed
 
     instance = dg.DagsterInstance.ephemeral()
     approval = defs.resolve_job_def("approve_allocation").execute_in_process(
@@ -163,7 +168,7 @@ def test_corrupt_bars_stop_the_downstream_assets_and_lose_nothing(db: str, tmp_p
     )
     assert not result.success
     assert _started_steps(result) == {"bars_daily"}  # signals, backtests, ... never started
-    check = result.get_asset_check_evaluations()[0]
+    check = _check(result, "bars_quality")
     assert not check.passed
     assert check.metadata["failed_ohlc_consistent"].value == 1
     assert "ohlc_consistent=1" in check.description
@@ -175,6 +180,12 @@ def test_corrupt_bars_stop_the_downstream_assets_and_lose_nothing(db: str, tmp_p
     # The corrupt row did not overwrite its stored bar: nothing stored changed at all.
     assert stored_after == stored_before
 
+    # A later run of research alone is refused too, naming the failed load.
+    later = _run_research(_defs(db), str(start), str(end), [dg.AssetKey("signals")])
+    assert not later.success
+    refusal = next(e for e in later.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "failed the quality gate (ohlc_consistent=1)" in str(refusal.event_specific_data.error)
+
     again = _run_research(
         _defs(db, MarketData(source="files", path=str(bad))), str(start), str(end)
     )
@@ -184,6 +195,11 @@ def test_corrupt_bars_stop_the_downstream_assets_and_lose_nothing(db: str, tmp_p
         assert (
             conn.execute("SELECT * FROM bars_daily ORDER BY symbol, ts").fetchall() == stored_before
         )
+
+    # Clean data loaded again lifts the refusal.
+    fixed = _defs(db, MarketData(source="files", path=str(good)))
+    assert _run_research(fixed, str(start), str(end), [dg.AssetKey("bars_daily")]).success
+    assert _run_research(fixed, str(start), str(end), [dg.AssetKey("signals")]).success
 
 
 def test_unreadable_file_fails_the_partition_naming_file_and_row(db: str, tmp_path: Path) -> None:
@@ -219,7 +235,7 @@ def test_real_data_partition_quarantines_its_bad_row(db: str, real_prices: Path)
         [dg.AssetKey("bars_daily")],
     )
     assert not result.success
-    check = result.get_asset_check_evaluations()[0]
+    check = _check(result, "bars_quality")
     assert check.metadata["failed_ohlc_consistent"].value == 1
     with psycopg.connect(db) as conn:
         assert conn.execute("SELECT symbol, ts, rule FROM quarantine_bars").fetchall() == [

@@ -357,7 +357,23 @@ CREATE TABLE sim_broker.fills (
     filled_at       timestamptz NOT NULL DEFAULT now()
 );
 
--- TimescaleDB: time series as hypertables with explicit chunk intervals.
+-- Time bucketing goes through one function: time_bucket with TimescaleDB, date_bin without.
+-- Both put weeks on Mondays (origin 2000-01-03).
+DO $$
+BEGIN
+    IF current_setting('tradeflow.timescaledb', true) = 'on' THEN
+        EXECUTE $f$CREATE FUNCTION tradeflow_bucket(width interval, day date) RETURNS date
+            LANGUAGE sql IMMUTABLE AS 'SELECT time_bucket(width, day)'$f$;
+    ELSE
+        EXECUTE $f$CREATE FUNCTION tradeflow_bucket(width interval, day date) RETURNS date
+            LANGUAGE sql IMMUTABLE
+            AS 'SELECT date_bin(width, day::timestamp, TIMESTAMP ''2000-01-03'')::date'$f$;
+    END IF;
+END $$;
+
+-- TimescaleDB: hypertables with explicit chunk intervals, compression of old bars (after
+-- tradeflow.compress_bars_after, set by the migration runner) and a continuous aggregate of
+-- weekly bars. Plain PostgreSQL: the same tables and a plain view with the same columns.
 DO $$
 BEGIN
     IF current_setting('tradeflow.timescaledb', true) = 'on' THEN
@@ -365,5 +381,28 @@ BEGIN
         PERFORM create_hypertable('signals', by_range('ts', INTERVAL '6 months'));
         PERFORM create_hypertable('strategy_returns', by_range('ts', INTERVAL '1 year'));
         PERFORM create_hypertable('equity_curves', by_range('ts', INTERVAL '1 year'));
+        ALTER TABLE bars_daily SET (timescaledb.compress,
+            timescaledb.compress_segmentby = 'symbol', timescaledb.compress_orderby = 'ts');
+        PERFORM add_compression_policy('bars_daily',
+            compress_after => current_setting('tradeflow.compress_bars_after')::interval);
+        EXECUTE $v$
+            CREATE MATERIALIZED VIEW bars_weekly WITH (timescaledb.continuous) AS
+            SELECT symbol, time_bucket(INTERVAL '1 week', ts) AS week,
+                   first(open, ts) AS open, max(high) AS high, min(low) AS low,
+                   last(close, ts) AS close, last(adj_close, ts) AS adj_close,
+                   sum(volume) AS volume, count(*) AS days
+            FROM bars_daily GROUP BY symbol, time_bucket(INTERVAL '1 week', ts)
+            WITH NO DATA$v$;
+        PERFORM add_continuous_aggregate_policy('bars_weekly',
+            start_offset => INTERVAL '1 month', end_offset => INTERVAL '1 day',
+            schedule_interval => INTERVAL '1 hour');
+    ELSE
+        CREATE VIEW bars_weekly AS
+        SELECT symbol, tradeflow_bucket(INTERVAL '1 week', ts) AS week,
+               (array_agg(open ORDER BY ts))[1] AS open, max(high) AS high, min(low) AS low,
+               (array_agg(close ORDER BY ts DESC))[1] AS close,
+               (array_agg(adj_close ORDER BY ts DESC))[1] AS adj_close,
+               sum(volume) AS volume, count(*) AS days
+        FROM bars_daily GROUP BY symbol, tradeflow_bucket(INTERVAL '1 week', ts);
     END IF;
 END $$;

@@ -1,12 +1,14 @@
 """Apply ``sql/NNNN_*.sql`` in order, each once, each in its own transaction.
 
 Applied files are recorded in ``schema_migrations``; running again is a no-op. An advisory lock
-serialises concurrent runners. Each migration sees the setting ``tradeflow.timescaledb`` ('on' or
-'off') so TimescaleDB-only statements can be guarded inside the SQL without re-detecting.
+serialises concurrent runners. Each migration sees the settings ``tradeflow.timescaledb`` ('on' or
+'off'), so TimescaleDB-only statements can be guarded inside the SQL without re-detecting, and
+``tradeflow.compress_bars_after`` (an interval; TRADEFLOW_COMPRESS_BARS_AFTER, default 180 days).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -17,6 +19,11 @@ from engine.storage.connection import Capabilities, detect_capabilities
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _LOCK_KEY = 7_331_001
+
+
+def compress_bars_after() -> str:
+    """How old bars get before TimescaleDB compresses them (TRADEFLOW_COMPRESS_BARS_AFTER)."""
+    return os.environ.get("TRADEFLOW_COMPRESS_BARS_AFTER", "180 days")
 
 
 def migration_files(sql_dir: Path = SQL_DIR) -> list[Path]:
@@ -50,8 +57,9 @@ def migrate(conn: psycopg.Connection, sql_dir: Path = SQL_DIR) -> list[str]:
             if done:
                 continue
             conn.execute(
-                "SELECT set_config('tradeflow.timescaledb', %s, true)",
-                ("on" if caps.timescaledb else "off",),
+                "SELECT set_config('tradeflow.timescaledb', %s, true), "
+                "set_config('tradeflow.compress_bars_after', %s, true)",
+                ("on" if caps.timescaledb else "off", compress_bars_after()),
             )
             conn.execute(path.read_text())  # type: ignore[arg-type]
             conn.execute(

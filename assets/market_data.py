@@ -6,8 +6,13 @@ from datetime import date, datetime
 import dagster as dg
 
 from engine.data.calendar import nyse, trading_days, weekday_holidays
-from engine.data.quality import check_bars, missing_sessions
-from engine.storage.repositories import closes_before, corporate_action_days, write_bars
+from engine.data.quality import RULES, check_bars, check_minute_bars, missing_sessions
+from engine.storage.repositories import (
+    closes_before,
+    corporate_action_days,
+    write_bars,
+    write_minute_bars,
+)
 from orchestration.resources import Database, MarketData
 
 PARTITIONS_START = date(2015, 1, 1)
@@ -129,6 +134,57 @@ def bars_daily(
             "symbols_with_gaps": dg.MetadataValue.int(gaps.height),
             "worst": dg.MetadataValue.md(_markdown(gaps.head(10).rows(), gaps.columns)),
         },
+    )
+
+
+MINUTE_CHECK = "bars_minute_quality"
+
+
+@dg.asset(
+    partitions_def=DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="market_data",
+    check_specs=[
+        dg.AssetCheckSpec(
+            MINUTE_CHECK,
+            asset="bars_minute",
+            blocking=True,
+            description="great-expectations suite for minute bars (prices > 0 and finite, OHLC "
+            "consistent, volume >= 0, unique (symbol, ts)); failing rows are quarantined",
+        )
+    ],
+)
+def bars_minute(
+    context: dg.AssetExecutionContext, database: Database, market_data: MarketData
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """Minute OHLCV bars, one partition per trading day (shorter sessions on early closes)."""
+    key_range = context.partition_key_range
+    days = trading_days(date.fromisoformat(key_range.start), date.fromisoformat(key_range.end))
+    source = market_data.create_source()
+    reports = [(day, check_minute_bars(source.minute_bars(day))) for day in days]
+    written = 0
+    with database.connect() as conn, conn.transaction():  # the whole range or nothing
+        for day, report in reports:
+            written += write_minute_bars(conn, report, day)[0]
+    violations = [r.violations for _, r in reports if not r.passed]
+    counts = {rule: sum(r.counts_by_rule()[rule] for _, r in reports) for rule in RULES}
+    yield dg.MaterializeResult(
+        metadata={
+            "source": source.name,
+            "days": dg.MetadataValue.int(len(days)),
+            "rows_changed": dg.MetadataValue.int(written),
+            "rows_quarantined": dg.MetadataValue.int(sum(v.height for v in violations)),
+        }
+    )
+    failing = {rule: n for rule, n in counts.items() if n}
+    yield dg.AssetCheckResult(
+        check_name=MINUTE_CHECK,
+        passed=not failing,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="all rows passed"
+        if not failing
+        else "rows failed: " + ", ".join(f"{rule}={n}" for rule, n in failing.items()),
+        metadata={f"failed_{rule}": dg.MetadataValue.int(n) for rule, n in counts.items()},
     )
 
 

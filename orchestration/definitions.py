@@ -8,11 +8,16 @@ from assets.allocations import allocation_recommendation
 from assets.backtests import backtests
 from assets.correlations import correlations
 from assets.execution import executed_orders
-from assets.market_data import bars_daily
+from assets.market_data import bars_daily, bars_minute
 from assets.scans import signals
 from assets.validations import validations
 from engine.storage.connection import DATABASE_URL_ENV
-from orchestration.jobs import approve_allocation, execute_allocation_job, research_pipeline
+from orchestration.jobs import (
+    approve_allocation,
+    execute_allocation_job,
+    ingest_minute_bars,
+    research_pipeline,
+)
 from orchestration.resources import BrokerConfig, Database, MarketData, Settings
 from orchestration.schedules import daily_research
 from orchestration.sensors import approvals_sensor
@@ -47,6 +52,7 @@ def build_definitions(resources: dict[str, dg.ConfigurableResource]) -> dg.Defin
     return dg.Definitions(
         assets=[
             bars_daily,
+            bars_minute,
             signals,
             backtests,
             validations,
@@ -54,7 +60,7 @@ def build_definitions(resources: dict[str, dg.ConfigurableResource]) -> dg.Defin
             allocation_recommendation,
             executed_orders,
         ],
-        jobs=[research_pipeline, execute_allocation_job, approve_allocation],
+        jobs=[research_pipeline, ingest_minute_bars, execute_allocation_job, approve_allocation],
         sensors=[approvals_sensor],
         schedules=[daily_research],
         resources=resources,

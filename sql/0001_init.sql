@@ -25,6 +25,20 @@ CREATE TABLE bars_daily (
 );
 CREATE INDEX bars_daily_ts ON bars_daily (ts);
 
+-- Minute bars: ts is the minute's start (UTC); split-adjusted as the vendor delivers them.
+CREATE TABLE bars_minute (
+    symbol      text NOT NULL CHECK (symbol ~ '^[A-Z][A-Z0-9.\-]{0,9}$'),
+    ts          timestamptz NOT NULL,
+    open        double precision NOT NULL CHECK (open > 0),
+    high        double precision NOT NULL CHECK (high > 0),
+    low         double precision NOT NULL CHECK (low > 0),
+    close       double precision NOT NULL CHECK (close > 0),
+    volume      bigint NOT NULL CHECK (volume >= 0),
+    source      text NOT NULL,
+    ingested_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (symbol, ts)
+);
+
 -- Splits (ratio = new shares per old share) and cash dividends, by ex-date.
 CREATE TABLE corporate_actions (
     symbol       text NOT NULL,
@@ -378,6 +392,7 @@ DO $$
 BEGIN
     IF current_setting('tradeflow.timescaledb', true) = 'on' THEN
         PERFORM create_hypertable('bars_daily', by_range('ts', INTERVAL '3 months'));
+        PERFORM create_hypertable('bars_minute', by_range('ts', INTERVAL '1 day'));
         PERFORM create_hypertable('signals', by_range('ts', INTERVAL '6 months'));
         PERFORM create_hypertable('strategy_returns', by_range('ts', INTERVAL '1 year'));
         PERFORM create_hypertable('equity_curves', by_range('ts', INTERVAL '1 year'));

@@ -23,7 +23,7 @@ from alpaca.data.timeframe import TimeFrame
 
 from engine.data.polygon_source import validate_symbols
 from engine.data.ratelimit import RateLimiter
-from engine.data.sources import BAR_SCHEMA, no_corporate_actions
+from engine.data.sources import BAR_SCHEMA, MINUTE_SCHEMA, no_corporate_actions
 from engine.errors import SourceDataError, VendorError
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -69,9 +69,36 @@ class AlpacaSource:
     def corporate_actions(self, start: date, end: date) -> pl.DataFrame:
         return no_corporate_actions()  # adj_close comes adjusted from the API
 
+    def minute_bars(self, day: date) -> pl.DataFrame:
+        """Split- and dividend-adjusted minute bars of ``day``."""
+        by_symbol = self._bars(day, day, Adjustment.ALL, TimeFrame.Minute)
+        rows = []
+        for symbol in self.symbols:
+            bars = by_symbol.get(symbol) or []
+            if not bars:
+                raise SourceDataError(f"alpaca returned no minute bars for {symbol} on {day}")
+            for bar in bars:
+                try:
+                    rows.append(
+                        (
+                            symbol,
+                            datetime.fromisoformat(str(bar["t"]).replace("Z", "+00:00")),
+                            float(bar["o"]),
+                            float(bar["h"]),
+                            float(bar["l"]),
+                            float(bar["c"]),
+                            int(round(float(bar["v"]))),
+                            self.name,
+                            f"alpaca {self.feed} {symbol} {bar['t']}",
+                        )
+                    )
+                except (KeyError, TypeError, ValueError) as e:
+                    raise SourceDataError(f"alpaca bar for {symbol} is malformed: {bar!r}") from e
+        return pl.DataFrame(rows, schema=MINUTE_SCHEMA, orient="row")
+
     def daily_bars(self, start: date, end: date) -> pl.DataFrame:
-        raw = self._bars(start, end, Adjustment.RAW)
-        adjusted = self._bars(start, end, Adjustment.ALL)
+        raw = self._bars(start, end, Adjustment.RAW, TimeFrame.Day)
+        adjusted = self._bars(start, end, Adjustment.ALL, TimeFrame.Day)
         rows = []
         for symbol in self.symbols:
             bars = raw.get(symbol) or []
@@ -102,10 +129,12 @@ class AlpacaSource:
                     raise SourceDataError(f"alpaca bar for {symbol} is malformed: {bar!r}") from e
         return pl.DataFrame(rows, schema=BAR_SCHEMA, orient="row")
 
-    def _bars(self, start: date, end: date, adjustment: Adjustment) -> dict[str, list[dict]]:
+    def _bars(
+        self, start: date, end: date, adjustment: Adjustment, timeframe: TimeFrame
+    ) -> dict[str, list[dict]]:
         request = StockBarsRequest(
             symbol_or_symbols=list(self.symbols),
-            timeframe=TimeFrame.Day,
+            timeframe=timeframe,
             start=datetime.combine(start, time(0), NEW_YORK),
             end=datetime.combine(end, time(23, 59), NEW_YORK),
             adjustment=adjustment,

@@ -28,6 +28,11 @@ def is_trading_day(day: date) -> bool:
     return bool(nyse().is_session(pd.Timestamp(day)))
 
 
+def session_open(day: date) -> datetime:
+    """The session's open in UTC."""
+    return nyse().session_open(pd.Timestamp(day)).to_pydatetime()
+
+
 def session_close(day: date) -> datetime:
     """The session's close in UTC (13:00 New York on early-close days)."""
     return nyse().session_close(pd.Timestamp(day)).to_pydatetime()

@@ -26,7 +26,12 @@ from polygon import RESTClient
 from polygon.exceptions import BadResponse
 
 from engine.data.ratelimit import RateLimiter
-from engine.data.sources import BAR_SCHEMA, CORPORATE_ACTION_SCHEMA, SYMBOL_PATTERN
+from engine.data.sources import (
+    BAR_SCHEMA,
+    CORPORATE_ACTION_SCHEMA,
+    MINUTE_SCHEMA,
+    SYMBOL_PATTERN,
+)
 from engine.errors import SourceDataError, VendorError
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -107,6 +112,36 @@ class PolygonSource:
         return pl.DataFrame(rows, schema=CORPORATE_ACTION_SCHEMA, orient="row").unique(
             ["symbol", "ex_date", "kind"], keep="first", maintain_order=True
         )
+
+    def minute_bars(self, day: date) -> pl.DataFrame:
+        """Split-adjusted minute aggregates of ``day`` (extended hours included)."""
+        rows = []
+        for symbol in self.symbols:
+            path = f"/v2/aggs/ticker/{symbol}/range/1/minute/{day.isoformat()}/{day.isoformat()}"
+            bars = self._results(path, {"sort": "asc", "limit": 50000, "adjusted": "true"})
+            if not bars:
+                raise SourceDataError(f"polygon returned no minute bars for {symbol} on {day}")
+            for bar in bars:
+                try:
+                    stamp = datetime.fromtimestamp(int(bar["t"]) / 1000, UTC)
+                    rows.append(
+                        (
+                            symbol,
+                            stamp,
+                            float(bar["o"]),
+                            float(bar["h"]),
+                            float(bar["l"]),
+                            float(bar["c"]),
+                            int(round(float(bar["v"]))),
+                            self.name,
+                            f"polygon {symbol} {day} t={bar['t']}",
+                        )
+                    )
+                except (KeyError, TypeError, ValueError) as e:
+                    raise SourceDataError(
+                        f"polygon minute bar for {symbol} on {day} is malformed: {bar!r}"
+                    ) from e
+        return pl.DataFrame(rows, schema=MINUTE_SCHEMA, orient="row")
 
     def _symbol_bars(self, symbol: str, start: date, end: date) -> pl.DataFrame:
         path = f"/v2/aggs/ticker/{symbol}/range/1/day/{start.isoformat()}/{end.isoformat()}"

@@ -32,6 +32,8 @@ from engine.errors import SourceDataError
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no usage reports leave this machine
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "adj_close")
+MINUTE_PRICE_COLUMNS = ("open", "high", "low", "close")
+SUITE_PRICES = {"bars_daily": PRICE_COLUMNS, "bars_minute": MINUTE_PRICE_COLUMNS}
 RULES = (
     "prices_positive",
     "ohlc_consistent",
@@ -59,11 +61,10 @@ class QualityReport:
         return counts
 
 
-def _reasons() -> dict[str, pl.Expr]:
+def _reasons(prices: tuple[str, ...]) -> dict[str, pl.Expr]:
     return {
         "prices_positive": pl.format(
-            "prices must be finite and > 0: open={} high={} low={} close={} adj_close={}",
-            *PRICE_COLUMNS,
+            "prices must be finite and > 0: " + " ".join(f"{c}={{}}" for c in prices), *prices
         ),
         "ohlc_consistent": pl.format(
             "need low <= min(open, close) and high >= max(open, close): "
@@ -85,24 +86,29 @@ def _reasons() -> dict[str, pl.Expr]:
 
 
 @cache
-def _suite() -> tuple[Any, Any]:
-    """The expectation suite for bars_daily and the batch definition it validates."""
+def _context() -> tuple[Any, Any]:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = (
-        context.data_sources.add_pandas("tradeflow")
-        .add_dataframe_asset("bars_daily")
-        .add_batch_definition_whole_dataframe("partition")
-    )
+    return context, context.data_sources.add_pandas("tradeflow")
+
+
+@cache
+def _suite(table: str) -> tuple[Any, Any]:
+    """The expectation suite for a bars table and the batch definition it validates."""
+    import great_expectations as gx
+
+    context, datasource = _context()
+    prices = SUITE_PRICES[table]
+    batch = datasource.add_dataframe_asset(table).add_batch_definition_whole_dataframe("batch")
     e = gx.expectations
     expectations: list[tuple[str, Any]] = [
         (
             "schema",
             e.ExpectTableColumnsToMatchSet(
-                column_set=["symbol", "ts", *PRICE_COLUMNS, "volume", "source", "origin"],
+                column_set=["symbol", "ts", *prices, "volume", "source", "origin"],
                 exact_match=True,
             ),
         ),
@@ -110,7 +116,7 @@ def _suite() -> tuple[Any, Any]:
         ("volume_non_negative", e.ExpectColumnValuesToNotBeNull(column="volume")),
         ("volume_non_negative", e.ExpectColumnValuesToBeBetween(column="volume", min_value=0)),
     ]
-    for column in PRICE_COLUMNS:
+    for column in prices:
         expectations += [
             ("prices_positive", e.ExpectColumnValuesToNotBeNull(column=column)),
             (
@@ -129,16 +135,18 @@ def _suite() -> tuple[Any, Any]:
                 ),
             )
         )
-    suite = gx.ExpectationSuite("bars_daily")
+    suite = gx.ExpectationSuite(table)
     for rule, expectation in expectations:
         expectation.meta = {"rule": rule}
         suite.add_expectation(expectation)
     return context.suites.add(suite), batch
 
 
-def _expectation_failures(bars: pl.DataFrame) -> pl.DataFrame:
+def _expectation_failures(bars: pl.DataFrame, table: str) -> pl.DataFrame:
     """(row, rule) for every row a failed expectation names."""
-    suite, batch = _suite()
+    if bars.is_empty():
+        return pl.DataFrame(schema={"_row": pl.UInt32, "rule": pl.String})
+    suite, batch = _suite(table)
     result = batch.get_batch(batch_parameters={"dataframe": bars.to_pandas()}).validate(
         suite, result_format="COMPLETE"
     )
@@ -163,29 +171,39 @@ def check_bars(
 ) -> QualityReport:
     """Apply every rule; a row failing any rule is excluded from ``clean``."""
     indexed = bars.with_row_index("_row")
-    expected = (
-        _expectation_failures(bars)
-        if not bars.is_empty()
-        else pl.DataFrame(schema={"_row": pl.UInt32, "rule": pl.String})
-    )
+    expected = _expectation_failures(bars, "bars_daily")
     # Moves are measured between rows that passed the expectations (a zero price is not a move).
     sound = indexed.join(expected, on="_row", how="anti")
     moves = _move_columns(sound, previous_close or {})
     jumps = _extreme_moves(sound, moves, set(explained), max_move)
     failed = pl.concat([expected, jumps]).unique(maintain_order=True)
-    reasons = _reasons()
+    return _report(indexed.join(moves, on="_row", how="left"), failed, bars.columns, PRICE_COLUMNS)
+
+
+def check_minute_bars(bars: pl.DataFrame) -> QualityReport:
+    """The minute-bar suite (no adj_close, no move rule); failing rows are excluded."""
+    indexed = bars.with_row_index("_row")
+    failed = _expectation_failures(bars, "bars_minute")
+    return _report(indexed, failed, bars.columns, MINUTE_PRICE_COLUMNS)
+
+
+def _report(
+    indexed: pl.DataFrame, failed: pl.DataFrame, columns: list[str], prices: tuple[str, ...]
+) -> QualityReport:
+    reasons = _reasons(prices)
+    if "_move" not in indexed.columns:
+        reasons.pop("extreme_move")
     violations = (
-        indexed.join(moves, on="_row", how="left")
-        .join(failed, on="_row")
+        indexed.join(failed, on="_row")
         .with_columns(
             pl.coalesce([pl.when(pl.col("rule") == r).then(e) for r, e in reasons.items()]).alias(
                 "reason"
             )
         )
         .sort("_row", "rule")
-        .select([*bars.columns, "rule", "reason"])
+        .select([*columns, "rule", "reason"])
     )
-    clean = indexed.join(failed, on="_row", how="anti").select(bars.columns)
+    clean = indexed.join(failed, on="_row", how="anti").select(columns)
     return QualityReport(clean=clean, violations=violations)
 
 

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import pandas as pd
 import polars as pl
 
-from engine.data.calendar import trading_days
+from engine.data.calendar import is_trading_day, session_close, session_open, trading_days
 from engine.errors import SourceDataError
 
 BAR_SCHEMA: dict[str, pl.DataType] = {
@@ -32,6 +33,17 @@ BAR_SCHEMA: dict[str, pl.DataType] = {
     "low": pl.Float64(),
     "close": pl.Float64(),
     "adj_close": pl.Float64(),
+    "volume": pl.Int64(),
+    "source": pl.String(),
+    "origin": pl.String(),
+}
+MINUTE_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "ts": pl.Datetime("us", "UTC"),  # the minute's start
+    "open": pl.Float64(),
+    "high": pl.Float64(),
+    "low": pl.Float64(),
+    "close": pl.Float64(),
     "volume": pl.Int64(),
     "source": pl.String(),
     "origin": pl.String(),
@@ -64,6 +76,10 @@ class MarketDataSource(Protocol):
         """Splits and dividends with ex-date in [start, end], in ``CORPORATE_ACTION_SCHEMA``."""
         ...
 
+    def minute_bars(self, day: date) -> pl.DataFrame:
+        """One trading day's minute bars in ``MINUTE_SCHEMA``."""
+        ...
+
 
 def no_corporate_actions() -> pl.DataFrame:
     return pl.DataFrame(schema=CORPORATE_ACTION_SCHEMA)
@@ -93,6 +109,49 @@ class SyntheticSource:
 
     def corporate_actions(self, start: date, end: date) -> pl.DataFrame:
         return no_corporate_actions()  # synthetic prices have no splits or dividends
+
+    def minute_bars(self, day: date) -> pl.DataFrame:
+        """Minutes of the regular session (shorter on early-close days) that open at the day's
+        synthetic open and close at its close: a Brownian bridge between the two."""
+        if not is_trading_day(day):
+            return pl.DataFrame(schema=MINUTE_SCHEMA)
+        daily = self.daily_bars(day, day)
+        minutes = pd.date_range(
+            session_open(day), session_close(day), freq="1min", inclusive="left"
+        )
+        m, n = len(minutes), daily.height
+        rng = np.random.default_rng([self.seed, 100, day.toordinal()])
+        steps = np.cumsum(rng.standard_normal((m, n)) * 0.0008, axis=0)
+        fraction = np.arange(1, m + 1)[:, None] / m
+        start, finish = np.log(daily["open"].to_numpy()), np.log(daily["close"].to_numpy())
+        path = start + (finish - start) * fraction + steps - fraction * steps[-1]
+        close = np.exp(path)
+        open_ = np.vstack([np.exp(start)[None, :], close[:-1]])
+        wiggle = np.abs(rng.standard_normal((2, m, n))) * 0.0004
+        weights = rng.dirichlet(np.ones(m), n)
+        shares = np.stack(
+            [
+                rng.multinomial(v, w)
+                for v, w in zip(daily["volume"].to_numpy(), weights, strict=True)
+            ],
+            axis=1,
+        )  # minute volumes add up to the day's exactly
+        frame = pl.DataFrame(
+            {
+                "symbol": np.tile(daily["symbol"].to_numpy(), m),
+                "ts": np.repeat(minutes.tz_convert("UTC").tz_localize(None).to_numpy(), n),
+                "open": open_.ravel(),
+                "high": (np.maximum(open_, close) * (1 + wiggle[0])).ravel(),
+                "low": (np.minimum(open_, close) * (1 - wiggle[1])).ravel(),
+                "close": close.ravel(),
+                "volume": shares.astype(np.int64).ravel(),
+            }
+        )
+        return frame.with_columns(
+            pl.col("ts").dt.replace_time_zone("UTC"),
+            pl.lit(self.name).alias("source"),
+            pl.lit(f"synthetic(seed={self.seed})").alias("origin"),
+        ).select(list(MINUTE_SCHEMA))
 
     def daily_bars(self, start: date, end: date) -> pl.DataFrame:
         days = trading_days(SYNTHETIC_ORIGIN, end)
@@ -171,6 +230,9 @@ class LocalFileSource:
 
     def corporate_actions(self, start: date, end: date) -> pl.DataFrame:
         return no_corporate_actions()  # adj_close in the file already carries them
+
+    def minute_bars(self, day: date) -> pl.DataFrame:
+        raise SourceDataError(f"{self.path}: the files source has daily bars only, no minute bars")
 
     def sectors(self) -> dict[str, str]:
         if not self.sectors_path:

@@ -388,3 +388,45 @@ def corporate_action_days(
         (start, end),
     ).fetchall()
     return {(symbol, ex_date) for symbol, ex_date in rows}
+
+
+def write_minute_bars(
+    conn: psycopg.Connection, report: QualityReport, day: date
+) -> tuple[int, int]:
+    """Store one day's minute bars whole or not at all; violations are quarantined under the day
+    (their minute stays in ``origin``). Returns (bars inserted or changed, violations found)."""
+    with conn.transaction():
+        written = copy_upsert(
+            conn,
+            "bars_minute",
+            report.clean.select(c for c in report.clean.columns if c != "origin"),
+            key=["symbol", "ts"],
+        )
+        quarantined = report.violations.with_columns(
+            pl.lit(day).alias("ts"),
+            pl.format("{} {}", "origin", pl.col("ts").dt.strftime("%H:%M UTC")).alias("origin"),
+            pl.lit(day).alias("partition_start"),
+            pl.lit(day).alias("partition_end"),
+        )
+        copy_upsert(
+            conn,
+            "quarantine_bars",
+            quarantined.select(
+                "symbol",
+                "ts",
+                "open",
+                "high",
+                "low",
+                "close",
+                "volume",
+                "source",
+                "origin",
+                "rule",
+                "reason",
+                "partition_start",
+                "partition_end",
+            ),
+            key=["partition_start", "partition_end", "source", "origin", "rule", "symbol", "ts"],
+            update=False,
+        )
+    return written, report.violations.height

@@ -256,3 +256,39 @@ def test_files_source_without_a_path_is_a_clear_configuration_error(db: str) -> 
     assert "market_data.path must name a Parquet or CSV file" in str(
         failure.event_specific_data.error
     )
+
+
+def test_minute_bars_for_a_range_of_days_including_an_early_close(db: str) -> None:
+    defs = _defs(db, MarketData(n_symbols=3, seed=2))
+    result = defs.resolve_job_def("ingest_minute_bars").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: "2024-11-29",
+            ASSET_PARTITION_RANGE_END_TAG: "2024-12-02",
+        },
+    )
+    assert result.success
+    assert _check(result, "bars_minute_quality").passed
+    with psycopg.connect(db) as conn:
+        per_day = conn.execute(
+            "SELECT (ts AT TIME ZONE 'America/New_York')::date, count(*) FROM bars_minute "
+            "GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    assert per_day == [(date(2024, 11, 29), 3 * 210), (date(2024, 12, 2), 3 * 390)]
+
+
+def test_the_files_source_says_it_has_no_minute_bars(db: str, tmp_path: Path) -> None:
+    path = _bars_file(tmp_path / "bars.csv", date(2024, 3, 1), date(2024, 3, 8), corrupt=False)
+    result = (
+        _defs(db, MarketData(source="files", path=str(path)))
+        .resolve_job_def("ingest_minute_bars")
+        .execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(),
+            partition_key="2024-03-04",
+            raise_on_error=False,
+        )
+    )
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "the files source has daily bars only, no minute bars" in str(
+        failure.event_specific_data.error
+    )

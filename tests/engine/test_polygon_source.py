@@ -176,3 +176,17 @@ def test_requests_are_paced_to_the_quota(vendor: FakeVendor) -> None:
     source(vendor, requests_per_minute=300.0).daily_bars(date(2024, 3, 13), date(2024, 3, 15))
     source_two = time.monotonic() - started
     assert source_two >= 0.2  # two requests, 0.2 s apart at 300 per minute
+
+
+def test_minute_bars_are_read_with_utc_timestamps(vendor: FakeVendor) -> None:
+    path = "/v2/aggs/ticker/AAPL/range/1/minute/2024-03-14/2024-03-14"
+    t0 = int(datetime(2024, 3, 14, 9, 30, tzinfo=NY).timestamp() * 1000)
+    bars = [
+        {"o": 171.0, "h": 171.5, "l": 170.8, "c": 171.2, "v": 5000, "t": t0 + 60_000 * i}
+        for i in range(3)
+    ]
+    vendor.script(path, Reply(page(bars)))
+    minutes = source(vendor).minute_bars(date(2024, 3, 14))
+    assert minutes.height == 3
+    assert minutes["ts"][0] == datetime(2024, 3, 14, 13, 30, tzinfo=ZoneInfo("UTC"))
+    assert vendor.requests_to(path)[0].query["adjusted"] == ["true"]

@@ -132,3 +132,22 @@ def test_a_yahoo_file_with_a_bad_value_names_the_file_and_row(tmp_path: Path) ->
         SourceDataError, match=r"IBM.csv: row 2, column 'open': 'null' is not a number"
     ):
         LocalFileSource(str(path)).daily_bars(date(2024, 1, 1), date(2024, 1, 31))
+
+
+def test_synthetic_minute_bars_span_the_session_and_agree_with_the_day() -> None:
+    source = SyntheticSource(n_symbols=2, seed=4)
+    early = source.minute_bars(date(2024, 11, 29))  # the day after Thanksgiving closes at 13:00
+    assert early.height == 2 * 210
+    assert early["ts"].max().hour == 17 and early["ts"].max().minute == 59  # 12:59 New York
+    full = source.minute_bars(date(2024, 3, 14))
+    assert full.height == 2 * 390
+    daily = source.daily_bars(date(2024, 3, 14), date(2024, 3, 14))
+    per_symbol = (
+        full.group_by("symbol")
+        .agg(pl.col("open").first(), pl.col("close").last(), pl.col("volume").sum())
+        .sort("symbol")
+    )
+    assert per_symbol["open"].to_list() == pytest.approx(daily["open"].to_list(), rel=1e-12)
+    assert per_symbol["close"].to_list() == pytest.approx(daily["close"].to_list(), rel=1e-12)
+    assert per_symbol["volume"].to_list() == daily["volume"].to_list()
+    assert source.minute_bars(date(2024, 12, 25)).is_empty()

@@ -292,3 +292,21 @@ def test_the_files_source_says_it_has_no_minute_bars(db: str, tmp_path: Path) ->
     assert "the files source has daily bars only, no minute bars" in str(
         failure.event_specific_data.error
     )
+
+
+def test_out_of_order_rows_load_the_same_as_sorted_ones(db: str, tmp_path: Path) -> None:
+    start, end = date(2024, 3, 1), date(2024, 3, 28)
+    good = _bars_file(tmp_path / "sorted.csv", start, end, corrupt=False)
+    shuffled = tmp_path / "shuffled.csv"
+    pl.read_csv(good).sample(fraction=1.0, shuffle=True, seed=3).write_csv(shuffled)
+    bars_only = [dg.AssetKey("bars_daily")]
+    assert _run_research(
+        _defs(db, MarketData(source="files", path=str(shuffled))), str(start), str(end), bars_only
+    ).success
+    with psycopg.connect(db) as conn:
+        from_shuffled = conn.execute(
+            "SELECT symbol, ts, open, high, low, close, adj_close, volume FROM bars_daily "
+            "ORDER BY symbol, ts"
+        ).fetchall()
+    expected = pl.read_csv(good, try_parse_dates=True).sort("symbol", "date").rows()
+    assert from_shuffled == expected

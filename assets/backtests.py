@@ -4,9 +4,7 @@ import dagster as dg
 
 from assets.market_data import bars_daily
 from engine.backtest.sma_sweep import sma_cross_sweep
-from engine.errors import InsufficientDataError
-from engine.signals.prices import price_panel
-from engine.storage.repositories import load_bars, record_backtest, require_clean_bars
+from engine.storage.repositories import load_research_prices, record_backtest
 from orchestration.resources import Database, Settings
 
 
@@ -16,11 +14,7 @@ def backtests(
 ) -> dg.MaterializeResult:
     """Backtest every (fast, slow) SMA pair on every symbol; store metrics and daily returns."""
     with database.connect() as conn:
-        require_clean_bars(conn)
-        bars = load_bars(conn)
-        if bars.is_empty():
-            raise InsufficientDataError("no bars stored; materialize bars_daily first")
-        panel = price_panel(bars)
+        panel = load_research_prices(conn)
         result = sma_cross_sweep(panel, settings.sweep())
         run_id = record_backtest(
             conn, result, panel.start, panel.end, len(panel.symbols), context.run_id

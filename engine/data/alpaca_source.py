@@ -23,7 +23,13 @@ from alpaca.data.timeframe import TimeFrame
 
 from engine.data.polygon_source import validate_symbols
 from engine.data.ratelimit import RateLimiter
-from engine.data.sources import BAR_SCHEMA, MINUTE_SCHEMA, no_corporate_actions
+from engine.data.sources import (
+    BAR_SCHEMA,
+    MINUTE_SCHEMA,
+    no_corporate_actions,
+    vendor_daily_row,
+    vendor_minute_row,
+)
 from engine.errors import SourceDataError, VendorError
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -79,19 +85,9 @@ class AlpacaSource:
                 raise SourceDataError(f"alpaca returned no minute bars for {symbol} on {day}")
             for bar in bars:
                 try:
-                    rows.append(
-                        (
-                            symbol,
-                            datetime.fromisoformat(str(bar["t"]).replace("Z", "+00:00")),
-                            float(bar["o"]),
-                            float(bar["h"]),
-                            float(bar["l"]),
-                            float(bar["c"]),
-                            int(round(float(bar["v"]))),
-                            self.name,
-                            f"alpaca {self.feed} {symbol} {bar['t']}",
-                        )
-                    )
+                    stamp = datetime.fromisoformat(str(bar["t"]).replace("Z", "+00:00"))
+                    origin = f"alpaca {self.feed} {symbol} {bar['t']}"
+                    rows.append(vendor_minute_row(symbol, stamp, bar, self.name, origin))
                 except (KeyError, TypeError, ValueError) as e:
                     raise SourceDataError(f"alpaca bar for {symbol} is malformed: {bar!r}") from e
         return pl.DataFrame(rows, schema=MINUTE_SCHEMA, orient="row")
@@ -111,20 +107,10 @@ class AlpacaSource:
             for bar in bars:
                 try:
                     stamp = datetime.fromisoformat(str(bar["t"]).replace("Z", "+00:00"))
-                    rows.append(
-                        (
-                            symbol,
-                            stamp.astimezone(NEW_YORK).date(),
-                            float(bar["o"]),
-                            float(bar["h"]),
-                            float(bar["l"]),
-                            float(bar["c"]),
-                            float(adj_close.get(bar["t"], bar["c"])),
-                            int(round(float(bar["v"]))),
-                            self.name,
-                            f"alpaca {self.feed} {symbol} {bar['t']}",
-                        )
-                    )
+                    day = stamp.astimezone(NEW_YORK).date()
+                    origin = f"alpaca {self.feed} {symbol} {bar['t']}"
+                    close = adj_close.get(bar["t"], bar["c"])
+                    rows.append(vendor_daily_row(symbol, day, bar, close, self.name, origin))
                 except (KeyError, TypeError, ValueError) as e:
                     raise SourceDataError(f"alpaca bar for {symbol} is malformed: {bar!r}") from e
         return pl.DataFrame(rows, schema=BAR_SCHEMA, orient="row")

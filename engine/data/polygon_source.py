@@ -31,6 +31,8 @@ from engine.data.sources import (
     CORPORATE_ACTION_SCHEMA,
     MINUTE_SCHEMA,
     SYMBOL_PATTERN,
+    vendor_daily_row,
+    vendor_minute_row,
 )
 from engine.errors import SourceDataError, VendorError
 
@@ -124,19 +126,8 @@ class PolygonSource:
             for bar in bars:
                 try:
                     stamp = datetime.fromtimestamp(int(bar["t"]) / 1000, UTC)
-                    rows.append(
-                        (
-                            symbol,
-                            stamp,
-                            float(bar["o"]),
-                            float(bar["h"]),
-                            float(bar["l"]),
-                            float(bar["c"]),
-                            int(round(float(bar["v"]))),
-                            self.name,
-                            f"polygon {symbol} {day} t={bar['t']}",
-                        )
-                    )
+                    origin = f"polygon {symbol} {day} t={bar['t']}"
+                    rows.append(vendor_minute_row(symbol, stamp, bar, self.name, origin))
                 except (KeyError, TypeError, ValueError) as e:
                     raise SourceDataError(
                         f"polygon minute bar for {symbol} on {day} is malformed: {bar!r}"
@@ -160,20 +151,9 @@ class PolygonSource:
             try:
                 t = int(bar["t"])
                 day = datetime.fromtimestamp(t / 1000, UTC).astimezone(NEW_YORK).date()
-                rows.append(
-                    (
-                        symbol,
-                        day,
-                        float(bar["o"]),
-                        float(bar["h"]),
-                        float(bar["l"]),
-                        float(bar["c"]),
-                        float(adjusted.get(t, bar["c"])),
-                        int(round(float(bar["v"]))),
-                        self.name,
-                        f"polygon {symbol} {start}..{end} t={t}",
-                    )
-                )
+                origin = f"polygon {symbol} {start}..{end} t={t}"
+                adj_close = adjusted.get(t, bar["c"])
+                rows.append(vendor_daily_row(symbol, day, bar, adj_close, self.name, origin))
             except (KeyError, TypeError, ValueError) as e:
                 raise SourceDataError(
                     f"polygon bar for {symbol} between {start} and {end} is malformed: {bar!r}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -79,6 +79,29 @@ class MarketDataSource(Protocol):
     def minute_bars(self, day: date) -> pl.DataFrame:
         """One trading day's minute bars in ``MINUTE_SCHEMA``."""
         ...
+
+
+def vendor_daily_row(
+    symbol: str, day: date, bar: dict, adj_close: float, source: str, origin: str
+) -> tuple:
+    """A ``BAR_SCHEMA`` row from a vendor aggregate (Polygon and Alpaca share o/h/l/c/v)."""
+    o, h, low, c, v = _ohlcv(bar)
+    return (symbol, day, o, h, low, c, float(adj_close), v, source, origin)
+
+
+def vendor_minute_row(symbol: str, stamp: datetime, bar: dict, source: str, origin: str) -> tuple:
+    """A ``MINUTE_SCHEMA`` row from a vendor aggregate."""
+    return (symbol, stamp, *_ohlcv(bar), source, origin)
+
+
+def _ohlcv(bar: dict) -> tuple[float, float, float, float, int]:
+    return (
+        float(bar["o"]),
+        float(bar["h"]),
+        float(bar["l"]),
+        float(bar["c"]),
+        int(round(float(bar["v"]))),
+    )
 
 
 def no_corporate_actions() -> pl.DataFrame:

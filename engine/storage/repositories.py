@@ -13,8 +13,9 @@ import psycopg
 from engine.backtest.sma_sweep import FAMILY, SweepResult, code_version, settings_json
 from engine.data.quality import QualityReport
 from engine.data.sources import BAR_SCHEMA
-from engine.errors import NotFoundError, QualityGateError
+from engine.errors import InsufficientDataError, NotFoundError, QualityGateError
 from engine.portfolio.optimize import AllocationConstraints, AllocationResult
+from engine.signals.prices import PricePanel, price_panel
 from engine.storage.bulk import copy_upsert
 from engine.validation.gate import GateResult
 
@@ -93,6 +94,15 @@ def require_clean_bars(conn: psycopg.Connection) -> None:
             f"the latest bars load ({source}, {start} .. {end}) failed the quality gate "
             f"({found}); fix the data and re-run bars_daily before research"
         )
+
+
+def load_research_prices(conn: psycopg.Connection) -> PricePanel:
+    """The adjusted price panel of every stored bar; refused while the latest load failed."""
+    require_clean_bars(conn)
+    bars = load_bars(conn)
+    if bars.is_empty():
+        raise InsufficientDataError("no bars stored; materialize bars_daily first")
+    return price_panel(bars)
 
 
 def load_bars(conn: psycopg.Connection, start: date | None = None, end: date | None = None):

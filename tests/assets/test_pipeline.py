@@ -12,7 +12,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from assets.market_data import partition_key_range
+from assets.market_data import DAILY, partition_key_range
 from engine.data.sources import SyntheticSource
 from orchestration.definitions import build_definitions
 from orchestration.resources import BrokerConfig, Database, MarketData, Settings
@@ -310,3 +310,29 @@ def test_out_of_order_rows_load_the_same_as_sorted_ones(db: str, tmp_path: Path)
         ).fetchall()
     expected = pl.read_csv(good, try_parse_dates=True).sort("symbol", "date").rows()
     assert from_shuffled == expected
+
+
+def test_a_quarter_backfilled_from_the_real_file_in_one_run(db: str, real_prices: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    keys = partition_key_range(date(2017, 1, 1), date(2017, 3, 31))
+    result = (
+        _defs(db, MarketData(source="files", path=str(real_prices)))
+        .resolve_job_def("research_pipeline")
+        .execute_in_process(
+            instance=instance,
+            tags={
+                ASSET_PARTITION_RANGE_START_TAG: keys.start,
+                ASSET_PARTITION_RANGE_END_TAG: keys.end,
+            },
+            asset_selection=[dg.AssetKey("bars_daily")],
+        )
+    )
+    assert result.success and _check(result, "bars_quality").passed
+    expected_keys = DAILY.get_partition_keys_in_range(keys)
+    assert len(expected_keys) == 62  # Q1 2017: Jan 20, Feb 19 (Presidents' Day), Mar 23
+    assert instance.get_materialized_partitions(dg.AssetKey("bars_daily")) == set(expected_keys)
+    with psycopg.connect(db) as conn:
+        days, symbols = conn.execute(
+            "SELECT count(DISTINCT ts), count(DISTINCT symbol) FROM bars_daily"
+        ).fetchone()
+    assert days == 62 and symbols > 450

@@ -10,12 +10,14 @@ from orchestration.resources import Database
 
 @dg.asset(deps=[bars_daily], group_name="research")
 def signals(context: dg.AssetExecutionContext, database: Database) -> dg.MaterializeResult:
-    """Golden/death cross (SMA 50/200) and RSI(14) events over the whole universe."""
+    """Six scan families (SMA cross, RSI, 12-1 momentum, Donchian, volume spike, z-score) over
+    the whole universe; symbols a family cannot scan are listed with the reason."""
     with database.connect() as conn:
         panel = load_research_prices(conn)
-        events = scan_universe(panel.close)
-        written = write_signals(conn, events)
-    by_type = events.group_by("signal_type").len().sort("signal_type")
+        result = scan_universe(panel)
+        written = write_signals(conn, result.signals)
+    by_type = result.signals.group_by("signal_type").len().sort("signal_type")
+    skipped = result.skipped
     return dg.MaterializeResult(
         metadata={
             "rows": dg.MetadataValue.int(written),
@@ -24,6 +26,11 @@ def signals(context: dg.AssetExecutionContext, database: Database) -> dg.Materia
             "by_type": dg.MetadataValue.md(
                 "| signal_type | events |\n|---|---|\n"
                 + "\n".join(f"| {t} | {n} |" for t, n in by_type.rows())
+            ),
+            "skipped": dg.MetadataValue.int(skipped.height),
+            "skipped_reasons": dg.MetadataValue.md(
+                "| symbol | family | reason |\n|---|---|---|\n"
+                + "\n".join(f"| {s} | {f} | {r} |" for s, f, r in skipped.head(20).rows())
             ),
         }
     )

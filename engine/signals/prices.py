@@ -10,10 +10,13 @@ import polars as pl
 
 @dataclass(frozen=True)
 class PricePanel:
-    """Split/dividend-adjusted open and close, one column per symbol, NaN where no bar."""
+    """Split/dividend-adjusted prices and raw volume, one column per symbol, NaN where no bar."""
 
     open: pd.DataFrame
     close: pd.DataFrame
+    high: pd.DataFrame | None = None
+    low: pd.DataFrame | None = None
+    volume: pd.DataFrame | None = None
 
     @property
     def symbols(self) -> list[str]:
@@ -29,13 +32,23 @@ class PricePanel:
 
 
 def price_panel(bars: pl.DataFrame) -> PricePanel:
-    """Adjust opens by adj_close/close and pivot to wide frames indexed by trading day."""
+    """Adjust open, high and low by adj_close/close and pivot to wide frames by trading day."""
+    factor = pl.col("adj_close") / pl.col("close")
     adjusted = bars.select(
         "symbol",
         "ts",
-        (pl.col("open") * pl.col("adj_close") / pl.col("close")).alias("open"),
+        (pl.col("open") * factor).alias("open"),
+        (pl.col("high") * factor).alias("high"),
+        (pl.col("low") * factor).alias("low"),
         pl.col("adj_close").alias("close"),
+        pl.col("volume").cast(pl.Float64),
     ).to_pandas()
     adjusted["ts"] = pd.to_datetime(adjusted["ts"])
     wide = adjusted.pivot(index="ts", columns="symbol").sort_index()
-    return PricePanel(open=wide["open"], close=wide["close"])
+    return PricePanel(
+        open=wide["open"],
+        close=wide["close"],
+        high=wide["high"],
+        low=wide["low"],
+        volume=wide["volume"],
+    )

@@ -1,18 +1,37 @@
-"""Scans over the whole universe: golden/death cross (SMA 50/200) and RSI(14) extremes.
+"""Universe scans: six signal families over a wide price panel, vectorized across symbols.
 
-Indicators come from vectorbt. A signal on bar t uses only bars up to t. Each scan returns long
-rows: symbol, ts, signal_type, direction, confidence (0-100), params, data_start, data_end.
+Families (parameters in ``ScanParams``):
+
+- ``golden_cross`` / ``death_cross``: the fast SMA (50) crosses above / below the slow SMA (200);
+- ``rsi_oversold`` / ``rsi_overbought``: RSI(14) crosses below 30 / above 70;
+- ``momentum_top`` / ``momentum_bottom``: on the last trading day of each month, the 12-1 month
+  return (t-252 to t-21) ranks in the top / bottom decile of the universe that day;
+- ``donchian_breakout_up`` / ``donchian_breakout_down``: the close crosses above the highest high
+  / below the lowest low of the previous 20 bars;
+- ``volume_spike``: volume at least 3x its previous 20-bar average; long on an up day, short on a
+  down day;
+- ``zscore_low`` / ``zscore_high``: the close's 20-bar z-score crosses below -2 / above +2
+  (mean reversion: long / short).
+
+Every signal on bar t uses bars up to t only. Rows share one schema: symbol, ts, signal_type,
+direction, confidence (0-100), params (JSON), data_start and data_end (the bars the scan saw
+for that symbol, up to the signal). Symbols a family cannot scan (too little history, constant
+prices) are listed in ``ScanResult.skipped`` with the reason, and the rest of the universe runs;
+missing bars inside a history suppress signals around them and are reported too.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import warnings
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 import polars as pl
 import vectorbt as vbt
+
+from engine.signals.prices import PricePanel
 
 SIGNAL_SCHEMA: dict[str, pl.DataType] = {
     "symbol": pl.String(),
@@ -24,17 +43,47 @@ SIGNAL_SCHEMA: dict[str, pl.DataType] = {
     "data_start": pl.Date(),
     "data_end": pl.Date(),
 }
+SKIP_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "family": pl.String(),
+    "reason": pl.String(),
+}
 
 
 @dataclass(frozen=True)
 class ScanParams:
     fast: int = 50
     slow: int = 200
+    # Distance of close from the slow average at which a cross counts as fully confirmed.
+    cross_full_confidence: float = 0.10
     rsi_window: int = 14
     rsi_low: float = 30.0
     rsi_high: float = 70.0
-    # Distance of close from the slow average at which a cross counts as fully confirmed.
-    cross_full_confidence: float = 0.10
+    momentum_lookback: int = 252
+    momentum_skip: int = 21
+    momentum_quantile: float = 0.10
+    donchian_window: int = 20
+    volume_window: int = 20
+    volume_multiple: float = 3.0
+    zscore_window: int = 20
+    zscore_entry: float = 2.0
+
+    def history_needed(self) -> dict[str, int]:
+        """Bars a symbol needs before each family can emit its first signal."""
+        return {
+            "sma_cross": self.slow + 1,
+            "rsi": self.rsi_window + 2,
+            "momentum": self.momentum_lookback + 1,
+            "donchian": self.donchian_window + 2,
+            "volume_spike": self.volume_window + 1,
+            "zscore": self.zscore_window + 1,
+        }
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    signals: pl.DataFrame  # SIGNAL_SCHEMA
+    skipped: pl.DataFrame  # SKIP_SCHEMA: symbol, family, reason
 
 
 def _events(
@@ -43,69 +92,221 @@ def _events(
     signal_type: str,
     direction: str,
     params: dict,
-    close: pd.DataFrame,
+    first_bar: pd.Series,
 ) -> pl.DataFrame:
-    stacked = mask.stack()
-    hits = stacked[stacked.astype(bool)].index
-    if len(hits) == 0:
+    hits = np.asarray(mask.fillna(False), dtype=bool)
+    rows, cols = np.nonzero(hits)
+    if rows.size == 0:
         return pl.DataFrame(schema=SIGNAL_SCHEMA)
-    ts = hits.get_level_values(0)
-    symbols = hits.get_level_values(1)
-    first_bar = close.apply(pd.Series.first_valid_index)
-    conf = confidence.stack().reindex(hits).to_numpy()
+    columns = confidence.columns.get_indexer(mask.columns)
+    conf = confidence.to_numpy(dtype=float)[rows, columns[cols]]
+    days = mask.index.to_numpy().astype("datetime64[D]")[rows]
+    symbols = mask.columns.to_numpy()[cols]
+    starts = first_bar.reindex(mask.columns).to_numpy().astype("datetime64[D]")[cols]
     return pl.DataFrame(
         {
-            "symbol": list(symbols),
-            "ts": ts.to_numpy().astype("datetime64[D]"),
+            "symbol": symbols.astype(str),
+            "ts": days,
             "signal_type": signal_type,
             "direction": direction,
             "confidence": np.clip(np.nan_to_num(conf), 0, 100),
             "params": json.dumps(params, sort_keys=True),
-            "data_start": first_bar.reindex(symbols).to_numpy().astype("datetime64[D]"),
-            "data_end": ts.to_numpy().astype("datetime64[D]"),
+            "data_start": starts,
+            "data_end": days,
         },
         schema=SIGNAL_SCHEMA,
     )
 
 
-def scan_universe(close: pd.DataFrame, params: ScanParams = ScanParams()) -> pl.DataFrame:
-    """All signal events in ``close`` (adjusted closes, trading day x symbol)."""
-    fast = vbt.MA.run(close, window=params.fast, short_name="fast")
-    slow = vbt.MA.run(close, window=params.slow, short_name="slow")
-    golden = fast.ma_crossed_above(slow)
-    death = fast.ma_crossed_below(slow)
-    golden.columns = death.columns = close.columns
-    distance = (close / slow.ma.set_axis(close.columns, axis=1) - 1).abs()
-    cross_conf = distance / params.cross_full_confidence * 100
-    cross_params = {"fast": params.fast, "slow": params.slow, "price": "adj_close"}
+def _crossed_below(series: pd.DataFrame, level: float | pd.DataFrame) -> pd.DataFrame:
+    return (series < level) & (
+        series.shift(1) >= (level.shift(1) if isinstance(level, pd.DataFrame) else level)
+    )
 
-    rsi = vbt.RSI.run(close, window=params.rsi_window).rsi
-    rsi.columns = close.columns
-    prev = rsi.shift(1)
-    oversold = (rsi < params.rsi_low) & (prev >= params.rsi_low)
-    overbought = (rsi > params.rsi_high) & (prev <= params.rsi_high)
+
+def _crossed_above(series: pd.DataFrame, level: float | pd.DataFrame) -> pd.DataFrame:
+    return (series > level) & (
+        series.shift(1) <= (level.shift(1) if isinstance(level, pd.DataFrame) else level)
+    )
+
+
+def _first_bars(close: pd.DataFrame) -> pd.Series:
+    """Each symbol's first trading day with a bar (NaT without any)."""
+    valid = close.notna().to_numpy()
+    first = np.where(valid.any(axis=0), valid.argmax(axis=0), -1)
+    days = close.index.to_numpy()
+    return pd.Series(
+        [days[i] if i >= 0 else pd.NaT for i in first], index=close.columns, dtype="datetime64[ns]"
+    )
+
+
+def _skips(close: pd.DataFrame, params: ScanParams) -> tuple[pl.DataFrame, dict[str, list[str]]]:
+    """Per family, the symbols it cannot scan, with the reason."""
+    values = close.to_numpy(dtype=float)
+    valid = ~np.isnan(values)
+    bars = valid.sum(axis=0)
+    first = valid.argmax(axis=0)
+    last = len(values) - 1 - valid[::-1].argmax(axis=0)
+    inner_gaps = np.where(bars > 0, last - first + 1 - bars, 0)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        constant = np.nanmax(values, axis=0) == np.nanmin(values, axis=0)
+    symbols = list(close.columns)
+    rows: list[tuple[str, str, str]] = []
+    excluded: dict[str, list[str]] = {}
+    for family, needed in params.history_needed().items():
+        excluded[family] = []
+        for i in np.flatnonzero(bars < needed):
+            reason = f"too little history: {int(bars[i])} bars, needs {needed}"
+            rows.append((symbols[i], family, reason))
+            excluded[family].append(symbols[i])
+        if family in ("rsi", "zscore", "donchian"):
+            for i in np.flatnonzero(constant & (bars >= needed)):
+                rows.append((symbols[i], family, "constant prices: the indicator is undefined"))
+                excluded[family].append(symbols[i])
+    for i in np.flatnonzero(inner_gaps > 0):
+        reason = (
+            f"{int(inner_gaps[i])} missing bars inside its history; "
+            "signals whose windows include them are suppressed"
+        )
+        rows.append((symbols[i], "all", reason))
+    return pl.DataFrame(rows, schema=SKIP_SCHEMA, orient="row"), excluded
+
+
+def scan_universe(panel: PricePanel, params: ScanParams = ScanParams()) -> ScanResult:
+    """All signal events in the panel, and the symbols each family had to skip."""
+    close = panel.close
+    first_bar = _first_bars(close)
+    skipped, excluded = _skips(close, params)
+
+    def only(mask: pd.DataFrame, family: str) -> pd.DataFrame:
+        return mask.drop(columns=excluded[family], errors="ignore")
+
+    frames: list[pl.DataFrame] = []
+
+    def emit(mask, confidence, family, signal_type, direction, family_params) -> None:  # noqa: ANN001
+        frames.append(
+            _events(
+                only(mask, family), confidence, signal_type, direction, family_params, first_bar
+            )
+        )
+
+    # SMA cross (vectorbt moving averages).
+    fast = vbt.MA.run(close, window=params.fast).ma.set_axis(close.columns, axis=1)
+    slow = vbt.MA.run(close, window=params.slow).ma.set_axis(close.columns, axis=1)
+    distance = (close / slow - 1).abs() / params.cross_full_confidence * 100
+    cross = {"fast": params.fast, "slow": params.slow, "price": "adj_close"}
+    emit(_crossed_above(fast, slow), distance, "sma_cross", "golden_cross", "long", cross)
+    emit(_crossed_below(fast, slow), distance, "sma_cross", "death_cross", "short", cross)
+
+    # RSI (vectorbt).
+    rsi = vbt.RSI.run(close, window=params.rsi_window).rsi.set_axis(close.columns, axis=1)
+    band = 100 - params.rsi_high  # full confidence a whole band past the threshold
     rsi_params = {"window": params.rsi_window, "low": params.rsi_low, "high": params.rsi_high}
-    band = 100 - params.rsi_high  # confidence is full once RSI is a whole band past the threshold
+    emit(
+        _crossed_below(rsi, params.rsi_low),
+        (params.rsi_low - rsi) / band * 100,
+        "rsi",
+        "rsi_oversold",
+        "long",
+        rsi_params,
+    )
+    emit(
+        _crossed_above(rsi, params.rsi_high),
+        (rsi - params.rsi_high) / band * 100,
+        "rsi",
+        "rsi_overbought",
+        "short",
+        rsi_params,
+    )
 
-    frames = [
-        _events(golden, cross_conf, "golden_cross", "long", cross_params, close),
-        _events(death, cross_conf, "death_cross", "short", cross_params, close),
-        _events(
-            oversold, (params.rsi_low - rsi) / band * 100, "rsi_oversold", "long", rsi_params, close
-        ),
-        _events(
-            overbought,
-            (rsi - params.rsi_high) / band * 100,
-            "rsi_overbought",
-            "short",
-            rsi_params,
-            close,
-        ),
-    ]
+    # 12-1 momentum rank, on the last trading day of each month.
+    momentum = close.shift(params.momentum_skip) / close.shift(params.momentum_lookback) - 1
+    momentum = only(momentum, "momentum")
+    rank = momentum.rank(axis=1, pct=True)
+    month_end = (
+        close.index.to_series()
+        .dt.to_period("M")
+        .ne(close.index.to_series().dt.to_period("M").shift(-1))
+        .to_numpy()[:, None]
+    )
+    strength = (rank - 0.5).abs() * 200
+    momentum_params = {
+        "lookback": params.momentum_lookback,
+        "skip": params.momentum_skip,
+        "quantile": params.momentum_quantile,
+    }
+    emit(
+        (rank >= 1 - params.momentum_quantile) & month_end,
+        strength,
+        "momentum",
+        "momentum_top",
+        "long",
+        momentum_params,
+    )
+    emit(
+        (rank <= params.momentum_quantile) & month_end,
+        strength,
+        "momentum",
+        "momentum_bottom",
+        "short",
+        momentum_params,
+    )
+
+    # Donchian breakout against the previous window's extremes.
+    high = panel.high if panel.high is not None else close
+    low = panel.low if panel.low is not None else close
+    upper = high.rolling(params.donchian_window).max().shift(1)
+    lower = low.rolling(params.donchian_window).min().shift(1)
+    donchian = {"window": params.donchian_window}
+    emit(
+        _crossed_above(close, upper),
+        (close / upper - 1) / 0.05 * 100,
+        "donchian",
+        "donchian_breakout_up",
+        "long",
+        donchian,
+    )
+    emit(
+        _crossed_below(close, lower),
+        (1 - close / lower) / 0.05 * 100,
+        "donchian",
+        "donchian_breakout_down",
+        "short",
+        donchian,
+    )
+
+    # Volume spike against the previous window's average volume.
+    if panel.volume is not None:
+        average = panel.volume.rolling(params.volume_window).mean().shift(1)
+        ratio = panel.volume / average.where(average > 0)
+        spike = ratio >= params.volume_multiple
+        up = close > close.shift(1)
+        spike_conf = (ratio - params.volume_multiple) / params.volume_multiple * 100
+        volume_params = {"window": params.volume_window, "multiple": params.volume_multiple}
+        emit(spike & up, spike_conf, "volume_spike", "volume_spike_up", "long", volume_params)
+        emit(spike & ~up, spike_conf, "volume_spike", "volume_spike_down", "short", volume_params)
+
+    # Z-score mean reversion.
+    mean = close.rolling(params.zscore_window).mean()
+    std = close.rolling(params.zscore_window).std(ddof=1)
+    z = (close - mean) / std.where(std > 0)
+    z_conf = (z.abs() - params.zscore_entry) / params.zscore_entry * 100
+    z_params = {"window": params.zscore_window, "entry": params.zscore_entry}
+    emit(_crossed_below(z, -params.zscore_entry), z_conf, "zscore", "zscore_low", "long", z_params)
+    emit(_crossed_above(z, params.zscore_entry), z_conf, "zscore", "zscore_high", "short", z_params)
+
     non_empty = [f for f in frames if not f.is_empty()]
-    if not non_empty:
-        return pl.DataFrame(schema=SIGNAL_SCHEMA)
-    return pl.concat(non_empty).sort("ts", "symbol", "signal_type")
+    signals = (
+        pl.concat(non_empty).sort("ts", "symbol", "signal_type")
+        if non_empty
+        else pl.DataFrame(schema=SIGNAL_SCHEMA)
+    )
+    return ScanResult(signals=signals, skipped=skipped)
+
+
+def params_json(params: ScanParams) -> str:
+    return json.dumps(asdict(params), sort_keys=True)
 
 
 def sma_cross_state(close: pd.DataFrame, fast: int, slow: int) -> pd.Series:

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.market_data import bars_daily
+from engine.backtest.readings import reading
 from engine.backtest.sma_sweep import sma_cross_sweep
 from engine.storage.repositories import load_research_prices, record_backtest
 from orchestration.resources import Database, Settings
@@ -20,6 +21,7 @@ def backtests(
             conn, result, panel.start, panel.end, len(panel.symbols), context.run_id
         )
     table = result.metrics.sort_values("sharpe", ascending=False)
+    best = table.index[0]
     return dg.MaterializeResult(
         metadata={
             "backtest_run_id": str(run_id),
@@ -27,5 +29,9 @@ def backtests(
             "strategies": dg.MetadataValue.int(len(table)),
             "symbols": dg.MetadataValue.int(len(panel.symbols)),
             "metrics": dg.MetadataValue.md(table.round(4).to_markdown()),
+            "benchmarks": dg.MetadataValue.md(result.benchmarks.round(4).to_markdown()),
+            f"reading ({best})": dg.MetadataValue.md(
+                "\n".join(f"- {reading(name, value)}" for name, value in table.loc[best].items())
+            ),
         }
     )

@@ -127,13 +127,37 @@ CREATE TABLE backtest_runs (
 );
 
 CREATE TABLE backtest_metrics (
-    run_id        uuid NOT NULL REFERENCES backtest_runs,
-    strategy_id   text NOT NULL REFERENCES strategies,
-    total_return  double precision NOT NULL,
-    sharpe        double precision NOT NULL,
-    max_drawdown  double precision NOT NULL,
-    trades        integer NOT NULL,
+    run_id            uuid NOT NULL REFERENCES backtest_runs,
+    strategy_id       text NOT NULL REFERENCES strategies,
+    total_return      double precision NOT NULL,
+    annualized_return double precision,
+    volatility        double precision,
+    sharpe            double precision NOT NULL,
+    sortino           double precision,
+    calmar            double precision,
+    max_drawdown      double precision NOT NULL,
+    max_drawdown_days integer,
+    win_rate          double precision,
+    profit_factor     double precision,  -- Infinity when no trade lost
+    expectancy        double precision,
+    exposure          double precision,
+    trades            integer NOT NULL,
     PRIMARY KEY (run_id, strategy_id)
+);
+
+-- The same return metrics for the benchmarks of a run (buy-and-hold, equal-weight universe).
+CREATE TABLE backtest_benchmarks (
+    run_id            uuid NOT NULL REFERENCES backtest_runs,
+    benchmark         text NOT NULL,
+    total_return      double precision NOT NULL,
+    annualized_return double precision,
+    volatility        double precision,
+    sharpe            double precision NOT NULL,
+    sortino           double precision,
+    calmar            double precision,
+    max_drawdown      double precision NOT NULL,
+    max_drawdown_days integer,
+    PRIMARY KEY (run_id, benchmark)
 );
 
 CREATE TABLE strategy_returns (

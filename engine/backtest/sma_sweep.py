@@ -46,6 +46,7 @@ class SweepResult:
     returns: pd.DataFrame  # trading day x strategy_id: daily returns
     equity: pd.DataFrame  # trading day x strategy_id: portfolio value
     strategy_params: dict[str, dict] = field(default_factory=dict)
+    benchmarks: pd.DataFrame = field(default_factory=pd.DataFrame)  # same metrics, by benchmark
 
 
 def annualized_sharpe(returns: pd.DataFrame | pd.Series) -> pd.Series | float:
@@ -86,24 +87,65 @@ def sma_cross_sweep(prices: PricePanel, params: SweepParams = SweepParams()) -> 
     ids = [strategy_id(int(f), int(s)) for f, s in portfolio.wrapper.grouper.get_columns()]
     equity = _frame(portfolio.value()).set_axis(ids, axis=1)
     returns = _frame(portfolio.returns()).set_axis(ids, axis=1)
-    acc = returns.vbt.returns(freq="1D", year_freq=f"{TRADING_DAYS_PER_YEAR} days")
-    metrics = pd.DataFrame(
-        {
-            "total_return": np.atleast_1d(portfolio.total_return()),
-            "sharpe": np.atleast_1d(acc.sharpe_ratio()),
-            "max_drawdown": np.atleast_1d(acc.max_drawdown()),
-            "trades": np.atleast_1d(portfolio.trades.count()),
-        },
-        index=ids,
-    )
-    metrics["sharpe"] = metrics["sharpe"].replace([np.inf, -np.inf], np.nan).fillna(0.0)
+    metrics = return_metrics(returns, equity)
+    trades = portfolio.trades
+    metrics["win_rate"] = np.atleast_1d(trades.win_rate())
+    metrics["profit_factor"] = np.atleast_1d(trades.profit_factor())
+    metrics["expectancy"] = np.atleast_1d(trades.expectancy())
+    # Share of symbol-days with a position (the capital is split equally across symbols).
+    metrics["exposure"] = np.atleast_1d(portfolio.position_coverage())
+    metrics["trades"] = np.atleast_1d(trades.count())
     return SweepResult(
         params=params,
         metrics=metrics,
         returns=returns,
         equity=equity,
         strategy_params={strategy_id(f, s): {"fast": f, "slow": s} for f, s in pairs},
+        benchmarks=benchmarks(prices, params.init_cash),
     )
+
+
+def return_metrics(returns: pd.DataFrame, equity: pd.DataFrame) -> pd.DataFrame:
+    """Return and risk metrics per column of daily returns (vectorbt, 252 trading days a year)."""
+    acc = returns.vbt.returns(freq="1D", year_freq=f"{TRADING_DAYS_PER_YEAR} days")
+    metrics = pd.DataFrame(
+        {
+            "total_return": np.atleast_1d(acc.total()),
+            "annualized_return": np.atleast_1d(acc.annualized()),
+            "volatility": np.atleast_1d(acc.annualized_volatility()),
+            "sharpe": np.atleast_1d(acc.sharpe_ratio()),
+            "sortino": np.atleast_1d(acc.sortino_ratio()),
+            "calmar": np.atleast_1d(acc.calmar_ratio()),
+            "max_drawdown": np.atleast_1d(acc.max_drawdown()),
+            "max_drawdown_days": [_longest_underwater(equity[c]) for c in equity.columns],
+        },
+        index=returns.columns,
+    )
+    for column in ("sharpe", "sortino", "calmar"):  # flat series: no risk, no ratio
+        metrics[column] = metrics[column].replace([np.inf, -np.inf], np.nan).fillna(0.0)
+    return metrics
+
+
+def _longest_underwater(equity: pd.Series) -> int:
+    """The longest run of trading days spent below a previous peak."""
+    under = (equity < equity.cummax()).to_numpy()
+    longest = current = 0
+    for flag in under:
+        current = current + 1 if flag else 0
+        longest = max(longest, current)
+    return longest
+
+
+def benchmarks(prices: PricePanel, init_cash: float) -> pd.DataFrame:
+    """Buy-and-hold (capital split equally on the first day, never rebalanced) and the
+    equal-weight universe (rebalanced daily), with the strategies' return metrics."""
+    close = prices.close.ffill()
+    first = close.bfill().iloc[0]
+    held = (close / first).fillna(1.0).mean(axis=1) * init_cash
+    daily = close.pct_change(fill_method=None).mean(axis=1).fillna(0.0)
+    returns = pd.DataFrame({"buy_and_hold": held.pct_change().fillna(0.0), "equal_weight": daily})
+    equity = pd.DataFrame({"buy_and_hold": held, "equal_weight": (1 + daily).cumprod() * init_cash})
+    return return_metrics(returns, equity)
 
 
 def _frame(values: pd.DataFrame | pd.Series) -> pd.DataFrame:

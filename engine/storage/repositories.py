@@ -174,13 +174,18 @@ def record_backtest(
                 orchestrator_run_id,
             ),
         )
-        metrics = pl.from_pandas(result.metrics.rename_axis("strategy_id").reset_index())
-        copy_upsert(
-            conn,
-            "backtest_metrics",
-            metrics.with_columns(pl.lit(str(run_id)).alias("run_id")),
-            key=["run_id", "strategy_id"],
-        )
+        for table, frame, name in (
+            ("backtest_metrics", result.metrics, "strategy_id"),
+            ("backtest_benchmarks", result.benchmarks, "benchmark"),
+        ):
+            copy_upsert(
+                conn,
+                table,
+                pl.from_pandas(frame.rename_axis(name).reset_index()).with_columns(
+                    pl.lit(str(run_id)).alias("run_id")
+                ),
+                key=["run_id", name],
+            )
         for table, wide, value in (
             ("strategy_returns", result.returns, "ret"),
             ("equity_curves", result.equity, "value"),

@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.backtest.sma_sweep import SweepParams, sma_cross_sweep
+from engine.backtest.readings import reading
+from engine.backtest.sma_sweep import SweepParams, benchmarks, sma_cross_sweep
 from engine.errors import InsufficientDataError
 from engine.signals.prices import PricePanel
 
@@ -65,3 +66,91 @@ def test_sharpe_and_drawdown_match_independent_formulas() -> None:
 def test_too_little_history_is_a_clear_error() -> None:
     with pytest.raises(InsufficientDataError, match="slow window 200"):
         sma_cross_sweep(_panel(), SweepParams(fast_windows=(50,), slow_windows=(200,)))
+
+
+def _trades_by_hand(panel: PricePanel, fast: int, slow: int, fees: float, cash: float):  # noqa: ANN202
+    """Per-trade P&L (an open trade valued at the last close, no exit fee) and bars held."""
+    close, open_ = panel.close["AAA"], panel.open["AAA"]
+    f, s = close.rolling(fast).mean(), close.rolling(slow).mean()
+    shares, cost, entry_bar, pnls, held = 0.0, 0.0, 0, [], 0
+    for t in range(1, len(close) - 1):
+        if pd.isna(s.iloc[t - 1]):
+            continue
+        up = f.iloc[t] > s.iloc[t] and f.iloc[t - 1] < s.iloc[t - 1]
+        down = f.iloc[t] < s.iloc[t] and f.iloc[t - 1] > s.iloc[t - 1]
+        price = open_.iloc[t + 1]
+        if up and shares == 0:
+            shares, cost, entry_bar = cash / (price * (1 + fees)), cash, t + 1
+            cash = 0.0
+        elif down and shares > 0:
+            cash = shares * price * (1 - fees)
+            pnls.append(cash - cost)
+            held += t + 1 - entry_bar
+            shares = 0.0
+    if shares > 0:
+        pnls.append(shares * close.iloc[-1] - cost)
+        held += len(close) - entry_bar
+    return pnls, held
+
+
+def test_every_metric_matches_a_formula_by_hand() -> None:
+    panel = _panel()
+    params = SweepParams(
+        fast_windows=(2,), slow_windows=(5,), fees=0.001, slippage=0.0, init_cash=1000.0
+    )
+    result = sma_cross_sweep(panel, params)
+    m = result.metrics.loc["sma_cross_2_5"]
+    rets = result.returns["sma_cross_2_5"]
+    n = len(rets)
+    total = float(np.prod(1 + rets) - 1)
+    annual = (1 + total) ** (252 / n) - 1
+    downside = np.sqrt(np.mean(np.minimum(rets, 0) ** 2)) * np.sqrt(252)
+    assert m["total_return"] == pytest.approx(total, rel=1e-9)
+    assert m["annualized_return"] == pytest.approx(annual, rel=1e-9)
+    assert m["volatility"] == pytest.approx(rets.std(ddof=1) * np.sqrt(252), rel=1e-9)
+    assert m["sortino"] == pytest.approx(rets.mean() * 252 / downside, rel=1e-9)
+    assert m["calmar"] == pytest.approx(annual / abs(m["max_drawdown"]), rel=1e-9)
+    equity = result.equity["sma_cross_2_5"].to_numpy()
+    longest = run = 0
+    for i in range(len(equity)):
+        run = run + 1 if equity[i] < equity[: i + 1].max() else 0
+        longest = max(longest, run)
+    assert m["max_drawdown_days"] == longest
+    pnls, held = _trades_by_hand(panel, 2, 5, 0.001, 1000.0)
+    wins = [p for p in pnls if p > 0]
+    losses = [p for p in pnls if p < 0]
+    assert m["trades"] == len(pnls)
+    assert m["win_rate"] == pytest.approx(len(wins) / len(pnls))
+    expected_pf = sum(wins) / -sum(losses) if losses else np.inf
+    assert m["profit_factor"] == pytest.approx(expected_pf)
+    assert m["expectancy"] == pytest.approx(np.mean(pnls), rel=1e-9)
+    assert m["exposure"] == pytest.approx(held / n)
+
+
+def test_benchmarks_are_buy_and_hold_and_the_equal_weight_universe() -> None:
+    index = pd.bdate_range("2024-01-01", periods=4)
+    close = pd.DataFrame(
+        {"A": [10.0, 11.0, 12.1, 11.0], "B": [20.0, 18.0, 18.0, 19.8]}, index=index
+    )
+    marks = benchmarks(PricePanel(open=close, close=close), 1000.0)
+    held_end = (11.0 / 10.0 + 19.8 / 20.0) / 2
+    assert marks.loc["buy_and_hold", "total_return"] == pytest.approx(held_end - 1, rel=1e-12)
+    daily = [(0.1 - 0.1) / 2, (0.1 + 0.0) / 2, (11.0 / 12.1 - 1 + 0.1) / 2]
+    assert marks.loc["equal_weight", "total_return"] == pytest.approx(
+        np.prod([1 + r for r in daily]) - 1, rel=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    ("metric", "value", "text"),
+    [
+        ("sharpe", 1.5, "Sharpe 1.50: good risk-adjusted return"),
+        ("sharpe", -0.2, "Sharpe -0.20: loses money for the risk taken"),
+        ("max_drawdown", -0.25, "worst fall from a peak -25.0%"),
+        ("profit_factor", float("inf"), "profit factor infinite: no losing trade"),
+        ("trades", 12, "12 trades: too few to judge"),
+        ("win_rate", float("nan"), "win_rate: not available"),
+    ],
+)
+def test_each_metric_has_a_plain_reading(metric: str, value: float, text: str) -> None:
+    assert reading(metric, value).startswith(text)

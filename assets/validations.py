@@ -3,11 +3,14 @@
 import dagster as dg
 
 from assets.backtests import backtests
+from engine.backtest.sma_sweep import FAMILY
 from engine.storage.repositories import (
     latest_backtest_run,
+    load_backtest_metrics,
     load_strategy_returns,
-    load_trade_counts,
     record_validation,
+    strategy_params,
+    trial_count,
 )
 from engine.validation.gate import validate
 from orchestration.resources import Database, Settings
@@ -15,17 +18,26 @@ from orchestration.resources import Database, Settings
 
 @dg.asset(deps=[backtests], group_name="research")
 def validations(database: Database, settings: Settings) -> dg.MaterializeResult:
-    """Out-of-sample Sharpe and minimum-trades rules per strategy, with a verdict and reasons."""
+    """Overfitting and robustness gate per strategy (OOS Sharpe, walk-forward, deflated Sharpe,
+    PBO, cost stress, neighbour stability, drawdown, trades), with a verdict and reasons."""
     with database.connect() as conn:
         run_id, _, _ = latest_backtest_run(conn)
         returns = load_strategy_returns(conn, run_id)
-        result = validate(returns, load_trade_counts(conn, run_id), settings.gate())
+        n_trials = trial_count(conn, FAMILY)
+        result = validate(
+            returns,
+            load_backtest_metrics(conn, run_id),
+            strategy_params(conn, list(returns.columns)),
+            n_trials,
+            settings.gate(),
+        )
         record_validation(conn, run_id, result)
     verdicts = result.verdicts
     return dg.MaterializeResult(
         metadata={
             "backtest_run_id": str(run_id),
             "oos_start": str(result.oos_start.date()),
+            "trials_in_family": dg.MetadataValue.int(n_trials),
             "passed": dg.MetadataValue.int(len(result.passed_strategies())),
             "failed": dg.MetadataValue.int(verdicts.height - len(result.passed_strategies())),
             "verdicts": dg.MetadataValue.md(

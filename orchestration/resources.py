@@ -138,6 +138,14 @@ class Settings(dg.ConfigurableResource):
     oos_fraction: float = 0.3
     min_trades: int = 10
     min_oos_sharpe: float = 0.5
+    max_drawdown: float = 0.35
+    min_stressed_sharpe: float = 0.0
+    min_neighbor_ratio: float = 0.5
+    min_deflated_sharpe: float = 0.95
+    max_pbo: float = 0.5
+    wf_train_days: int = 252
+    wf_test_days: int = 63
+    min_walk_forward_sharpe: float = 0.0
     max_weight: float = 0.5
     max_gross: float = 2.0
     max_position_pct: float = 0.10
@@ -156,6 +164,14 @@ class Settings(dg.ConfigurableResource):
             oos_fraction=self.oos_fraction,
             min_trades=self.min_trades,
             min_oos_sharpe=self.min_oos_sharpe,
+            max_drawdown=self.max_drawdown,
+            min_stressed_sharpe=self.min_stressed_sharpe,
+            min_neighbor_ratio=self.min_neighbor_ratio,
+            min_deflated_sharpe=self.min_deflated_sharpe,
+            max_pbo=self.max_pbo,
+            wf_train_days=self.wf_train_days,
+            wf_test_days=self.wf_test_days,
+            min_walk_forward_sharpe=self.min_walk_forward_sharpe,
         )
 
     def constraints(self) -> AllocationConstraints:

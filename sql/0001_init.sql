@@ -142,7 +142,17 @@ CREATE TABLE backtest_metrics (
     expectancy        double precision,
     exposure          double precision,
     trades            integer NOT NULL,
+    sharpe_2x_costs   double precision,  -- the same run with fees and slippage doubled
     PRIMARY KEY (run_id, strategy_id)
+);
+
+-- Every parameter set of a family ever backtested: the trial count the deflated Sharpe needs.
+CREATE TABLE strategy_trials (
+    family        text NOT NULL,
+    params        text NOT NULL,  -- canonical JSON
+    first_run_id  uuid NOT NULL REFERENCES backtest_runs,
+    first_seen_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (family, params)
 );
 
 -- The same return metrics for the benchmarks of a run (buy-and-hold, equal-weight universe).

@@ -72,18 +72,22 @@ def sma_cross_sweep(prices: PricePanel, params: SweepParams = SweepParams()) -> 
     entries = fast.ma_crossed_above(slow).shift(1, fill_value=False)
     exits = fast.ma_crossed_below(slow).shift(1, fill_value=False)
     n_symbols = close.shape[1]
-    portfolio = vbt.Portfolio.from_signals(
-        close=close.ffill(),
-        entries=entries,
-        exits=exits,
-        price=prices.open,
-        fees=params.fees,
-        slippage=params.slippage,
-        init_cash=params.init_cash / n_symbols,
-        group_by=["fast_window", "slow_window"],
-        cash_sharing=False,
-        freq="1D",
-    )
+
+    def simulate(cost_multiple: float) -> vbt.Portfolio:
+        return vbt.Portfolio.from_signals(
+            close=close.ffill(),
+            entries=entries,
+            exits=exits,
+            price=prices.open,
+            fees=params.fees * cost_multiple,
+            slippage=params.slippage * cost_multiple,
+            init_cash=params.init_cash / n_symbols,
+            group_by=["fast_window", "slow_window"],
+            cash_sharing=False,
+            freq="1D",
+        )
+
+    portfolio = simulate(1.0)
     ids = [strategy_id(int(f), int(s)) for f, s in portfolio.wrapper.grouper.get_columns()]
     equity = _frame(portfolio.value()).set_axis(ids, axis=1)
     returns = _frame(portfolio.returns()).set_axis(ids, axis=1)
@@ -95,6 +99,8 @@ def sma_cross_sweep(prices: PricePanel, params: SweepParams = SweepParams()) -> 
     # Share of symbol-days with a position (the capital is split equally across symbols).
     metrics["exposure"] = np.atleast_1d(portfolio.position_coverage())
     metrics["trades"] = np.atleast_1d(trades.count())
+    stressed = _frame(simulate(2.0).returns()).set_axis(ids, axis=1)
+    metrics["sharpe_2x_costs"] = return_metrics(stressed, stressed)["sharpe"].to_numpy()
     return SweepResult(
         params=params,
         metrics=metrics,

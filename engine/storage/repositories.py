@@ -186,6 +186,14 @@ def record_backtest(
                 ),
                 key=["run_id", name],
             )
+        trials = pl.DataFrame(
+            {
+                "family": FAMILY,
+                "params": [json.dumps(p, sort_keys=True) for p in result.strategy_params.values()],
+                "first_run_id": str(run_id),
+            }
+        )
+        copy_upsert(conn, "strategy_trials", trials, key=["family", "params"], update=False)
         for table, wide, value in (
             ("strategy_returns", result.returns, "ret"),
             ("equity_curves", result.equity, "value"),
@@ -227,11 +235,25 @@ def load_strategy_returns(
     return wide.rename_axis(columns=None)
 
 
-def load_trade_counts(conn: psycopg.Connection, run_id: uuid.UUID) -> pd.Series:
+def load_backtest_metrics(conn: psycopg.Connection, run_id: uuid.UUID) -> pd.DataFrame:
+    """Metrics of a run, one row per strategy."""
+    cur = conn.execute("SELECT * FROM backtest_metrics WHERE run_id = %s", (run_id,))
+    columns = [d.name for d in cur.description or []]
+    frame = pd.DataFrame(cur.fetchall(), columns=columns).set_index("strategy_id")
+    return frame.drop(columns=["run_id"])
+
+
+def strategy_params(conn: psycopg.Connection, strategy_ids: list[str]) -> dict[str, dict]:
     rows = conn.execute(
-        "SELECT strategy_id, trades FROM backtest_metrics WHERE run_id = %s", (run_id,)
+        "SELECT strategy_id, params FROM strategies WHERE strategy_id = ANY(%s)", (strategy_ids,)
     ).fetchall()
-    return pd.Series(dict(rows), dtype=float)
+    return {sid: params for sid, params in rows}
+
+
+def trial_count(conn: psycopg.Connection, family: str) -> int:
+    """How many parameter sets of ``family`` have ever been backtested."""
+    row = conn.execute("SELECT count(*) FROM strategy_trials WHERE family = %s", (family,))
+    return int(row.fetchone()[0])  # type: ignore[index]
 
 
 # --- validations -------------------------------------------------------------------------------

@@ -82,6 +82,12 @@ def _neighbors(params: dict[str, dict]) -> dict[str, list[str]]:
     }
 
 
+def warmup_days(params: dict[str, dict]) -> int:
+    """The longest lookback in the family's parameter grid, plus the day of the fill."""
+    lookbacks = [v for p in params.values() for v in p.values() if isinstance(v, int)]
+    return max(lookbacks, default=0) + 1
+
+
 def validate(
     returns: pd.DataFrame,
     metrics: pd.DataFrame,
@@ -94,6 +100,9 @@ def validate(
     ``params``; ``n_trials`` counts every parameter set of the family ever backtested."""
     if not 0 < thresholds.oos_fraction < 1:
         raise ValueError(f"oos_fraction must be in (0, 1), got {thresholds.oos_fraction}")
+    # Compare strategies only where every one of them could trade: before its longest lookback
+    # a strategy's returns are zeros that say nothing about it.
+    returns = returns.iloc[warmup_days(params) :]
     n_oos = int(len(returns) * thresholds.oos_fraction)
     if n_oos < thresholds.min_oos_days:
         raise InsufficientDataError(

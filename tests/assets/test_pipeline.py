@@ -15,6 +15,7 @@ from dagster._core.storage.tags import (
 from assets.market_data import DAILY, partition_key_range
 from engine.data.sources import SyntheticSource
 from orchestration.definitions import build_definitions
+from orchestration.demo import DEMO_END, DEMO_START
 from orchestration.resources import BrokerConfig, Database, MarketData, Settings
 
 FILLED_TABLES = (
@@ -74,8 +75,8 @@ def _started_steps(result: dg.ExecuteInProcessResult) -> set[str]:
 
 
 def test_whole_graph_then_approval_then_sensor_launched_execution(db: str) -> None:
-    defs = _defs(db)
-    research = _run_research(defs, "2023-01-01", "2024-12-31")
+    defs = _defs(db, MarketData())  # the demo's data and window
+    research = _run_research(defs, str(DEMO_START), str(DEMO_END))
     assert research.success
     with psycopg.connect(db) as conn:
         for table in FILLED_TABLES:
@@ -89,8 +90,8 @@ def test_whole_graph_then_approval_then_sensor_launched_execution(db: str) -> No
         traced = conn.execute(
             "SELECT data_start, data_end, n_symbols, code_version FROM backtest_runs"
         ).fetchone()
-        assert traced[0] == date(2023, 1, 3) and traced[1] == date(2024, 12, 31)
-        assert traced[2] == 8 and len(traced[3]) == 12
+        assert traced[0] == date(2020, 12, 1) and traced[1] == date(2024, 12, 31)
+        assert traced[2] == 20 and len(traced[3]) == 12
     assert _check(research, "bars_quality").passed
     assert _check(research, "bars_complete").passed
 

@@ -145,7 +145,7 @@ def test_a_lone_peak_among_weak_neighbours_fails_stability() -> None:
 
 def test_rules_that_cannot_be_evaluated_fail_closed() -> None:
     returns, params = _grid_returns()
-    short = returns.iloc[:250]
+    short = returns.iloc[:450]  # 249 days after the 201-day warm-up: walk-forward needs 315
     result = validate(
         short,
         _metrics(short),
@@ -162,5 +162,11 @@ def test_rules_that_cannot_be_evaluated_fail_closed() -> None:
 
 def test_too_short_an_out_of_sample_window_is_refused() -> None:
     returns, params = _grid_returns()
-    with pytest.raises(InsufficientDataError, match="out-of-sample window is 30 days"):
-        validate(returns.iloc[:100], _metrics(returns.iloc[:100]), params, n_trials=9)
+    with pytest.raises(InsufficientDataError, match="out-of-sample window is 29 days"):
+        validate(returns.iloc[:300], _metrics(returns.iloc[:300]), params, n_trials=9)
+
+
+def test_the_warm_up_of_the_longest_lookback_is_left_out() -> None:
+    returns, params = _grid_returns()
+    result = validate(returns, _metrics(returns), params, n_trials=9)
+    assert result.oos_start == returns.index[len(returns) - int((len(returns) - 201) * 0.3)]

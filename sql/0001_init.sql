@@ -146,6 +146,21 @@ CREATE TABLE backtest_metrics (
     PRIMARY KEY (run_id, strategy_id)
 );
 
+CREATE TABLE backtest_trades (
+    run_id      uuid NOT NULL REFERENCES backtest_runs,
+    strategy_id text NOT NULL,
+    symbol      text NOT NULL,
+    entry_ts    date NOT NULL,
+    entry_price double precision NOT NULL,
+    exit_ts     date NOT NULL,
+    exit_price  double precision NOT NULL,
+    size        double precision NOT NULL,
+    pnl         double precision NOT NULL,
+    ret         double precision NOT NULL,
+    status      text NOT NULL CHECK (status IN ('open', 'closed')),
+    PRIMARY KEY (run_id, strategy_id, symbol, entry_ts)
+);
+
 -- Every parameter set of a family ever backtested: the trial count the deflated Sharpe needs.
 CREATE TABLE strategy_trials (
     family        text NOT NULL,

@@ -47,6 +47,9 @@ class SweepResult:
     equity: pd.DataFrame  # trading day x strategy_id: portfolio value
     strategy_params: dict[str, dict] = field(default_factory=dict)
     benchmarks: pd.DataFrame = field(default_factory=pd.DataFrame)  # same metrics, by benchmark
+    # One row per trade: strategy_id, symbol, entry/exit day and price, size, pnl, ret, status
+    # (an open trade is valued at the last close).
+    trades: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def annualized_sharpe(returns: pd.DataFrame | pd.Series) -> pd.Series | float:
@@ -90,7 +93,7 @@ def sma_cross_sweep(prices: PricePanel, params: SweepParams = SweepParams()) -> 
     portfolio = simulate(1.0)
     ids = [strategy_id(int(f), int(s)) for f, s in portfolio.wrapper.grouper.get_columns()]
     equity = _frame(portfolio.value()).set_axis(ids, axis=1)
-    returns = _frame(portfolio.returns()).set_axis(ids, axis=1)
+    returns = _returns(equity, params.init_cash)
     metrics = return_metrics(returns, equity)
     trades = portfolio.trades
     metrics["win_rate"] = np.atleast_1d(trades.win_rate())
@@ -99,7 +102,22 @@ def sma_cross_sweep(prices: PricePanel, params: SweepParams = SweepParams()) -> 
     # Share of symbol-days with a position (the capital is split equally across symbols).
     metrics["exposure"] = np.atleast_1d(portfolio.position_coverage())
     metrics["trades"] = np.atleast_1d(trades.count())
-    stressed = _frame(simulate(2.0).returns()).set_axis(ids, axis=1)
+    records = trades.records_readable
+    trade_rows = pd.DataFrame(
+        {
+            "strategy_id": [strategy_id(int(c[0]), int(c[1])) for c in records["Column"]],
+            "symbol": [str(c[2]) for c in records["Column"]],
+            "entry_ts": pd.to_datetime(records["Entry Timestamp"]).dt.date,
+            "entry_price": records["Avg Entry Price"].to_numpy(),
+            "exit_ts": pd.to_datetime(records["Exit Timestamp"]).dt.date,
+            "exit_price": records["Avg Exit Price"].to_numpy(),
+            "size": records["Size"].to_numpy(),
+            "pnl": records["PnL"].to_numpy(),
+            "ret": records["Return"].to_numpy(),
+            "status": records["Status"].astype(str).str.lower().to_numpy(),
+        }
+    )
+    stressed = _returns(_frame(simulate(2.0).value()).set_axis(ids, axis=1), params.init_cash)
     metrics["sharpe_2x_costs"] = return_metrics(stressed, stressed)["sharpe"].to_numpy()
     return SweepResult(
         params=params,
@@ -108,6 +126,7 @@ def sma_cross_sweep(prices: PricePanel, params: SweepParams = SweepParams()) -> 
         equity=equity,
         strategy_params={strategy_id(f, s): {"fast": f, "slow": s} for f, s in pairs},
         benchmarks=benchmarks(prices, params.init_cash),
+        trades=trade_rows,
     )
 
 
@@ -152,6 +171,14 @@ def benchmarks(prices: PricePanel, init_cash: float) -> pd.DataFrame:
     returns = pd.DataFrame({"buy_and_hold": held.pct_change().fillna(0.0), "equal_weight": daily})
     equity = pd.DataFrame({"buy_and_hold": held, "equal_weight": (1 + daily).cumprod() * init_cash})
     return return_metrics(returns, equity)
+
+
+def _returns(equity: pd.DataFrame, init_cash: float) -> pd.DataFrame:
+    """Daily returns of portfolio values that started at ``init_cash`` (one value pass, where
+    vectorbt's returns() would compute the values again)."""
+    returns = equity.pct_change(fill_method=None)
+    returns.iloc[0] = equity.iloc[0] / init_cash - 1
+    return returns
 
 
 def _frame(values: pd.DataFrame | pd.Series) -> pd.DataFrame:

@@ -194,6 +194,13 @@ def record_backtest(
             }
         )
         copy_upsert(conn, "strategy_trials", trials, key=["family", "params"], update=False)
+        if not result.trades.empty:
+            copy_upsert(
+                conn,
+                "backtest_trades",
+                pl.from_pandas(result.trades).with_columns(pl.lit(str(run_id)).alias("run_id")),
+                key=["run_id", "strategy_id", "symbol", "entry_ts"],
+            )
         for table, wide, value in (
             ("strategy_returns", result.returns, "ret"),
             ("equity_curves", result.equity, "value"),

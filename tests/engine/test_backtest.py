@@ -117,6 +117,8 @@ def test_every_metric_matches_a_formula_by_hand() -> None:
         longest = max(longest, run)
     assert m["max_drawdown_days"] == longest
     pnls, held = _trades_by_hand(panel, 2, 5, 0.001, 1000.0)
+    assert result.trades["pnl"].to_numpy() == pytest.approx(pnls, rel=1e-9)
+    assert list(result.trades["status"]) == ["closed", "open"]
     wins = [p for p in pnls if p > 0]
     losses = [p for p in pnls if p < 0]
     assert m["trades"] == len(pnls)

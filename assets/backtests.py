@@ -1,8 +1,11 @@
 """SMA-crossover parameter sweep over the universe."""
 
+import base64
+
 import dagster as dg
 
 from assets.market_data import bars_daily
+from engine.backtest.plots import equity_png
 from engine.backtest.readings import reading
 from engine.backtest.sma_sweep import sma_cross_sweep
 from engine.storage.repositories import load_research_prices, record_backtest
@@ -16,12 +19,15 @@ def backtests(
     """Backtest every (fast, slow) SMA pair on every symbol; store metrics and daily returns."""
     with database.connect() as conn:
         panel = load_research_prices(conn)
-        result = sma_cross_sweep(panel, settings.sweep())
+        result = sma_cross_sweep(panel, settings.sweep(), progress=context.log.info)
         run_id = record_backtest(
             conn, result, panel.start, panel.end, len(panel.symbols), context.run_id
         )
     table = result.metrics.sort_values("sharpe", ascending=False)
     best = table.index[0]
+    picture = equity_png(
+        result.equity, list(table.index[:3]), f"best equity curves, {panel.start} .. {panel.end}"
+    )
     return dg.MaterializeResult(
         metadata={
             "backtest_run_id": str(run_id),
@@ -30,6 +36,9 @@ def backtests(
             "symbols": dg.MetadataValue.int(len(panel.symbols)),
             "metrics": dg.MetadataValue.md(table.round(4).to_markdown()),
             "benchmarks": dg.MetadataValue.md(result.benchmarks.round(4).to_markdown()),
+            "equity_curves": dg.MetadataValue.md(
+                f"![best equity curves](data:image/png;base64,{base64.b64encode(picture).decode()})"
+            ),
             f"reading ({best})": dg.MetadataValue.md(
                 "\n".join(f"- {reading(name, value)}" for name, value in table.loc[best].items())
             ),

@@ -158,6 +158,7 @@ CREATE TABLE backtest_trades (
     pnl         double precision NOT NULL,
     ret         double precision NOT NULL,
     status      text NOT NULL CHECK (status IN ('open', 'closed')),
+    direction   text NOT NULL CHECK (direction IN ('long', 'short')),
     PRIMARY KEY (run_id, strategy_id, symbol, entry_ts)
 );
 

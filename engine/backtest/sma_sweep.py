@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,12 @@ class SweepParams:
     fees: float = 0.0005
     slippage: float = 0.0005
     init_cash: float = 100_000.0
+    # Each entry commits this fraction of the cash available to the symbol (1.0: all of it).
+    fraction: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
 
     def pairs(self) -> list[tuple[int, int]]:
         return [(f, s) for f in self.fast_windows for s in self.slow_windows if f < s]
@@ -57,8 +64,12 @@ def annualized_sharpe(returns: pd.DataFrame | pd.Series) -> pd.Series | float:
     return returns.vbt.returns(freq="1D", year_freq=f"{TRADING_DAYS_PER_YEAR} days").sharpe_ratio()
 
 
-def sma_cross_sweep(prices: PricePanel, params: SweepParams = SweepParams()) -> SweepResult:
-    """Backtest every (fast, slow) pair on every symbol at once."""
+def sma_cross_sweep(
+    prices: PricePanel,
+    params: SweepParams = SweepParams(),
+    progress: Callable[[str], None] = lambda message: None,
+) -> SweepResult:
+    """Backtest every (fast, slow) pair on every symbol at once; ``progress`` hears each stage."""
     pairs = params.pairs()
     if not pairs:
         raise ValueError("the sweep has no (fast, slow) pair with fast < slow")
@@ -81,6 +92,8 @@ def sma_cross_sweep(prices: PricePanel, params: SweepParams = SweepParams()) -> 
             close=close.ffill(),
             entries=entries,
             exits=exits,
+            size=params.fraction,
+            size_type="percent",
             price=prices.open,
             fees=params.fees * cost_multiple,
             slippage=params.slippage * cost_multiple,
@@ -90,10 +103,12 @@ def sma_cross_sweep(prices: PricePanel, params: SweepParams = SweepParams()) -> 
             freq="1D",
         )
 
+    progress(f"simulating {len(pairs)} pairs x {n_symbols} symbols")
     portfolio = simulate(1.0)
     ids = [strategy_id(int(f), int(s)) for f, s in portfolio.wrapper.grouper.get_columns()]
     equity = _frame(portfolio.value()).set_axis(ids, axis=1)
     returns = _returns(equity, params.init_cash)
+    progress("metrics, trades and benchmarks")
     metrics = return_metrics(returns, equity)
     trades = portfolio.trades
     metrics["win_rate"] = np.atleast_1d(trades.win_rate())
@@ -115,8 +130,10 @@ def sma_cross_sweep(prices: PricePanel, params: SweepParams = SweepParams()) -> 
             "pnl": records["PnL"].to_numpy(),
             "ret": records["Return"].to_numpy(),
             "status": records["Status"].astype(str).str.lower().to_numpy(),
+            "direction": records["Direction"].astype(str).str.lower().to_numpy(),
         }
     )
+    progress("stress run with doubled costs")
     stressed = _returns(_frame(simulate(2.0).value()).set_axis(ids, axis=1), params.init_cash)
     metrics["sharpe_2x_costs"] = return_metrics(stressed, stressed)["sharpe"].to_numpy()
     return SweepResult(
@@ -194,5 +211,12 @@ def code_version() -> str:
 
 def settings_json(params: SweepParams) -> str:
     return json.dumps(
-        {"fees": params.fees, "slippage": params.slippage, "init_cash": params.init_cash}
+        {
+            "fees": params.fees,
+            "slippage": params.slippage,
+            "init_cash": params.init_cash,
+            "fraction": params.fraction,
+            "direction": "long only",
+            "fill": "next open",
+        }
     )

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from engine.backtest.plots import equity_png
 from engine.backtest.readings import reading
 from engine.backtest.sma_sweep import SweepParams, benchmarks, sma_cross_sweep
 from engine.errors import InsufficientDataError
@@ -156,3 +157,25 @@ def test_benchmarks_are_buy_and_hold_and_the_equal_weight_universe() -> None:
 )
 def test_each_metric_has_a_plain_reading(metric: str, value: float, text: str) -> None:
     assert reading(metric, value).startswith(text)
+
+
+def test_fixed_fraction_commits_that_share_of_the_cash() -> None:
+    panel = _panel()
+    params = SweepParams(
+        fast_windows=(2,),
+        slow_windows=(5,),
+        fees=0.001,
+        slippage=0.0,
+        init_cash=1000.0,
+        fraction=0.5,
+    )
+    first = sma_cross_sweep(panel, params).trades.iloc[0]
+    assert first["size"] == pytest.approx(0.5 * 1000.0 / (first["entry_price"] * 1.001), rel=1e-9)
+    with pytest.raises(ValueError, match="fraction must be in"):
+        SweepParams(fraction=1.5)
+
+
+def test_the_equity_picture_is_a_png() -> None:
+    result = sma_cross_sweep(_panel(), SweepParams(fast_windows=(2,), slow_windows=(5,)))
+    picture = equity_png(result.equity, ["sma_cross_2_5"], "test")
+    assert picture.startswith(b"\x89PNG\r\n\x1a\n") and len(picture) > 5_000

@@ -20,57 +20,11 @@ def _panel() -> PricePanel:
 
 def _by_hand(
     panel: PricePanel, fast: int, slow: int, fees: float, cash: float
-) -> tuple[float, int]:
-    """Signals on bar t's close, filled at bar t+1's open, all-in, fees on traded value."""
-    close, open_ = panel.close["AAA"], panel.open["AAA"]
-    f, s = close.rolling(fast).mean(), close.rolling(slow).mean()
-    shares, trades = 0.0, 0
-    for t in range(1, len(close) - 1):
-        if pd.isna(s.iloc[t - 1]):
-            continue
-        up = f.iloc[t] > s.iloc[t] and f.iloc[t - 1] < s.iloc[t - 1]
-        down = f.iloc[t] < s.iloc[t] and f.iloc[t - 1] > s.iloc[t - 1]
-        price = open_.iloc[t + 1]
-        if up and shares == 0:
-            shares = cash / (price * (1 + fees))
-            cash = 0.0
-            trades += 1
-        elif down and shares > 0:
-            cash = shares * price * (1 - fees)
-            shares = 0.0
-    return cash + shares * close.iloc[-1], trades
+) -> tuple[float, list[float], int]:
+    """Signals on bar t's close, filled at bar t+1's open, all-in, fees on traded value.
 
-
-def test_equity_matches_a_hand_calculation_with_next_open_fills() -> None:
-    panel = _panel()
-    params = SweepParams(
-        fast_windows=(2,), slow_windows=(5,), fees=0.001, slippage=0.0, init_cash=1000.0
-    )
-    result = sma_cross_sweep(panel, params)
-    expected_value, expected_trades = _by_hand(panel, 2, 5, 0.001, 1000.0)
-    assert result.equity["sma_cross_2_5"].iloc[-1] == pytest.approx(expected_value, rel=1e-9)
-    assert result.metrics.loc["sma_cross_2_5", "trades"] == expected_trades == 2
-    total = result.metrics.loc["sma_cross_2_5", "total_return"]
-    assert total == pytest.approx(expected_value / 1000.0 - 1, rel=1e-9)
-
-
-def test_sharpe_and_drawdown_match_independent_formulas() -> None:
-    result = sma_cross_sweep(_panel(), SweepParams(fast_windows=(2,), slow_windows=(5,)))
-    rets = result.returns["sma_cross_2_5"]
-    sharpe = rets.mean() / rets.std(ddof=1) * np.sqrt(252)
-    equity = result.equity["sma_cross_2_5"]
-    drawdown = (equity / equity.cummax() - 1).min()
-    assert result.metrics.loc["sma_cross_2_5", "sharpe"] == pytest.approx(sharpe, rel=1e-9)
-    assert result.metrics.loc["sma_cross_2_5", "max_drawdown"] == pytest.approx(drawdown, rel=1e-9)
-
-
-def test_too_little_history_is_a_clear_error() -> None:
-    with pytest.raises(InsufficientDataError, match="slow window 200"):
-        sma_cross_sweep(_panel(), SweepParams(fast_windows=(50,), slow_windows=(200,)))
-
-
-def _trades_by_hand(panel: PricePanel, fast: int, slow: int, fees: float, cash: float):  # noqa: ANN202
-    """Per-trade P&L (an open trade valued at the last close, no exit fee) and bars held."""
+    Returns the final value, each trade's P&L (an open trade valued at the last close, without
+    an exit fee) and the number of bars a position was held."""
     close, open_ = panel.close["AAA"], panel.open["AAA"]
     f, s = close.rolling(fast).mean(), close.rolling(slow).mean()
     shares, cost, entry_bar, pnls, held = 0.0, 0.0, 0, [], 0
@@ -91,7 +45,36 @@ def _trades_by_hand(panel: PricePanel, fast: int, slow: int, fees: float, cash: 
     if shares > 0:
         pnls.append(shares * close.iloc[-1] - cost)
         held += len(close) - entry_bar
-    return pnls, held
+    return cash + shares * close.iloc[-1], pnls, held
+
+
+def test_equity_matches_a_hand_calculation_with_next_open_fills() -> None:
+    panel = _panel()
+    params = SweepParams(
+        fast_windows=(2,), slow_windows=(5,), fees=0.001, slippage=0.0, init_cash=1000.0
+    )
+    result = sma_cross_sweep(panel, params)
+    expected_value, pnls, _ = _by_hand(panel, 2, 5, 0.001, 1000.0)
+    expected_trades = len(pnls)
+    assert result.equity["sma_cross_2_5"].iloc[-1] == pytest.approx(expected_value, rel=1e-9)
+    assert result.metrics.loc["sma_cross_2_5", "trades"] == expected_trades == 2
+    total = result.metrics.loc["sma_cross_2_5", "total_return"]
+    assert total == pytest.approx(expected_value / 1000.0 - 1, rel=1e-9)
+
+
+def test_sharpe_and_drawdown_match_independent_formulas() -> None:
+    result = sma_cross_sweep(_panel(), SweepParams(fast_windows=(2,), slow_windows=(5,)))
+    rets = result.returns["sma_cross_2_5"]
+    sharpe = rets.mean() / rets.std(ddof=1) * np.sqrt(252)
+    equity = result.equity["sma_cross_2_5"]
+    drawdown = (equity / equity.cummax() - 1).min()
+    assert result.metrics.loc["sma_cross_2_5", "sharpe"] == pytest.approx(sharpe, rel=1e-9)
+    assert result.metrics.loc["sma_cross_2_5", "max_drawdown"] == pytest.approx(drawdown, rel=1e-9)
+
+
+def test_too_little_history_is_a_clear_error() -> None:
+    with pytest.raises(InsufficientDataError, match="slow window 200"):
+        sma_cross_sweep(_panel(), SweepParams(fast_windows=(50,), slow_windows=(200,)))
 
 
 def test_every_metric_matches_a_formula_by_hand() -> None:
@@ -117,7 +100,7 @@ def test_every_metric_matches_a_formula_by_hand() -> None:
         run = run + 1 if equity[i] < equity[: i + 1].max() else 0
         longest = max(longest, run)
     assert m["max_drawdown_days"] == longest
-    pnls, held = _trades_by_hand(panel, 2, 5, 0.001, 1000.0)
+    _, pnls, held = _by_hand(panel, 2, 5, 0.001, 1000.0)
     assert result.trades["pnl"].to_numpy() == pytest.approx(pnls, rel=1e-9)
     assert list(result.trades["status"]) == ["closed", "open"]
     wins = [p for p in pnls if p > 0]

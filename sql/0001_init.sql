@@ -113,6 +113,23 @@ CREATE TABLE strategies (
     created_at   timestamptz NOT NULL DEFAULT now()
 );
 
+CREATE TABLE scanners (
+    name        text PRIMARY KEY CHECK (name ~ '^[a-z0-9][a-z0-9_\-]{0,39}$'),
+    kind        text NOT NULL CHECK (kind IN ('manual', 'sector', 'filter')),
+    definition  jsonb NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Which signal types reach a strategy: at least min_confidence, and only symbols of the scanner
+-- when one is named.
+CREATE TABLE strategy_subscriptions (
+    strategy_id    text NOT NULL REFERENCES strategies,
+    signal_type    text NOT NULL,
+    min_confidence double precision NOT NULL CHECK (min_confidence >= 0 AND min_confidence <= 100),
+    scanner        text REFERENCES scanners,
+    PRIMARY KEY (strategy_id, signal_type)
+);
+
 CREATE TABLE backtest_runs (
     run_id        uuid PRIMARY KEY,
     family        text NOT NULL,

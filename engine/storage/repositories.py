@@ -13,9 +13,16 @@ import psycopg
 from engine.backtest.sma_sweep import FAMILY, SweepResult, code_version, settings_json
 from engine.data.quality import QualityReport
 from engine.data.sources import BAR_SCHEMA
-from engine.errors import InsufficientDataError, NotFoundError, QualityGateError
+from engine.errors import (
+    ConfigurationError,
+    InsufficientDataError,
+    NotFoundError,
+    QualityGateError,
+)
 from engine.portfolio.optimize import AllocationConstraints, AllocationResult
 from engine.signals.prices import PricePanel, price_panel
+from engine.signals.scanners import Scanner, resolve
+from engine.signals.scans import SIGNAL_TYPES
 from engine.storage.bulk import copy_upsert
 from engine.validation.gate import GateResult
 
@@ -474,3 +481,105 @@ def write_minute_bars(
             update=False,
         )
     return written, report.violations.height
+
+
+# --- scanners and subscriptions ----------------------------------------------------------------
+
+
+def instrument_sectors(conn: psycopg.Connection) -> dict[str, str]:
+    rows = conn.execute("SELECT symbol, sector FROM instruments WHERE sector IS NOT NULL")
+    return {symbol: sector for symbol, sector in rows.fetchall()}
+
+
+def save_scanner(conn: psycopg.Connection, scanner: Scanner) -> None:
+    conn.execute(
+        """INSERT INTO scanners (name, kind, definition) VALUES (%s, %s, %s)
+           ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind,
+               definition = EXCLUDED.definition, updated_at = now()""",
+        (scanner.name, scanner.kind, json.dumps(scanner.definition())),
+    )
+
+
+def get_scanner(conn: psycopg.Connection, name: str) -> Scanner:
+    row = conn.execute("SELECT kind, definition FROM scanners WHERE name = %s", (name,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"scanner {name!r} does not exist")
+    kind, d = row
+    return Scanner(
+        name=name,
+        kind=kind,
+        symbols=tuple(d.get("symbols", ())),
+        sectors=tuple(d.get("sectors", ())),
+        min_price=float(d.get("min_price", 0.0)),
+        min_avg_volume=float(d.get("min_avg_volume", 0.0)),
+        min_avg_dollar_volume=float(d.get("min_avg_dollar_volume", 0.0)),
+        window=int(d.get("window", 20)),
+    )
+
+
+def list_scanners(conn: psycopg.Connection) -> list[Scanner]:
+    names = conn.execute("SELECT name FROM scanners ORDER BY name").fetchall()
+    return [get_scanner(conn, n[0]) for n in names]
+
+
+def subscribe(
+    conn: psycopg.Connection,
+    strategy_id: str,
+    signal_type: str,
+    min_confidence: float,
+    scanner: str | None = None,
+) -> None:
+    """Let ``signal_type`` signals of at least ``min_confidence`` reach ``strategy_id``."""
+    if signal_type not in SIGNAL_TYPES:
+        raise ConfigurationError(
+            f"unknown signal type {signal_type!r}; one of: {', '.join(SIGNAL_TYPES)}"
+        )
+    if not 0 <= min_confidence <= 100:
+        raise ConfigurationError(f"min_confidence must be within 0..100, got {min_confidence}")
+    if not conn.execute(
+        "SELECT 1 FROM strategies WHERE strategy_id = %s", (strategy_id,)
+    ).fetchone():
+        raise NotFoundError(f"strategy {strategy_id!r} does not exist")
+    if scanner is not None:
+        get_scanner(conn, scanner)
+    conn.execute(
+        """INSERT INTO strategy_subscriptions (strategy_id, signal_type, min_confidence, scanner)
+           VALUES (%s, %s, %s, %s)
+           ON CONFLICT (strategy_id, signal_type) DO UPDATE
+           SET min_confidence = EXCLUDED.min_confidence, scanner = EXCLUDED.scanner""",
+        (strategy_id, signal_type, min_confidence, scanner),
+    )
+
+
+def subscribed_signals(
+    conn: psycopg.Connection, strategy_id: str, since: date | None = None
+) -> pl.DataFrame:
+    """The stored signals that reach ``strategy_id`` through its subscriptions."""
+    subscriptions = conn.execute(
+        "SELECT signal_type, min_confidence, scanner FROM strategy_subscriptions "
+        "WHERE strategy_id = %s",
+        (strategy_id,),
+    ).fetchall()
+    sectors = instrument_sectors(conn)
+    frames = []
+    for signal_type, min_confidence, scanner_name in subscriptions:
+        rows = conn.execute(
+            """SELECT symbol, ts, signal_type, direction, confidence FROM signals
+               WHERE signal_type = %s AND confidence >= %s
+                 AND ts >= coalesce(%s, '-infinity'::date) ORDER BY ts, symbol""",
+            (signal_type, min_confidence, since),
+        ).fetchall()
+        frame = pl.DataFrame(
+            rows,
+            schema=["symbol", "ts", "signal_type", "direction", "confidence"],
+            orient="row",
+        )
+        if scanner_name is not None:
+            scanner = get_scanner(conn, scanner_name)
+            bars = load_recent_bars(conn, scanner.window)
+            members, _ = resolve(scanner, sectors, bars)
+            frame = frame.filter(pl.col("symbol").is_in(members))
+        frames.append(frame)
+    if not frames:
+        return pl.DataFrame(schema=["symbol", "ts", "signal_type", "direction", "confidence"])
+    return pl.concat(frames).sort("ts", "symbol", "signal_type")

@@ -36,3 +36,33 @@ def test_illegal_command_line_decision_exits_non_zero_with_the_reason(
     )
     assert main(["show", "missing"]) == 1
     assert "'missing' does not exist" in capsys.readouterr().err
+
+
+def test_scanners_and_subscriptions_from_the_command_line(
+    cli_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with psycopg.connect(cli_env) as conn:
+        pending_allocation(conn, "a1", {"sma_cross_10_100": 1.0})
+    assert main(["scanner", "add", "mega", "--symbols", "AAPL, MSFT"]) == 0
+    assert "mega (manual): 0 symbols; unknown: AAPL, MSFT" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "subscribe",
+                "sma_cross_10_100",
+                "golden_cross",
+                "--min-confidence",
+                "60",
+                "--scanner",
+                "mega",
+            ]
+        )
+        == 0
+    )
+    assert "sma_cross_10_100 <- golden_cross (confidence >= 60, scanner mega)" in (
+        capsys.readouterr().out
+    )
+    assert main(["subscribe", "sma_cross_10_100", "moon_phase"]) == 1
+    assert "unknown signal type 'moon_phase'" in capsys.readouterr().err
+    assert main(["scanner", "add", "Bad", "--sectors", "Energy"]) == 1
+    assert "lower case" in capsys.readouterr().err

@@ -135,6 +135,8 @@ class Settings(dg.ConfigurableResource):
     slow_windows: list[int] = [100, 150, 200]
     fees: float = 0.0005
     slippage: float = 0.0005
+    fraction: float = 1.0
+    long_short: bool = False
     oos_fraction: float = 0.3
     min_trades: int = 10
     min_oos_sharpe: float = 0.5
@@ -157,6 +159,8 @@ class Settings(dg.ConfigurableResource):
             slow_windows=tuple(self.slow_windows),
             fees=self.fees,
             slippage=self.slippage,
+            fraction=self.fraction,
+            long_short=self.long_short,
         )
 
     def gate(self) -> GateThresholds:

@@ -33,10 +33,15 @@ class SweepParams:
     init_cash: float = 100_000.0
     # Each entry commits this fraction of the cash available to the symbol (1.0: all of it).
     fraction: float = 1.0
+    # Long-short: a death cross also opens a short, a golden cross covers it and goes long.
+    long_short: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.fraction <= 1:
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
+        if self.long_short and self.fraction != 1:
+            # vectorbt reverses a position only when sized all-in.
+            raise ValueError("long_short backtests are all-in: fraction must be 1")
 
     def pairs(self) -> list[tuple[int, int]]:
         return [(f, s) for f in self.fast_windows for s in self.slow_windows if f < s]
@@ -87,13 +92,17 @@ def sma_cross_sweep(
     exits = fast.ma_crossed_below(slow).shift(1, fill_value=False)
     n_symbols = close.shape[1]
 
+    if params.long_short:
+        sizing: dict = {"short_entries": exits, "short_exits": entries, "size": np.inf}
+    else:
+        sizing = {"size": params.fraction, "size_type": "percent"}
+
     def simulate(cost_multiple: float) -> vbt.Portfolio:
         return vbt.Portfolio.from_signals(
             close=close.ffill(),
             entries=entries,
             exits=exits,
-            size=params.fraction,
-            size_type="percent",
+            **sizing,
             price=prices.open,
             fees=params.fees * cost_multiple,
             slippage=params.slippage * cost_multiple,
@@ -216,7 +225,7 @@ def settings_json(params: SweepParams) -> str:
             "slippage": params.slippage,
             "init_cash": params.init_cash,
             "fraction": params.fraction,
-            "direction": "long only",
+            "direction": "long-short" if params.long_short else "long only",
             "fill": "next open",
         }
     )

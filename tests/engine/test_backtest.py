@@ -162,3 +162,26 @@ def test_the_equity_picture_is_a_png() -> None:
     result = sma_cross_sweep(_panel(), SweepParams(fast_windows=(2,), slow_windows=(5,)))
     picture = equity_png(result.equity, ["sma_cross_2_5"], "test")
     assert picture.startswith(b"\x89PNG\r\n\x1a\n") and len(picture) > 5_000
+
+
+def test_long_short_reverses_at_each_cross_and_shorts_earn_falls() -> None:
+    panel = _panel()
+    fees = 0.001
+    params = SweepParams(
+        fast_windows=(2,),
+        slow_windows=(5,),
+        fees=fees,
+        slippage=0.0,
+        init_cash=1000.0,
+        long_short=True,
+    )
+    trades = sma_cross_sweep(panel, params).trades
+    assert list(trades["direction"]) == ["long", "short", "long"]
+    assert (trades["exit_ts"].iloc[:-1].to_numpy() == trades["entry_ts"].iloc[1:].to_numpy()).all()
+    short = trades[trades["direction"] == "short"].iloc[0]
+    by_hand = short["size"] * (short["entry_price"] - short["exit_price"]) - fees * short[
+        "size"
+    ] * (short["entry_price"] + short["exit_price"])
+    assert short["pnl"] == pytest.approx(by_hand, rel=1e-9)
+    with pytest.raises(ValueError, match="all-in"):
+        SweepParams(long_short=True, fraction=0.5)

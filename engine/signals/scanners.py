@@ -17,6 +17,21 @@ import polars as pl
 from engine.data.sources import SYMBOL_PATTERN
 from engine.errors import ConfigurationError
 
+# Every signal type the scans emit (engine/signals/scans.py); subscriptions name these.
+SIGNAL_TYPES = (
+    "golden_cross",
+    "death_cross",
+    "rsi_oversold",
+    "rsi_overbought",
+    "momentum_top",
+    "momentum_bottom",
+    "donchian_breakout_up",
+    "donchian_breakout_down",
+    "volume_spike_up",
+    "volume_spike_down",
+    "zscore_low",
+    "zscore_high",
+)
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,39}$")
 Kind = Literal["manual", "sector", "filter"]
 

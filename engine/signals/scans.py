@@ -43,20 +43,6 @@ SIGNAL_SCHEMA: dict[str, pl.DataType] = {
     "data_start": pl.Date(),
     "data_end": pl.Date(),
 }
-SIGNAL_TYPES = (
-    "golden_cross",
-    "death_cross",
-    "rsi_oversold",
-    "rsi_overbought",
-    "momentum_top",
-    "momentum_bottom",
-    "donchian_breakout_up",
-    "donchian_breakout_down",
-    "volume_spike_up",
-    "volume_spike_down",
-    "zscore_low",
-    "zscore_high",
-)
 SKIP_SCHEMA: dict[str, pl.DataType] = {
     "symbol": pl.String(),
     "family": pl.String(),

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import date
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import polars as pl
 import psycopg
 
-from engine.backtest.sma_sweep import FAMILY, SweepResult, code_version, settings_json
-from engine.data.quality import QualityReport
 from engine.data.sources import BAR_SCHEMA
 from engine.errors import (
     ConfigurationError,
@@ -19,12 +18,15 @@ from engine.errors import (
     NotFoundError,
     QualityGateError,
 )
-from engine.portfolio.optimize import AllocationConstraints, AllocationResult
 from engine.signals.prices import PricePanel, price_panel
-from engine.signals.scanners import Scanner, resolve
-from engine.signals.scans import SIGNAL_TYPES
+from engine.signals.scanners import SIGNAL_TYPES, Scanner, resolve
 from engine.storage.bulk import copy_upsert
-from engine.validation.gate import GateResult
+
+if TYPE_CHECKING:  # the heavy research libraries stay out of the CLI's start-up
+    from engine.backtest.sma_sweep import SweepResult
+    from engine.data.quality import QualityReport
+    from engine.portfolio.optimize import AllocationConstraints, AllocationResult
+    from engine.validation.gate import GateResult
 
 BAR_COLUMNS = [c for c in BAR_SCHEMA if c != "origin"]
 
@@ -154,6 +156,8 @@ def record_backtest(
     orchestrator_run_id: str | None,
 ) -> uuid.UUID:
     """Store a sweep: its run, metrics, daily returns and equity curves, traceable to inputs."""
+    from engine.backtest.sma_sweep import FAMILY, code_version, settings_json
+
     run_id = uuid.uuid4()
     params = result.params
     with conn.transaction():

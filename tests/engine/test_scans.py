@@ -7,22 +7,10 @@ import pytest
 
 from engine.data.sources import SyntheticSource
 from engine.signals.prices import PricePanel, price_panel
+from engine.signals.scanners import SIGNAL_TYPES
 from engine.signals.scans import ScanParams, scan_universe, sma_cross_state
 
-FAMILY_TYPES = {
-    "golden_cross",
-    "death_cross",
-    "rsi_oversold",
-    "rsi_overbought",
-    "momentum_top",
-    "momentum_bottom",
-    "donchian_breakout_up",
-    "donchian_breakout_down",
-    "volume_spike_up",
-    "volume_spike_down",
-    "zscore_low",
-    "zscore_high",
-}
+FAMILY_TYPES = set(SIGNAL_TYPES)  # the catalogue subscriptions are checked against
 
 
 def _panel(n_symbols: int = 12) -> PricePanel:

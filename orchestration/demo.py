@@ -15,9 +15,8 @@ from datetime import date
 
 import dagster as dg
 
-# Library notices (beta flags, a missing XDG runtime dir) are noise in the demo's summary.
+# Dagster's beta notices are noise in the demo's summary.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
-warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 from dagster._core.storage.tags import (  # noqa: E402 - after the filters above
     ASSET_PARTITION_RANGE_END_TAG,

@@ -21,12 +21,12 @@ from alpaca.data.historical import StockHistoricalDataClient
 from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
 
-from engine.data.polygon_source import validate_symbols
 from engine.data.ratelimit import RateLimiter
 from engine.data.sources import (
     BAR_SCHEMA,
     MINUTE_SCHEMA,
     no_corporate_actions,
+    validate_symbols,
     vendor_daily_row,
     vendor_minute_row,
 )

@@ -30,25 +30,13 @@ from engine.data.sources import (
     BAR_SCHEMA,
     CORPORATE_ACTION_SCHEMA,
     MINUTE_SCHEMA,
-    SYMBOL_PATTERN,
+    validate_symbols,
     vendor_daily_row,
     vendor_minute_row,
 )
 from engine.errors import SourceDataError, VendorError
 
 NEW_YORK = ZoneInfo("America/New_York")
-
-
-def validate_symbols(symbols: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """Refuse anything that is not a plain ticker before it reaches a URL or a query."""
-    if not symbols:
-        raise SourceDataError("no symbols configured for the vendor source")
-    bad = [s for s in symbols if not SYMBOL_PATTERN.match(s)]
-    if bad:
-        raise SourceDataError(
-            f"symbol(s) {', '.join(repr(s) for s in bad)} do not match {SYMBOL_PATTERN.pattern}"
-        )
-    return tuple(symbols)
 
 
 @dataclass

@@ -81,6 +81,18 @@ class MarketDataSource(Protocol):
         ...
 
 
+def validate_symbols(symbols: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Refuse anything that is not a plain ticker before it reaches a URL or a query."""
+    if not symbols:
+        raise SourceDataError("no symbols configured for the vendor source")
+    bad = [s for s in symbols if not SYMBOL_PATTERN.match(s)]
+    if bad:
+        raise SourceDataError(
+            f"symbol(s) {', '.join(repr(s) for s in bad)} do not match {SYMBOL_PATTERN.pattern}"
+        )
+    return tuple(symbols)
+
+
 def vendor_daily_row(
     symbol: str, day: date, bar: dict, adj_close: float, source: str, origin: str
 ) -> tuple:

@@ -23,12 +23,13 @@ from decimal import Decimal
 
 import psycopg
 
+from engine.approvals.workflow import get_allocation
 from engine.brokers.base import Broker, BrokerOrder, OrderRequest, Side
 from engine.errors import ExecutionRefusedError
 from engine.execution.planning import orders_for_targets, target_values
 from engine.risk.limits import RiskLimits, evaluate
 from engine.signals.prices import price_panel
-from engine.storage.repositories import latest_prices, load_recent_bars
+from engine.storage.repositories import latest_prices, load_recent_bars, strategy_params
 
 FINAL_STATUSES = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED", "BLOCKED"})
 
@@ -114,19 +115,9 @@ def _plan_once(
         approval_event_id = int(event[0]) if event and event[0] is not None else None
         if approval_event_id is None:
             raise ExecutionRefusedError(f"allocation {allocation_id} has no approval event")
-        weights: dict[str, float] = dict(
-            conn.execute(
-                "SELECT strategy_id, weight FROM allocation_weights WHERE allocation_id = %s",
-                (allocation_id,),
-            ).fetchall()
-        )
-        strategy_params: dict[str, dict] = dict(
-            conn.execute(
-                "SELECT strategy_id, params FROM strategies WHERE strategy_id = ANY(%s)",
-                (list(weights),),
-            ).fetchall()
-        )
-        lookback = max(int(p["slow"]) for p in strategy_params.values()) + 1
+        weights = get_allocation(conn, allocation_id).weights
+        params = strategy_params(conn, list(weights))
+        lookback = max(int(p["slow"]) for p in params.values()) + 1
         bars = load_recent_bars(conn, lookback)
         if bars.is_empty():
             raise ExecutionRefusedError("no bars stored; cannot compute target positions")
@@ -136,7 +127,7 @@ def _plan_once(
         positions = broker.positions()
         if not (math.isfinite(account.equity) and account.equity > 0):
             raise ExecutionRefusedError(f"broker equity is {account.equity}; nothing is sent")
-        targets = target_values(weights, strategy_params, panel.close, account.equity)
+        targets = target_values(weights, params, panel.close, account.equity)
         orders = orders_for_targets(targets, prices, positions, approval_event_id)
         decisions = evaluate(orders, positions, prices, account.equity, limits)
         blocked = {d.client_order_id for d in decisions if not d.passed}

@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # the heavy research libraries stay out of the CLI's start-up
     from engine.validation.gate import GateResult
 
 BAR_COLUMNS = [c for c in BAR_SCHEMA if c != "origin"]
+# One quarantined row per bad row of a load, however often the load re-runs (sql/0001_init.sql).
+QUARANTINE_KEY = ["partition_start", "partition_end", "source", "origin", "rule", "symbol", "ts"]
 
 
 # --- market data -------------------------------------------------------------------------------
@@ -84,7 +86,7 @@ def write_bars(
             conn,
             "quarantine_bars",
             quarantined.select(*BAR_SCHEMA, "rule", "reason", "partition_start", "partition_end"),
-            key=["partition_start", "partition_end", "source", "origin", "rule", "symbol", "ts"],
+            key=QUARANTINE_KEY,
             update=False,
         )
     return written, quarantined.height
@@ -481,7 +483,7 @@ def write_minute_bars(
                 "partition_start",
                 "partition_end",
             ),
-            key=["partition_start", "partition_end", "source", "origin", "rule", "symbol", "ts"],
+            key=QUARANTINE_KEY,
             update=False,
         )
     return written, report.violations.height

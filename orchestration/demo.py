@@ -26,7 +26,7 @@ from dagster._core.storage.tags import (  # noqa: E402 - after the filters above
 )
 
 from assets.market_data import partition_key_range  # noqa: E402
-from engine.approvals.workflow import approve  # noqa: E402
+from engine.approvals.workflow import approve, list_allocations  # noqa: E402
 from orchestration.definitions import defs  # noqa: E402
 
 DEMO_START, DEMO_END = date(2020, 12, 1), date(2024, 12, 31)
@@ -150,19 +150,14 @@ def _summary(conn) -> None:
     )
     total = one(f"SELECT count(*) FROM validation_verdicts WHERE run_id = {run}")
     print(f"  strategies passed  {passed} of {total}")
-    latest = conn.execute(
-        "SELECT allocation_id, status FROM allocations ORDER BY created_at DESC LIMIT 1"
-    ).fetchone()
-    if latest is None:
+    latest = list_allocations(conn, limit=1)
+    if not latest:
         return
-    allocation_id = latest[0]
-    print(f"  allocation         {allocation_id} ({latest[1]})")
-    for sid, weight in conn.execute(
-        "SELECT strategy_id, weight FROM allocation_weights WHERE allocation_id = %s "
-        "AND weight > 0 ORDER BY weight DESC",
-        (allocation_id,),
-    ):
-        print(f"    {sid:<22} {weight:>7.2%}")
+    allocation_id = latest[0].allocation_id
+    print(f"  allocation         {allocation_id} ({latest[0].status})")
+    for sid, weight in sorted(latest[0].weights.items(), key=lambda item: -item[1]):
+        if weight > 0:
+            print(f"    {sid:<22} {weight:>7.2%}")
     orders = conn.execute(
         "SELECT status, count(*) FROM orders WHERE allocation_id = %s GROUP BY status ORDER BY 1",
         (allocation_id,),

@@ -1,47 +1,80 @@
 """The recommended allocation, stored as PENDING_APPROVAL for a person to decide on."""
 
+from datetime import UTC, datetime, timedelta
+
 import dagster as dg
 
 from assets.correlations import correlations
 from assets.validations import validations
 from engine.errors import AllocationError
-from engine.portfolio.optimize import max_sharpe
+from engine.portfolio.optimize import optimize
+from engine.portfolio.strategies import eligible_strategies
 from engine.storage.repositories import (
     latest_backtest_run,
     load_strategy_returns,
     record_failed_optimization,
     record_recommendation,
-    strategies_for_allocation,
 )
 from orchestration.resources import Database, Settings
 
 
 @dg.asset(deps=[validations, correlations], group_name="portfolio")
-def allocation_recommendation(database: Database, settings: Settings) -> dg.MaterializeResult:
-    """Max-Sharpe weights across validated strategies, waiting for approval."""
+def allocation_recommendation(
+    context: dg.AssetExecutionContext, database: Database, settings: Settings
+) -> dg.MaterializeResult:
+    """Weights across the validated ACTIVE strategies that are in optimization, by the configured
+    method (falling back to a shrunk covariance, then HRP), waiting for approval."""
     constraints = settings.constraints()
+    method = settings.allocation_method
     with database.connect() as conn:
         run_id, data_start, data_end = latest_backtest_run(conn)
-        passed = strategies_for_allocation(conn, run_id)
+        eligible, excluded = eligible_strategies(conn, run_id)
+        for sid, why in excluded.items():
+            context.log.info(f"excluded from optimization: {sid}: {why}")
         try:
-            result = max_sharpe(load_strategy_returns(conn, run_id, passed), constraints)
+            if not eligible:
+                raise AllocationError("no strategy is eligible for allocation (see the log)")
+            result = optimize(load_strategy_returns(conn, run_id, eligible), method, constraints)
         except AllocationError as e:
             conn.rollback()
             record_failed_optimization(
-                conn, run_id, data_start, data_end, "max_sharpe", constraints, str(e)
+                conn,
+                run_id,
+                data_start,
+                data_end,
+                method,
+                constraints,
+                str(e),
+                excluded,
+                len(eligible),
             )
             conn.commit()
             raise dg.Failure(description=f"no allocation recommended: {e}") from e
+        for attempt in result.path:
+            if attempt.error:
+                context.log.warning(
+                    f"{attempt.method} on the {attempt.covariance} covariance failed: "
+                    f"{attempt.error}"
+                )
+        for sid, why in result.excluded.items():
+            context.log.info(f"excluded by the optimizer: {sid}: {why}")
+        expires_at = datetime.now(UTC) + timedelta(hours=settings.pending_expiry_hours)
         allocation_id = record_recommendation(
-            conn, run_id, data_start, data_end, constraints, result
+            conn, run_id, data_start, data_end, constraints, result, excluded, expires_at
         )
     weights = {sid: w for sid, w in result.weights.items() if w > 0}
     return dg.MaterializeResult(
         metadata={
             "allocation_id": allocation_id,
             "status": "PENDING_APPROVAL",
+            "expires_at": f"{expires_at:%Y-%m-%d %H:%M} UTC",
+            "method": result.method,
+            "requested_method": result.requested,
+            "path": dg.MetadataValue.json([a.as_dict() for a in result.path]),
+            "excluded": dg.MetadataValue.json({**excluded, **result.excluded}),
             "backtest_run_id": str(run_id),
             "data_range": f"{data_start} .. {data_end}",
+            "constraints": dg.MetadataValue.json(constraints.as_dict()),
             "expected_return": dg.MetadataValue.float(result.expected_return),
             "volatility": dg.MetadataValue.float(result.volatility),
             "sharpe": dg.MetadataValue.float(result.sharpe),

@@ -1,40 +1,53 @@
-"""Correlation matrix of the daily returns of validated strategies."""
+"""Rolling correlations of strategy, asset and sector returns, with the regime-shift measure."""
+
+import base64
 
 import dagster as dg
 
 from assets.validations import validations
-from engine.portfolio.correlation import correlation_matrix, to_long, to_markdown
-from engine.storage.repositories import (
-    latest_backtest_run,
-    load_strategy_returns,
-    record_correlations,
-    strategies_for_allocation,
-)
-from orchestration.resources import Database
+from engine.portfolio.correlation import heatmap_png, to_markdown
+from engine.portfolio.refresh import refresh_correlations
+from orchestration.resources import Database, Settings
 
 
 @dg.asset(deps=[validations], group_name="portfolio")
-def correlations(database: Database) -> dg.MaterializeResult:
-    """Pairwise correlation of daily returns of the strategies that passed validation."""
+def correlations(
+    context: dg.AssetExecutionContext, database: Database, settings: Settings
+) -> dg.MaterializeResult:
+    """Correlation matrices over the last 63 and 252 trading days of the strategies eligible for
+    allocation, of every symbol and of every sector; each with its shift from the previous one."""
     with database.connect() as conn:
-        run_id, _, data_end = latest_backtest_run(conn)
-        passed = strategies_for_allocation(conn, run_id)
-        if not passed:
-            return dg.MaterializeResult(
-                metadata={"backtest_run_id": str(run_id), "strategies": dg.MetadataValue.int(0)}
-            )
-        returns = load_strategy_returns(conn, run_id, passed)
-        matrix = correlation_matrix(returns)
-        written = record_correlations(
-            conn, data_end, "strategy", len(returns), to_long(matrix), run_id
+        report = refresh_correlations(
+            conn, settings.regime_shift_threshold, tuple(settings.correlation_windows)
         )
-    return dg.MaterializeResult(
-        metadata={
-            "backtest_run_id": str(run_id),
-            "as_of": str(data_end),
-            "window_days": dg.MetadataValue.int(len(returns)),
-            "strategies": dg.MetadataValue.int(len(passed)),
-            "rows": dg.MetadataValue.int(written),
-            "matrix": dg.MetadataValue.md(to_markdown(matrix)),
-        }
-    )
+    for what, why in report.skipped.items():
+        context.log.info(f"no {what} correlations: {why}")
+    if report.flagged_allocation:
+        context.log.warning(
+            f"regime shift: {report.flagged_allocation} marked for re-optimization "
+            f"({report.reason})"
+        )
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "regime_shift_threshold": dg.MetadataValue.float(settings.regime_shift_threshold),
+        "shifts": dg.MetadataValue.md(
+            "| kind | window | as of | series | previous | shift |\n|---|---|---|---|---|---|\n"
+            + "\n".join(
+                f"| {m.matrix.kind} | {m.matrix.window} | {m.as_of} | {len(m.matrix.matrix)} "
+                f"| {m.previous_as_of or '-'} | "
+                f"{'-' if m.shift is None else f'{m.shift:.3f}'} |"
+                for m in report.matrices
+            )
+        ),
+        "skipped": dg.MetadataValue.json(report.skipped),
+        "reoptimization_requested_for": report.flagged_allocation or "",
+    }
+    shortest = min(settings.correlation_windows)
+    for m in report.matrices:
+        if m.matrix.window != shortest:
+            continue
+        title = f"{m.matrix.kind} correlations, {m.matrix.window} days to {m.as_of}"
+        picture = base64.b64encode(heatmap_png(m.matrix.matrix, title)).decode()
+        metadata[f"{m.matrix.kind}_matrix"] = dg.MetadataValue.md(
+            f"![{title}](data:image/png;base64,{picture})\n\n{to_markdown(m.matrix.matrix)}"
+        )
+    return dg.MaterializeResult(metadata=metadata)

@@ -1,5 +1,5 @@
-"""The ``tradeflow`` command line: allocations (list, show, approve, reject), scanners and the
-signal subscriptions of strategies.
+"""The ``tradeflow`` command line: allocations (list, show, approve, reject, custom, expire),
+strategy configuration, scanners and the signal subscriptions of strategies.
 
 It calls the same engine functions as the Dagster approval job, against the same database
 (TRADEFLOW_DATABASE_URL, else the embedded server).
@@ -13,8 +13,30 @@ from datetime import date
 
 import psycopg
 
-from engine.approvals.workflow import Allocation, approve, get_allocation, list_allocations, reject
+from engine.approvals.custom import read_weights
+from engine.approvals.workflow import (
+    Allocation,
+    active_allocation,
+    approve,
+    create_custom,
+    expire_due,
+    get_allocation,
+    list_allocations,
+    reject,
+    weight_diff,
+)
 from engine.errors import TradeflowError
+from engine.portfolio.constraints import AllocationConstraints
+from engine.portfolio.strategies import (
+    RISK_LIMITS,
+    STATUSES,
+    TRADING_MODES,
+    StrategyConfig,
+    config_history,
+    get_strategy,
+    list_strategies,
+    update_strategy,
+)
 from engine.signals.scanners import Scanner, resolve
 from engine.storage.connection import connect
 from engine.storage.migrations import migrate
@@ -33,6 +55,10 @@ def _describe(allocation: Allocation) -> str:
         f"{allocation.allocation_id}  {allocation.status}  {allocation.method}  "
         f"created {allocation.created_at:%Y-%m-%d %H:%M} by {allocation.created_by}",
     ]
+    if allocation.status == "PENDING_APPROVAL" and allocation.expires_at:
+        lines.append(f"  expires {allocation.expires_at:%Y-%m-%d %H:%M %Z}")
+    if allocation.reoptimize_reason:
+        lines.append(f"  marked for re-optimization: {allocation.reoptimize_reason}")
     if allocation.sharpe is not None:
         lines.append(
             f"  expected return {allocation.expected_return:.2%}  volatility "
@@ -40,6 +66,70 @@ def _describe(allocation: Allocation) -> str:
         )
     lines += [f"  {sid:<24} {w:>7.2%}" for sid, w in allocation.weights.items() if w > 0]
     return "\n".join(lines)
+
+
+def _show(conn: psycopg.Connection, allocation_id: str) -> None:
+    """The allocation, and its weights against the ACTIVE allocation's."""
+    allocation = get_allocation(conn, allocation_id)
+    active = active_allocation(conn)
+    print(_describe(allocation))
+    if active is None or active.allocation_id == allocation.allocation_id:
+        print("  (no other ACTIVE allocation to compare with)")
+        return
+    print(f"  against ACTIVE {active.allocation_id}:")
+    print(f"  {'strategy':<24} {'ACTIVE':>8} {'this':>8} {'change':>8}")
+    for sid, before, after, change in weight_diff(allocation, active):
+        print(f"  {sid:<24} {before:>8.2%} {after:>8.2%} {change:>+8.2%}")
+
+
+def _describe_strategy(config: StrategyConfig) -> str:
+    limits = ", ".join(f"{k} {v:.2%}" for k, v in sorted(config.risk_limits.items())) or "none"
+    return (
+        f"{config.strategy_id:<24} {config.status:<8} {config.trading_mode:<10} "
+        f"{'optimized' if config.include_in_optimization else 'excluded':<9} limits: {limits}"
+    )
+
+
+_UNCHANGED = object()
+
+
+def _fraction_or_none(text: str) -> float | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a fraction nor 'none'") from None
+
+
+def _strategy(conn: psycopg.Connection, args: argparse.Namespace) -> None:
+    if args.strategy_command == "list":
+        for config in list_strategies(conn):
+            print(_describe_strategy(config))
+        return
+    if args.strategy_command == "set":
+        limits = {
+            name: getattr(args, name) for name in RISK_LIMITS if getattr(args, name) is not None
+        }
+        changes = update_strategy(
+            conn,
+            args.strategy_id,
+            args.by,
+            args.reason,
+            status=args.status,
+            trading_mode=args.mode,
+            include_in_optimization=args.include,
+            risk_limits=limits,
+        )
+        for field, old, new in changes:
+            print(f"{args.strategy_id}: {field} {old} -> {new}")
+        if not changes:
+            print(f"{args.strategy_id}: nothing changed")
+    print(_describe_strategy(get_strategy(conn, args.strategy_id)))
+    if args.strategy_command == "show":
+        for at, field, old, new, actor, reason in config_history(conn, args.strategy_id):
+            why = f" ({reason})" if reason else ""
+            print(f"  {at:%Y-%m-%d %H:%M} {actor}: {field} {old} -> {new}{why}")
 
 
 def _scanner(conn: psycopg.Connection, args: argparse.Namespace) -> None:
@@ -81,8 +171,38 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply pending database migrations")
     listing = sub.add_parser("list", help="recent allocations, newest first")
     listing.add_argument("--limit", type=int, default=20)
-    show = sub.add_parser("show", help="one allocation with its weights")
+    show = sub.add_parser("show", help="one allocation, its weights against the ACTIVE one")
     show.add_argument("allocation_id")
+    custom = sub.add_parser("custom", help="enter your own weights (CSV or JSON) as ACTIVE")
+    custom.add_argument("path", help='strategy_id,weight CSV or {"weights": {...}} JSON')
+    custom.add_argument("--by", required=True, help="your name, stored as the author")
+    custom.add_argument("--reason", required=True)
+    defaults = AllocationConstraints()
+    custom.add_argument("--max-weight", type=float, default=defaults.max_weight)
+    custom.add_argument("--max-gross", type=float, default=defaults.max_gross)
+    sub.add_parser("expire", help="move PENDING_APPROVAL allocations past their expiry to EXPIRED")
+    strategy_cmd = sub.add_parser("strategy", help="strategy configuration")
+    strategy_sub = strategy_cmd.add_subparsers(dest="strategy_command", required=True)
+    strategy_sub.add_parser("list", help="every strategy and its configuration")
+    strategy_show = strategy_sub.add_parser("show", help="one strategy and its change history")
+    strategy_show.add_argument("strategy_id")
+    strategy_set = strategy_sub.add_parser("set", help="change a strategy's configuration")
+    strategy_set.add_argument("strategy_id")
+    strategy_set.add_argument("--by", required=True, help="your name, stored with the change")
+    strategy_set.add_argument("--reason", default=None)
+    strategy_set.add_argument("--status", choices=STATUSES)
+    strategy_set.add_argument("--mode", choices=TRADING_MODES, help="trading mode")
+    include = strategy_set.add_mutually_exclusive_group()
+    include.add_argument("--include", dest="include", action="store_true", default=None)
+    include.add_argument("--exclude", dest="include", action="store_false")
+    for name in RISK_LIMITS:
+        strategy_set.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=_fraction_or_none,
+            default=_UNCHANGED,
+            help="a fraction (0.05 = 5%%), or 'none' to remove the limit",
+        )
     approve_cmd = sub.add_parser("approve", help="approve a PENDING_APPROVAL allocation")
     approve_cmd.add_argument("allocation_id")
     approve_cmd.add_argument("--by", required=True, help="your name, stored with the decision")
@@ -123,7 +243,23 @@ def main(argv: list[str] | None = None) -> int:
                 for allocation in list_allocations(conn, args.limit):
                     print(_describe(allocation))
             elif args.command == "show":
-                print(_describe(get_allocation(conn, args.allocation_id)))
+                _show(conn, args.allocation_id)
+            elif args.command == "custom":
+                constraints = AllocationConstraints(
+                    max_weight=args.max_weight, max_gross=args.max_gross
+                )
+                t = create_custom(conn, read_weights(args.path), args.by, args.reason, constraints)
+                print(f"{t.allocation_id}: custom allocation by {t.actor} is ACTIVE")
+                if t.archived:
+                    print(f"{t.archived}: ACTIVE -> ARCHIVED")
+            elif args.command == "expire":
+                expired = expire_due(conn)
+                for t in expired:
+                    print(f"{t.allocation_id}: PENDING_APPROVAL -> EXPIRED ({t.reason})")
+                if not expired:
+                    print("nothing to expire")
+            elif args.command == "strategy":
+                _strategy(conn, args)
             elif args.command == "approve":
                 t = approve(conn, args.allocation_id, args.by, args.reason)
                 print(f"{t.allocation_id}: {t.from_status} -> {t.to_status} by {t.actor}")

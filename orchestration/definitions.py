@@ -14,13 +14,17 @@ from assets.validations import validations
 from engine.storage.connection import DATABASE_URL_ENV
 from orchestration.jobs import (
     approve_allocation,
+    custom_allocation,
     execute_allocation_job,
+    expire_allocations,
     ingest_minute_bars,
+    recommend_allocation_job,
+    refresh_correlations_job,
     research_pipeline,
 )
 from orchestration.resources import BrokerConfig, Database, MarketData, Settings
-from orchestration.schedules import daily_research
-from orchestration.sensors import approvals_sensor
+from orchestration.schedules import correlations_intraday, daily_research, expiry_schedule
+from orchestration.sensors import approvals_sensor, reoptimization_sensor
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
@@ -60,9 +64,18 @@ def build_definitions(resources: dict[str, dg.ConfigurableResource]) -> dg.Defin
             allocation_recommendation,
             executed_orders,
         ],
-        jobs=[research_pipeline, ingest_minute_bars, execute_allocation_job, approve_allocation],
-        sensors=[approvals_sensor],
-        schedules=[daily_research],
+        jobs=[
+            research_pipeline,
+            ingest_minute_bars,
+            refresh_correlations_job,
+            recommend_allocation_job,
+            execute_allocation_job,
+            approve_allocation,
+            custom_allocation,
+            expire_allocations,
+        ],
+        sensors=[approvals_sensor, reoptimization_sensor],
+        schedules=[daily_research, correlations_intraday, expiry_schedule],
         resources=resources,
     )
 

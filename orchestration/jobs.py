@@ -1,8 +1,11 @@
-"""Jobs: the research pipeline, the execution job the sensor launches, and the approval job."""
+"""Jobs: the research pipeline, correlation refreshes and recommendations, the execution job the
+approvals sensor launches, and the jobs people launch from the UI to decide on allocations."""
 
 import dagster as dg
 
-from assets.approvals import decide_allocation
+from assets.allocations import allocation_recommendation
+from assets.approvals import decide_allocation, enter_custom_allocation, expire_pending
+from assets.correlations import correlations
 from assets.execution import executed_orders
 from assets.market_data import bars_minute
 
@@ -30,3 +33,28 @@ execute_allocation_job = dg.define_asset_job(
 @dg.job(description="Approve or reject an allocation (a person's decision).")
 def approve_allocation() -> None:
     decide_allocation()
+
+
+refresh_correlations_job = dg.define_asset_job(
+    "refresh_correlations",
+    selection=[correlations],
+    description="Rolling correlations of strategies, assets and sectors and their regime shift "
+    "(every 15 minutes during NYSE hours).",
+)
+
+recommend_allocation_job = dg.define_asset_job(
+    "recommend_allocation",
+    selection=[allocation_recommendation],
+    description="A new PENDING_APPROVAL allocation from the stored research (launched when a "
+    "regime shift marks the ACTIVE allocation for re-optimization).",
+)
+
+
+@dg.job(description="Enter weights a person wrote as the ACTIVE allocation (after the checks).")
+def custom_allocation() -> None:
+    enter_custom_allocation()
+
+
+@dg.job(description="Move PENDING_APPROVAL allocations past their expiry to EXPIRED.")
+def expire_allocations() -> None:
+    expire_pending()

@@ -21,7 +21,7 @@ from engine.data.alpaca_source import AlpacaSource
 from engine.data.polygon_source import PolygonSource
 from engine.data.sources import LocalFileSource, MarketDataSource, SyntheticSource
 from engine.errors import ConfigurationError
-from engine.portfolio.optimize import AllocationConstraints
+from engine.portfolio.constraints import AllocationConstraints
 from engine.risk.limits import RiskLimits
 from engine.storage.connection import resolve_database_url
 from engine.storage.migrations import migrate
@@ -148,8 +148,17 @@ class Settings(dg.ConfigurableResource):
     wf_train_days: int = 252
     wf_test_days: int = 63
     min_walk_forward_sharpe: float = 0.0
+    allocation_method: Literal["max_sharpe", "min_volatility", "efficient_risk", "hrp"] = (
+        "max_sharpe"
+    )
     max_weight: float = 0.5
     max_gross: float = 2.0
+    min_weight: float = 0.001
+    l2_gamma: float = 0.0
+    target_volatility: float = 0.15
+    pending_expiry_hours: float = 24.0
+    correlation_windows: list[int] = [63, 252]
+    regime_shift_threshold: float = 0.10
     max_position_pct: float = 0.10
     max_gross_leverage: float = 1.0
 
@@ -179,7 +188,13 @@ class Settings(dg.ConfigurableResource):
         )
 
     def constraints(self) -> AllocationConstraints:
-        return AllocationConstraints(max_weight=self.max_weight, max_gross=self.max_gross)
+        return AllocationConstraints(
+            max_weight=self.max_weight,
+            max_gross=self.max_gross,
+            min_weight=self.min_weight,
+            l2_gamma=self.l2_gamma,
+            target_volatility=self.target_volatility,
+        )
 
     def risk_limits(self) -> RiskLimits:
         return RiskLimits(

@@ -1,9 +1,10 @@
-"""The approvals sensor: each newly ACTIVE allocation launches execute_allocation once."""
+"""Sensors: each newly ACTIVE allocation launches execute_allocation once; each ACTIVE allocation
+marked for re-optimization (a correlation regime shift) launches recommend_allocation once."""
 
 import dagster as dg
 
-from engine.approvals.workflow import activations_after
-from orchestration.jobs import execute_allocation_job
+from engine.approvals.workflow import activations_after, reoptimization_requests
+from orchestration.jobs import execute_allocation_job, recommend_allocation_job
 from orchestration.resources import Database
 
 MAX_RUNS_PER_TICK = 10
@@ -31,3 +32,25 @@ def approvals_sensor(context: dg.SensorEvaluationContext, database: Database) ->
     ]
     cursor = str(activations[-1][0]) if activations else context.cursor
     return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+
+@dg.sensor(
+    job=recommend_allocation_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def reoptimization_sensor(
+    context: dg.SensorEvaluationContext, database: Database
+) -> dg.SensorResult:
+    """A new recommendation for the ACTIVE allocation a regime shift marked (once per mark)."""
+    with database.connect() as conn:
+        requests = reoptimization_requests(conn)
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=f"reoptimize-{allocation_id}",
+                tags={"tradeflow/reoptimize": allocation_id},
+            )
+            for allocation_id, _, _ in requests
+        ]
+    )

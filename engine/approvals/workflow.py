@@ -1,22 +1,28 @@
-"""Allocation state machine: PENDING_APPROVAL -> ACTIVE | REJECTED | EXPIRED; ACTIVE -> ARCHIVED.
+"""Allocation state machine: PENDING_APPROVAL -> ACTIVE | REJECTED | EXPIRED; ACTIVE -> ARCHIVED;
+a custom allocation (weights a person wrote) enters as ACTIVE.
 
 Every transition is one transaction that appends an ``approval_events`` row (who, when, from, to,
-why). Approving archives the previously ACTIVE allocation in the same transaction. Transitions
-are serialised by an advisory lock, so two people approving at the same moment cannot both
-succeed; an illegal transition raises ``IllegalTransitionError`` and changes nothing. The CLI and
-the Dagster job both call these functions.
+why). Approving (or entering a custom allocation) archives the previously ACTIVE allocation in the
+same transaction. Transitions are serialised by an advisory lock, so two people approving at the
+same moment cannot both succeed; an illegal transition raises ``IllegalTransitionError`` and
+changes nothing. A PENDING_APPROVAL allocation past its ``expires_at`` is moved to EXPIRED (by
+``expire_due``, which every decision runs first) and can no longer be approved. The CLI and the
+Dagster jobs call these functions.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
 
-from engine.errors import IllegalTransitionError, NotFoundError
+from engine.errors import AllocationError, IllegalTransitionError, NotFoundError
+from engine.portfolio.constraints import AllocationConstraints, check_weights
 
 _APPROVALS_LOCK = 7_331_002
+EXPIRY_ACTOR = "tradeflow-expiry"
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,8 @@ class Allocation:
     sharpe: float | None
     created_by: str
     created_at: datetime
+    expires_at: datetime | None
+    reoptimize_reason: str | None
     weights: dict[str, float]
 
 
@@ -46,7 +54,8 @@ class Transition:
 def get_allocation(conn: psycopg.Connection, allocation_id: str) -> Allocation:
     row = conn.execute(
         """SELECT allocation_id, status, method, expected_return, volatility, sharpe, created_by,
-                  created_at FROM allocations WHERE allocation_id = %s""",
+                  created_at, expires_at, reoptimize_reason
+           FROM allocations WHERE allocation_id = %s""",
         (allocation_id,),
     ).fetchone()
     if row is None:
@@ -58,7 +67,18 @@ def get_allocation(conn: psycopg.Connection, allocation_id: str) -> Allocation:
             (allocation_id,),
         ).fetchall()
     )
-    allocation_id, status, method, expected_return, volatility, sharpe, created_by, created_at = row
+    (
+        allocation_id,
+        status,
+        method,
+        expected_return,
+        volatility,
+        sharpe,
+        created_by,
+        created_at,
+        expires_at,
+        reoptimize_reason,
+    ) = row
     return Allocation(
         allocation_id=allocation_id,
         status=status,
@@ -68,8 +88,25 @@ def get_allocation(conn: psycopg.Connection, allocation_id: str) -> Allocation:
         sharpe=sharpe,
         created_by=created_by,
         created_at=created_at,
+        expires_at=expires_at,
+        reoptimize_reason=reoptimize_reason,
         weights=weights,
     )
+
+
+def active_allocation(conn: psycopg.Connection) -> Allocation | None:
+    row = conn.execute("SELECT allocation_id FROM allocations WHERE status = 'ACTIVE'").fetchone()
+    return None if row is None else get_allocation(conn, row[0])
+
+
+def weight_diff(
+    allocation: Allocation, active: Allocation | None
+) -> list[tuple[str, float, float, float]]:
+    """(strategy, ACTIVE weight, this weight, change) for every strategy either one holds."""
+    before = active.weights if active else {}
+    names = sorted(set(before) | set(allocation.weights))
+    rows = [(s, before.get(s, 0.0), allocation.weights.get(s, 0.0)) for s in names]
+    return [(s, b, a, a - b) for s, b, a in rows if b > 0 or a > 0]
 
 
 def list_allocations(conn: psycopg.Connection, limit: int = 20) -> list[Allocation]:
@@ -116,11 +153,52 @@ def _move(
     return int(row[0])
 
 
+def expire_due(conn: psycopg.Connection, now: datetime | None = None) -> list[Transition]:
+    """PENDING_APPROVAL -> EXPIRED for every allocation whose ``expires_at`` has passed."""
+    transitions = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPROVALS_LOCK,))
+        due = conn.execute(
+            """SELECT allocation_id, expires_at FROM allocations
+               WHERE status = 'PENDING_APPROVAL' AND expires_at <= coalesce(%s, now())
+               ORDER BY created_at FOR UPDATE""",
+            (now,),
+        ).fetchall()
+        for allocation_id, expires_at in due:
+            reason = f"not decided by {expires_at:%Y-%m-%d %H:%M %Z}"
+            event_id = _move(
+                conn, allocation_id, "PENDING_APPROVAL", "EXPIRED", EXPIRY_ACTOR, reason
+            )
+            transitions.append(
+                Transition(
+                    event_id,
+                    allocation_id,
+                    "PENDING_APPROVAL",
+                    "EXPIRED",
+                    EXPIRY_ACTOR,
+                    reason,
+                    archived=None,
+                )
+            )
+    return transitions
+
+
+def _archive_active(conn: psycopg.Connection, successor: str, actor: str) -> str | None:
+    previous = conn.execute(
+        "SELECT allocation_id FROM allocations WHERE status = 'ACTIVE' FOR UPDATE"
+    ).fetchone()
+    if previous is None:
+        return None
+    _move(conn, str(previous[0]), "ACTIVE", "ARCHIVED", actor, f"superseded by {successor}")
+    return str(previous[0])
+
+
 def approve(
     conn: psycopg.Connection, allocation_id: str, by: str, reason: str | None = None
 ) -> Transition:
     """PENDING_APPROVAL -> ACTIVE, archiving the allocation that was ACTIVE."""
     actor = _require_actor(by)
+    expire_due(conn)
     with conn.transaction():
         status = _locked_status(conn, allocation_id)
         if status != "PENDING_APPROVAL":
@@ -128,13 +206,7 @@ def approve(
                 f"allocation {allocation_id} is {status}; only a PENDING_APPROVAL allocation "
                 "can be approved"
             )
-        previous = conn.execute(
-            "SELECT allocation_id FROM allocations WHERE status = 'ACTIVE' FOR UPDATE"
-        ).fetchone()
-        archived = None
-        if previous is not None:
-            archived = str(previous[0])
-            _move(conn, archived, "ACTIVE", "ARCHIVED", actor, f"superseded by {allocation_id}")
+        archived = _archive_active(conn, allocation_id, actor)
         event_id = _move(conn, allocation_id, status, "ACTIVE", actor, reason)
     return Transition(event_id, allocation_id, status, "ACTIVE", actor, reason, archived)
 
@@ -144,6 +216,7 @@ def reject(conn: psycopg.Connection, allocation_id: str, by: str, reason: str) -
     actor = _require_actor(by)
     if not (reason or "").strip():
         raise IllegalTransitionError("rejecting an allocation needs a reason (--reason)")
+    expire_due(conn)
     with conn.transaction():
         status = _locked_status(conn, allocation_id)
         if status != "PENDING_APPROVAL":
@@ -168,3 +241,76 @@ def activations_after(
         (after_event_id, limit),
     ).fetchall()
     return [(int(e), str(a)) for e, a in rows]
+
+
+def create_custom(
+    conn: psycopg.Connection,
+    weights: dict[str, float],
+    by: str,
+    reason: str,
+    constraints: AllocationConstraints,
+) -> Transition:
+    """A person's own weights enter as ACTIVE (archiving the ACTIVE one) after the same
+    constraint checks as an optimized allocation; only ACTIVE strategies can be weighted."""
+    actor = _require_actor(by)
+    if not (reason or "").strip():
+        raise IllegalTransitionError("a custom allocation needs a reason (--reason)")
+    try:
+        check_weights(weights, constraints)
+    except AllocationError as e:
+        raise IllegalTransitionError(f"custom weights refused: {e}") from e
+    allocation_id = f"custom-{datetime.now():%Y%m%d}-{uuid.uuid4().hex[:8]}"
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPROVALS_LOCK,))
+        known: dict[str, str] = dict(
+            conn.execute(
+                "SELECT strategy_id, status FROM strategies WHERE strategy_id = ANY(%s)",
+                (list(weights),),
+            ).fetchall()
+        )
+        for sid, w in weights.items():
+            if sid not in known:
+                raise IllegalTransitionError(f"custom weights refused: unknown strategy {sid!r}")
+            if w > 0 and known[sid] != "ACTIVE":
+                raise IllegalTransitionError(
+                    f"custom weights refused: strategy {sid} is {known[sid]}, not ACTIVE"
+                )
+        conn.execute(
+            """INSERT INTO allocations (allocation_id, status, method, created_by)
+               VALUES (%s, 'ACTIVE', 'custom', %s)""",
+            (allocation_id, actor),
+        )
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO allocation_weights (allocation_id, strategy_id, weight) "
+                "VALUES (%s, %s, %s)",
+                [(allocation_id, sid, w) for sid, w in weights.items()],
+            )
+        archived = _archive_active(conn, allocation_id, actor)
+        row = conn.execute(
+            """INSERT INTO approval_events (allocation_id, from_status, to_status, actor, reason)
+               VALUES (%s, NULL, 'ACTIVE', %s, %s) RETURNING event_id""",
+            (allocation_id, actor, reason),
+        ).fetchone()
+        assert row is not None
+    return Transition(int(row[0]), allocation_id, "NEW", "ACTIVE", actor, reason, archived)
+
+
+def request_reoptimization(conn: psycopg.Connection, reason: str) -> str | None:
+    """Mark the ACTIVE allocation for re-optimization (once); return its id if it was marked."""
+    row = conn.execute(
+        """UPDATE allocations SET reoptimize_requested_at = now(), reoptimize_reason = %s
+           WHERE status = 'ACTIVE' AND reoptimize_requested_at IS NULL
+           RETURNING allocation_id""",
+        (reason,),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def reoptimization_requests(conn: psycopg.Connection) -> list[tuple[str, datetime, str]]:
+    """(allocation, when, why) of ACTIVE allocations marked for re-optimization."""
+    rows = conn.execute(
+        """SELECT allocation_id, reoptimize_requested_at, reoptimize_reason FROM allocations
+           WHERE status = 'ACTIVE' AND reoptimize_requested_at IS NOT NULL"""
+    ).fetchall()
+    return [(str(a), at, str(r)) for a, at, r in rows]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -25,7 +25,8 @@ from engine.storage.bulk import copy_upsert
 if TYPE_CHECKING:  # the heavy research libraries stay out of the CLI's start-up
     from engine.backtest.sma_sweep import SweepResult
     from engine.data.quality import QualityReport
-    from engine.portfolio.optimize import AllocationConstraints, AllocationResult
+    from engine.portfolio.constraints import AllocationConstraints
+    from engine.portfolio.optimize import AllocationResult
     from engine.validation.gate import GateResult
 
 BAR_COLUMNS = [c for c in BAR_SCHEMA if c != "origin"]
@@ -297,39 +298,85 @@ def record_validation(conn: psycopg.Connection, run_id: uuid.UUID, result: GateR
             )
 
 
-def strategies_for_allocation(conn: psycopg.Connection, run_id: uuid.UUID) -> list[str]:
-    """Strategies that passed validation in ``run_id`` and are ACTIVE and in optimization."""
-    rows = conn.execute(
-        """SELECT v.strategy_id FROM validation_verdicts v
-           JOIN strategies s USING (strategy_id)
-           WHERE v.run_id = %s AND v.passed AND s.status = 'ACTIVE' AND s.include_in_optimization
-           ORDER BY v.strategy_id""",
-        (run_id,),
-    ).fetchall()
-    return [r[0] for r in rows]
-
-
 # --- correlations ------------------------------------------------------------------------------
 
 
-def record_correlations(
+def store_correlation_matrix(
     conn: psycopg.Connection,
-    as_of: date,
     kind: str,
     window_days: int,
+    as_of: date,
     pairs: pl.DataFrame,
-    run_id: uuid.UUID,
+    run_id: uuid.UUID | None,
 ) -> int:
+    """Replace the matrix of (as_of, kind, window) with ``pairs`` (a, b, rho)."""
     frame = pairs.with_columns(
         pl.lit(as_of).alias("as_of"),
         pl.lit(kind).alias("kind"),
         pl.lit(window_days).alias("window_days"),
-        pl.lit(str(run_id)).alias("run_id"),
+        pl.lit(str(run_id) if run_id else None, dtype=pl.Utf8).alias("run_id"),
     )
     with conn.transaction():
+        conn.execute(
+            "DELETE FROM correlations WHERE as_of = %s AND kind = %s AND window_days = %s",
+            (as_of, kind, window_days),
+        )
         return copy_upsert(
             conn, "correlations", frame, key=["as_of", "kind", "window_days", "a", "b"]
         )
+
+
+def previous_correlation_pairs(
+    conn: psycopg.Connection, kind: str, window_days: int, before: date
+) -> tuple[date, pl.DataFrame] | None:
+    """The latest stored matrix of (kind, window) as of a day before ``before``."""
+    row = conn.execute(
+        """SELECT max(as_of) FROM correlations
+           WHERE kind = %s AND window_days = %s AND as_of < %s""",
+        (kind, window_days, before),
+    ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    rows = conn.execute(
+        "SELECT a, b, rho FROM correlations WHERE as_of = %s AND kind = %s AND window_days = %s",
+        (row[0], kind, window_days),
+    ).fetchall()
+    return row[0], pl.DataFrame(rows, schema=["a", "b", "rho"], orient="row")
+
+
+def record_correlation_shift(
+    conn: psycopg.Connection,
+    as_of: date,
+    kind: str,
+    window_days: int,
+    previous_as_of: date | None,
+    shift: float | None,
+    n_pairs: int,
+    threshold: float,
+) -> bool:
+    """Store the shift of one refreshed matrix; True when (as_of, kind, window) is new."""
+    with conn.transaction():
+        row = conn.execute(
+            """INSERT INTO correlation_shifts
+               (as_of, kind, window_days, previous_as_of, shift, n_pairs, threshold)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (as_of, kind, window_days) DO UPDATE SET
+               previous_as_of = EXCLUDED.previous_as_of, shift = EXCLUDED.shift,
+               n_pairs = EXCLUDED.n_pairs, threshold = EXCLUDED.threshold
+           RETURNING (xmax = 0)""",
+            (as_of, kind, window_days, previous_as_of, shift, n_pairs, threshold),
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def flag_correlation_shift(
+    conn: psycopg.Connection, as_of: date, kind: str, window_days: int, allocation_id: str
+) -> None:
+    conn.execute(
+        """UPDATE correlation_shifts SET flagged_allocation = %s
+           WHERE as_of = %s AND kind = %s AND window_days = %s""",
+        (allocation_id, as_of, kind, window_days),
+    )
 
 
 # --- allocations -------------------------------------------------------------------------------
@@ -342,31 +389,39 @@ def record_recommendation(
     data_end: date,
     constraints: AllocationConstraints,
     result: AllocationResult,
+    excluded: dict[str, str],
+    expires_at: datetime,
 ) -> str:
-    """Store the optimization run and a PENDING_APPROVAL allocation; return its id."""
+    """Store the optimization run and a PENDING_APPROVAL allocation; return its id.
+    ``excluded``: strategies left out before the optimizer ran, with the reason."""
     optimization_id = uuid.uuid4()
     allocation_id = f"alloc-{data_end:%Y%m%d}-{optimization_id.hex[:8]}"
     with conn.transaction():
         conn.execute(
             """INSERT INTO optimization_runs (optimization_id, backtest_run_id, method,
-                   constraints, data_start, data_end, expected_return, volatility, sharpe, status)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'SUCCEEDED')""",
+                   requested_method, constraints, data_start, data_end, expected_return,
+                   volatility, sharpe, status, path, excluded, n_strategies)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'SUCCEEDED', %s, %s, %s)""",
             (
                 optimization_id,
                 run_id,
                 result.method,
+                result.requested,
                 json.dumps(constraints.as_dict()),
                 data_start,
                 data_end,
                 result.expected_return,
                 result.volatility,
                 result.sharpe,
+                json.dumps([a.as_dict() for a in result.path]),
+                json.dumps({**excluded, **result.excluded}),
+                len(result.weights),
             ),
         )
         conn.execute(
             """INSERT INTO allocations (allocation_id, optimization_id, status, method,
-                   expected_return, volatility, sharpe, created_by)
-               VALUES (%s, %s, 'PENDING_APPROVAL', %s, %s, %s, %s, 'optimizer')""",
+                   expected_return, volatility, sharpe, created_by, expires_at)
+               VALUES (%s, %s, 'PENDING_APPROVAL', %s, %s, %s, %s, 'optimizer', %s)""",
             (
                 allocation_id,
                 optimization_id,
@@ -374,6 +429,7 @@ def record_recommendation(
                 result.expected_return,
                 result.volatility,
                 result.sharpe,
+                expires_at,
             ),
         )
         with conn.cursor() as cur:
@@ -382,10 +438,13 @@ def record_recommendation(
                 "VALUES (%s, %s, %s)",
                 [(allocation_id, sid, w) for sid, w in result.weights.items()],
             )
+        how = result.method
+        if result.method != result.requested:
+            how += f" (fallback: {result.requested} failed)"
         conn.execute(
             """INSERT INTO approval_events (allocation_id, from_status, to_status, actor, reason)
                VALUES (%s, NULL, 'PENDING_APPROVAL', 'optimizer', %s)""",
-            (allocation_id, f"{result.method} on backtest run {run_id}"),
+            (allocation_id, f"{how} on backtest run {run_id}"),
         )
     return allocation_id
 
@@ -398,20 +457,26 @@ def record_failed_optimization(
     method: str,
     constraints: AllocationConstraints,
     error: str,
+    excluded: dict[str, str],
+    n_strategies: int,
 ) -> None:
     with conn.transaction():
         conn.execute(
             """INSERT INTO optimization_runs (optimization_id, backtest_run_id, method,
-                   constraints, data_start, data_end, status, error)
-               VALUES (%s, %s, %s, %s, %s, %s, 'FAILED', %s)""",
+                   requested_method, constraints, data_start, data_end, status, error, excluded,
+                   n_strategies)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, 'FAILED', %s, %s, %s)""",
             (
                 uuid.uuid4(),
                 run_id,
+                method,
                 method,
                 json.dumps(constraints.as_dict()),
                 data_start,
                 data_end,
                 error,
+                json.dumps(excluded),
+                n_strategies,
             ),
         )
 

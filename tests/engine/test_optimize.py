@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from engine.errors import AllocationError
-from engine.portfolio.optimize import AllocationConstraints, check_weights, max_sharpe
+from engine.portfolio.constraints import AllocationConstraints, check_weights
+from engine.portfolio.optimize import optimize
 
 
 def _returns(n: int) -> pd.DataFrame:
@@ -19,7 +20,7 @@ def _returns(n: int) -> pd.DataFrame:
 
 def test_max_sharpe_respects_bounds_and_reports_consistent_performance() -> None:
     returns = _returns(4)
-    result = max_sharpe(returns, AllocationConstraints(max_weight=0.4))
+    result = optimize(returns, "max_sharpe", AllocationConstraints(max_weight=0.4))
     w = pd.Series(result.weights)
     assert w.sum() == pytest.approx(1.0, abs=1e-4)
     assert (w >= 0).all() and (w <= 0.4 + 1e-6).all()
@@ -31,13 +32,17 @@ def test_max_sharpe_respects_bounds_and_reports_consistent_performance() -> None
 
 
 def test_one_strategy_cannot_fill_a_fifty_percent_cap() -> None:
-    with pytest.raises(AllocationError, match="1 strategy passed validation.*at least 2"):
-        max_sharpe(_returns(1))
+    with pytest.raises(AllocationError, match="1 strategy can be allocated to.*at least 2"):
+        optimize(_returns(1), "max_sharpe", AllocationConstraints())
 
 
 def test_no_strategy_is_a_clear_error() -> None:
     with pytest.raises(AllocationError, match="none passed validation"):
-        max_sharpe(pd.DataFrame(index=pd.bdate_range("2022-01-03", periods=10)))
+        optimize(
+            pd.DataFrame(index=pd.bdate_range("2022-01-03", periods=10)),
+            "max_sharpe",
+            AllocationConstraints(),
+        )
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,7 @@ def correlations_intraday(context: dg.ScheduleEvaluationContext) -> dg.RunReques
         return dg.SkipReason(f"{today} is not an NYSE trading day")
     if not session_open(today) <= now <= session_close(today):
         return dg.SkipReason(f"{now:%H:%M} UTC is outside the {today} session")
-    return dg.RunRequest(run_key=f"correlations-{now:%Y%m%dT%H%M}")
+    return dg.RunRequest(run_key=f"correlations-{now.astimezone(UTC):%Y%m%dT%H%M}")
 
 
 expiry_schedule = dg.ScheduleDefinition(

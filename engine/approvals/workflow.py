@@ -275,6 +275,7 @@ def create_custom(
                 raise IllegalTransitionError(
                     f"custom weights refused: strategy {sid} is {known[sid]}, not ACTIVE"
                 )
+        archived = _archive_active(conn, allocation_id, actor)
         conn.execute(
             """INSERT INTO allocations (allocation_id, status, method, created_by)
                VALUES (%s, 'ACTIVE', 'custom', %s)""",
@@ -286,7 +287,6 @@ def create_custom(
                 "VALUES (%s, %s, %s)",
                 [(allocation_id, sid, w) for sid, w in weights.items()],
             )
-        archived = _archive_active(conn, allocation_id, actor)
         row = conn.execute(
             """INSERT INTO approval_events (allocation_id, from_status, to_status, actor, reason)
                VALUES (%s, NULL, 'ACTIVE', %s, %s) RETURNING event_id""",

@@ -1,0 +1,159 @@
+"""The portfolio surfaces in Dagster: correlations with heatmaps, a regime shift launching a new
+recommendation through the sensor, custom allocations and expiry as jobs, and the intraday
+correlation schedule."""
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import psycopg
+import pytest
+
+from assets.market_data import bars_daily
+from orchestration.definitions import build_definitions
+from orchestration.demo import DEMO_END, DEMO_START
+from orchestration.resources import BrokerConfig, Database, MarketData, Settings
+from orchestration.schedules import correlations_intraday
+from tests.assets.test_pipeline import _run_research
+
+NY = ZoneInfo("America/New_York")
+
+
+def _statuses(conn: psycopg.Connection) -> dict[str, str]:
+    return dict(conn.execute("SELECT allocation_id, status FROM allocations").fetchall())
+
+
+def test_regime_shift_to_new_recommendation_then_custom_weights_and_expiry(db: str) -> None:
+    defs = build_definitions(
+        {
+            "database": Database(url=db),
+            "market_data": MarketData(),
+            "broker": BrokerConfig(),
+            "settings": Settings(regime_shift_threshold=0.0, pending_expiry_hours=1.0),
+        }
+    )
+    research = _run_research(defs, str(DEMO_START), str(DEMO_END))
+    assert research.success
+    (materialization,) = [m for m in research.asset_materializations_for_node("correlations")]
+    metadata = materialization.metadata
+    for kind in ("strategy", "asset", "sector"):
+        assert "data:image/png;base64," in metadata[f"{kind}_matrix"].value  # type: ignore[attr-defined]
+    with psycopg.connect(db) as conn:
+        stored = conn.execute(
+            "SELECT DISTINCT kind, window_days FROM correlations ORDER BY 1, 2"
+        ).fetchall()
+        assert stored == [(k, w) for k in ("asset", "sector", "strategy") for w in (63, 252)]
+        ((first, expires_at),) = conn.execute(
+            "SELECT allocation_id, expires_at FROM allocations"
+        ).fetchall()
+        assert timedelta(minutes=59) < expires_at - datetime.now(UTC) <= timedelta(hours=1)
+        run = conn.execute(
+            "SELECT method, requested_method, path, n_strategies FROM optimization_runs"
+        ).fetchone()
+        assert run[:2] == ("max_sharpe", "max_sharpe")
+        assert run[2] == [{"method": "max_sharpe", "covariance": "sample", "error": None}]
+
+    instance = dg.DagsterInstance.ephemeral()
+    approve = defs.resolve_job_def("approve_allocation").execute_in_process(
+        instance=instance,
+        run_config={"ops": {"decide_allocation": {"config": {"allocation_id": first, "by": "al"}}}},
+    )
+    assert approve.success
+
+    sensor = defs.resolve_sensor_def("reoptimization_sensor")
+    resources = {"database": Database(url=db)}
+    quiet = sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    assert quiet.run_requests == []
+
+    # A quarter of new bars, then the correlation refresh job: every matrix moved (threshold 0).
+    _run_research(defs, "2025-01-02", "2025-03-31", selection=[bars_daily.key])
+    refresh = defs.resolve_job_def("refresh_correlations").execute_in_process(instance=instance)
+    assert refresh.success
+    with psycopg.connect(db) as conn:
+        reason = conn.execute(
+            "SELECT reoptimize_reason FROM allocations WHERE allocation_id = %s", (first,)
+        ).fetchone()[0]
+    assert "asset 63-day correlations moved" in reason
+
+    tick = sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    assert [r.run_key for r in tick.run_requests] == [f"reoptimize-{first}"]
+    recommend = defs.resolve_job_def("recommend_allocation").execute_in_process(
+        instance=instance, tags=tick.run_requests[0].tags
+    )
+    assert recommend.success
+    with psycopg.connect(db) as conn:
+        statuses = _statuses(conn)
+    (second,) = [a for a, s in statuses.items() if s == "PENDING_APPROVAL"]
+    assert statuses[first] == "ACTIVE"
+
+    # A person's own weights replace the ACTIVE allocation; the pending one is left to expire.
+    weights = {sid: 0.5 for sid in list(_weights(db, first))[:2]}
+    custom = defs.resolve_job_def("custom_allocation").execute_in_process(
+        instance=instance,
+        run_config={
+            "ops": {
+                "enter_custom_allocation": {
+                    "config": {"weights": weights, "by": "bea", "reason": "hand-picked"}
+                }
+            }
+        },
+    )
+    assert custom.success
+    with psycopg.connect(db) as conn:
+        conn.execute(
+            "UPDATE allocations SET expires_at = now() - interval '1 minute' "
+            "WHERE allocation_id = %s",
+            (second,),
+        )
+    expire = defs.resolve_job_def("expire_allocations").execute_in_process(instance=instance)
+    assert expire.success
+    with psycopg.connect(db) as conn:
+        statuses = _statuses(conn)
+    assert statuses[first] == "ARCHIVED" and statuses[second] == "EXPIRED"
+    (custom_id,) = [a for a, s in statuses.items() if s == "ACTIVE"]
+    assert custom_id.startswith("custom-") and _weights(db, custom_id) == weights
+
+    too_heavy = {sid: 0.8 for sid in weights}
+    refused = defs.resolve_job_def("custom_allocation").execute_in_process(
+        instance=instance,
+        run_config={
+            "ops": {
+                "enter_custom_allocation": {
+                    "config": {"weights": too_heavy, "by": "bea", "reason": "all in"}
+                }
+            }
+        },
+        raise_on_error=False,
+    )
+    assert not refused.success
+    with psycopg.connect(db) as conn:
+        assert _statuses(conn) == statuses
+
+
+def _weights(db: str, allocation_id: str) -> dict[str, float]:
+    with psycopg.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT strategy_id, weight FROM allocation_weights WHERE allocation_id = %s "
+            "AND weight > 0 ORDER BY weight DESC, strategy_id",
+            (allocation_id,),
+        ).fetchall()
+    return dict(rows)
+
+
+@pytest.mark.parametrize(
+    ("when", "runs"),
+    [
+        (datetime(2024, 3, 14, 9, 45, tzinfo=NY), True),
+        (datetime(2024, 3, 14, 16, 0, tzinfo=NY), True),  # the close itself
+        (datetime(2024, 3, 14, 9, 15, tzinfo=NY), False),  # before the open
+        (datetime(2024, 11, 29, 13, 15, tzinfo=NY), False),  # after an early close
+        (datetime(2024, 12, 25, 11, 0, tzinfo=NY), False),  # Christmas
+    ],
+)
+def test_correlations_refresh_every_fifteen_minutes_of_a_session(
+    when: datetime, runs: bool
+) -> None:
+    result = correlations_intraday(dg.build_schedule_context(scheduled_execution_time=when))
+    assert isinstance(result, dg.RunRequest) is runs
+    if runs:
+        assert result.run_key == f"correlations-{when.astimezone(UTC):%Y%m%dT%H%M}"  # type: ignore[union-attr]

@@ -1,0 +1,274 @@
+"""Expiry, custom allocations, strategy configuration and re-optimization marks, on the test
+database."""
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from engine.approvals.custom import read_weights
+from engine.approvals.workflow import (
+    EXPIRY_ACTOR,
+    active_allocation,
+    approve,
+    create_custom,
+    expire_due,
+    get_allocation,
+    reoptimization_requests,
+    request_reoptimization,
+    weight_diff,
+)
+from engine.errors import ConfigurationError, IllegalTransitionError, SourceDataError
+from engine.portfolio.constraints import AllocationConstraints
+from engine.portfolio.strategies import (
+    config_history,
+    eligible_strategies,
+    get_strategy,
+    update_strategy,
+)
+from tests.helpers import pending_allocation
+
+A, B, C = "sma_cross_10_100", "sma_cross_20_150", "sma_cross_50_200"
+WEIGHTS = {A: 0.5, B: 0.5}
+
+
+def _expires(conn: psycopg.Connection, allocation_id: str, at: datetime) -> None:
+    conn.execute(
+        "UPDATE allocations SET expires_at = %s WHERE allocation_id = %s", (at, allocation_id)
+    )
+    conn.commit()
+
+
+def _state(conn: psycopg.Connection) -> tuple:
+    return (
+        conn.execute("SELECT allocation_id, status FROM allocations ORDER BY 1").fetchall(),
+        conn.execute("SELECT count(*) FROM approval_events").fetchone(),
+        conn.execute("SELECT count(*) FROM allocation_weights").fetchone(),
+    )
+
+
+def test_an_expired_allocation_cannot_be_approved(conn: psycopg.Connection) -> None:
+    pending_allocation(conn, "old", WEIGHTS)
+    pending_allocation(conn, "fresh", WEIGHTS)
+    _expires(conn, "old", datetime.now(UTC) - timedelta(minutes=1))
+    _expires(conn, "fresh", datetime.now(UTC) + timedelta(hours=1))
+    with pytest.raises(IllegalTransitionError, match="old is EXPIRED; only a PENDING_APPROVAL"):
+        approve(conn, "old", by="alice")
+    conn.rollback()
+    assert get_allocation(conn, "old").status == "EXPIRED"
+    assert get_allocation(conn, "fresh").status == "PENDING_APPROVAL"
+    (event,) = conn.execute(
+        "SELECT from_status, to_status, actor FROM approval_events "
+        "WHERE allocation_id = 'old' AND to_status = 'EXPIRED'"
+    ).fetchall()
+    assert event == ("PENDING_APPROVAL", "EXPIRED", EXPIRY_ACTOR)
+    assert expire_due(conn) == []  # nothing twice
+    approve(conn, "fresh", by="alice")
+    assert get_allocation(conn, "fresh").status == "ACTIVE"
+
+
+def test_expiry_at_a_given_moment_takes_only_what_is_due(conn: psycopg.Connection) -> None:
+    pending_allocation(conn, "a1", WEIGHTS)
+    pending_allocation(conn, "a2", WEIGHTS)
+    pending_allocation(conn, "no_expiry", WEIGHTS)
+    now = datetime.now(UTC)
+    _expires(conn, "a1", now + timedelta(hours=1))
+    _expires(conn, "a2", now + timedelta(hours=3))
+    expired = expire_due(conn, now=now + timedelta(hours=2))
+    assert [t.allocation_id for t in expired] == ["a1"]
+    assert [get_allocation(conn, a).status for a in ("a1", "a2", "no_expiry")] == [
+        "EXPIRED",
+        "PENDING_APPROVAL",
+        "PENDING_APPROVAL",
+    ]
+
+
+def test_a_custom_allocation_enters_active_and_archives_the_previous(
+    conn: psycopg.Connection,
+) -> None:
+    pending_allocation(conn, "opt", WEIGHTS)
+    pending_allocation(conn, "other", {C: 0.5, A: 0.5})
+    approve(conn, "opt", by="alice")
+    t = create_custom(conn, {A: 0.3, C: 0.5}, "bob", "less in B", AllocationConstraints())
+    assert t.archived == "opt" and t.to_status == "ACTIVE"
+    custom = get_allocation(conn, t.allocation_id)
+    assert (custom.status, custom.method, custom.created_by) == ("ACTIVE", "custom", "bob")
+    assert custom.weights == {A: 0.3, C: 0.5}
+    assert get_allocation(conn, "opt").status == "ARCHIVED"
+    events = conn.execute(
+        "SELECT from_status, to_status, actor, reason FROM approval_events "
+        "WHERE allocation_id = %s",
+        (t.allocation_id,),
+    ).fetchall()
+    assert events == [(None, "ACTIVE", "bob", "less in B")]
+    assert active_allocation(conn).allocation_id == t.allocation_id  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ({A: 0.6, B: 0.4}, f"weight of {A} is 0.6000, above the cap of 0.5000"),
+        ({A: -0.1, B: 0.5}, "long-only"),
+        ({A: float("nan"), B: 0.5}, "not a number"),
+        ({A: 0.5, "sma_cross_5_500": 0.5}, "unknown strategy 'sma_cross_5_500'"),
+        ({A: 0.5, C: 0.5}, f"strategy {C} is INACTIVE, not ACTIVE"),
+        ({}, "at least one weight"),
+    ],
+)
+def test_custom_weights_breaking_a_rule_are_refused_and_change_nothing(
+    conn: psycopg.Connection, weights: dict, message: str
+) -> None:
+    pending_allocation(conn, "opt", {A: 0.5, B: 0.25, C: 0.25})
+    approve(conn, "opt", by="alice")
+    update_strategy(conn, C, "alice", status="INACTIVE")
+    before = _state(conn)
+    with pytest.raises(IllegalTransitionError, match=message):
+        create_custom(conn, weights, "bob", "my view", AllocationConstraints())
+    conn.rollback()
+    assert _state(conn) == before
+
+
+def test_a_custom_allocation_needs_an_author_and_a_reason(conn: psycopg.Connection) -> None:
+    pending_allocation(conn, "opt", WEIGHTS)
+    with pytest.raises(IllegalTransitionError, match="--by"):
+        create_custom(conn, WEIGHTS, " ", "why", AllocationConstraints())
+    with pytest.raises(IllegalTransitionError, match="--reason"):
+        create_custom(conn, WEIGHTS, "bob", "", AllocationConstraints())
+
+
+def test_weights_are_read_from_csv_and_json_with_errors_naming_the_line(tmp_path: Path) -> None:
+    good_csv = tmp_path / "w.csv"
+    good_csv.write_text(f"strategy_id,weight\n{A},0.4\n{B},0.6\n")
+    assert read_weights(good_csv) == {A: 0.4, B: 0.6}
+    good_json = tmp_path / "w.json"
+    good_json.write_text(json.dumps({"weights": {A: 0.4, B: 0.6}}))
+    assert read_weights(good_json) == {A: 0.4, B: 0.6}
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"strategy_id,weight\n{A},0.4\n{B},lots\n")
+    with pytest.raises(SourceDataError, match=r"bad.csv line 3: weight 'lots' is not a number"):
+        read_weights(bad)
+    twice = tmp_path / "twice.csv"
+    twice.write_text(f"strategy_id,weight\n{A},0.4\n{A},0.6\n")
+    with pytest.raises(SourceDataError, match=f"line 3: {A} appears twice"):
+        read_weights(twice)
+    header = tmp_path / "header.csv"
+    header.write_text(f"name,w\n{A},1\n")
+    with pytest.raises(SourceDataError, match="header must name strategy_id and weight"):
+        read_weights(header)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"weights": {')
+    with pytest.raises(SourceDataError, match="broken.json: not valid JSON"):
+        read_weights(broken)
+    inf = tmp_path / "inf.json"
+    inf.write_text(json.dumps({A: "inf"}))
+    with pytest.raises(SourceDataError, match=f"inf.json: {A}: weight 'inf' is not a finite"):
+        read_weights(inf)
+
+
+def test_the_diff_against_the_active_allocation(conn: psycopg.Connection) -> None:
+    pending_allocation(conn, "old", {A: 0.5, B: 0.5})
+    pending_allocation(conn, "new", {A: 0.2, C: 0.5, B: 0.0})
+    approve(conn, "old", by="alice")
+    diff = weight_diff(get_allocation(conn, "new"), active_allocation(conn))
+    assert diff == [
+        (A, 0.5, 0.2, pytest.approx(-0.3)),
+        (B, 0.5, 0.0, -0.5),
+        (C, 0.0, 0.5, 0.5),
+    ]
+
+
+def test_strategy_configuration_changes_are_validated_and_audited(
+    conn: psycopg.Connection,
+) -> None:
+    pending_allocation(conn, "a", WEIGHTS)
+    changes = update_strategy(
+        conn,
+        A,
+        "alice",
+        "paper first",
+        trading_mode="PAPER",
+        include_in_optimization=False,
+        risk_limits={"max_position_pct": 0.05},
+    )
+    assert changes == [
+        ("trading_mode", "SIMULATION", "PAPER"),
+        ("include_in_optimization", True, False),
+        ("max_position_pct", None, 0.05),
+    ]
+    config = get_strategy(conn, A)
+    assert (config.trading_mode, config.include_in_optimization) == ("PAPER", False)
+    assert config.risk_limits == {"max_position_pct": 0.05}
+    assert update_strategy(conn, A, "bob", trading_mode="PAPER") == []  # no change, no event
+    update_strategy(conn, A, "bob", risk_limits={"max_position_pct": None})
+    assert get_strategy(conn, A).risk_limits == {}
+    history = [(f, o, n, who, why) for _, f, o, n, who, why in config_history(conn, A)]
+    assert history == [
+        ("trading_mode", "SIMULATION", "PAPER", "alice", "paper first"),
+        ("include_in_optimization", True, False, "alice", "paper first"),
+        ("max_position_pct", None, 0.05, "alice", "paper first"),
+        ("max_position_pct", 0.05, None, "bob", None),
+    ]
+    for bad, message in (
+        ({"status": "PAUSED"}, "status 'PAUSED' is not one of"),
+        ({"trading_mode": "YOLO"}, "trading mode 'YOLO' is not one of"),
+        ({"risk_limits": {"max_position_pct": 1.5}}, r"must be a fraction in \(0, 1\]"),
+        ({"risk_limits": {"max_leverage": 0.5}}, "unknown risk limit 'max_leverage'"),
+    ):
+        with pytest.raises(ConfigurationError, match=message):
+            update_strategy(conn, A, "carol", **bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="--by"):
+        update_strategy(conn, A, "", status="TESTING")
+    conn.commit()
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+        conn.execute("UPDATE strategy_config_events SET actor = 'mallory'")
+
+
+def test_only_validated_active_included_strategies_are_eligible(
+    conn: psycopg.Connection,
+) -> None:
+    pending_allocation(conn, "a", {A: 0.25, B: 0.25, C: 0.25, "sma_cross_20_200": 0.25})
+    run = "00000000-0000-0000-0000-000000000001"
+    conn.execute(
+        """INSERT INTO backtest_runs (run_id, family, param_grid, settings, data_start, data_end,
+               n_symbols, code_version) VALUES (%s, 'sma_cross', '{}', '{}', '2020-01-01',
+               '2020-12-31', 1, 'x')""",
+        (run,),
+    )
+    for sid, passed in ((A, True), (B, True), (C, False), ("sma_cross_20_200", None)):
+        conn.execute(
+            "INSERT INTO backtest_metrics (run_id, strategy_id, total_return, sharpe, "
+            "max_drawdown, trades) VALUES (%s, %s, 0.1, 1.0, 0.1, 12)",
+            (run, sid),
+        )
+        if passed is not None:
+            conn.execute(
+                "INSERT INTO validation_verdicts VALUES (%s, %s, %s, %s)",
+                (run, sid, passed, [] if passed else ["oos_sharpe 0.10 < 0.50"]),
+            )
+    conn.commit()
+    update_strategy(conn, B, "alice", status="TESTING")
+    eligible, excluded = eligible_strategies(conn, run)  # type: ignore[arg-type]
+    assert eligible == [A]
+    assert excluded == {
+        B: "status is TESTING",
+        C: "failed validation: oos_sharpe 0.10 < 0.50",
+        "sma_cross_20_200": "not validated",
+    }
+    update_strategy(conn, B, "alice", status="ACTIVE", include_in_optimization=False)
+    assert eligible_strategies(conn, run)[1][B] == "include_in_optimization is off"  # type: ignore[arg-type]
+
+
+def test_the_active_allocation_is_marked_for_reoptimization_once(
+    conn: psycopg.Connection,
+) -> None:
+    assert request_reoptimization(conn, "shift") is None  # nothing ACTIVE
+    pending_allocation(conn, "a", WEIGHTS)
+    approve(conn, "a", by="alice")
+    assert request_reoptimization(conn, "asset 63-day shift 0.2") == "a"
+    assert request_reoptimization(conn, "again") is None
+    conn.commit()
+    ((allocation_id, _, reason),) = reoptimization_requests(conn)
+    assert (allocation_id, reason) == ("a", "asset 63-day shift 0.2")
+    assert get_allocation(conn, "a").status == "ACTIVE"

@@ -1,0 +1,190 @@
+"""Rolling correlation matrices, the regime-shift measure and a refresh on the test database
+(synthetic and real data)."""
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import psycopg
+import pytest
+
+from engine.approvals.workflow import approve, get_allocation
+from engine.data.quality import check_bars
+from engine.data.sources import LocalFileSource, MarketDataSource, SyntheticSource
+from engine.portfolio.correlation import (
+    from_pairs,
+    regime_shift,
+    rolling_matrix,
+    sector_returns,
+    to_pairs,
+)
+from engine.portfolio.refresh import refresh_correlations
+from engine.storage.repositories import write_bars
+from tests.conftest import SHARED_DATA
+from tests.helpers import pending_allocation
+
+
+def _returns(n_days: int = 300) -> pd.DataFrame:
+    rng = np.random.default_rng(5)
+    common = rng.normal(0, 0.01, (n_days, 1))
+    index = pd.bdate_range("2023-01-02", periods=n_days)
+    return pd.DataFrame(
+        common * [1.0, 0.5, -0.5] + rng.normal(0, 0.01, (n_days, 3)),
+        index=index,
+        columns=["x", "y", "z"],
+    )
+
+
+def test_a_window_matrix_is_the_pearson_correlation_of_the_last_window_days() -> None:
+    returns = _returns()
+    wm = rolling_matrix(returns, "asset", 63)
+    assert wm is not None and wm.as_of == returns.index[-1]
+    tail = returns.iloc[-63:].to_numpy()
+    centred = tail - tail.mean(axis=0)
+    expected = (centred.T @ centred) / np.sqrt(
+        np.outer((centred**2).sum(axis=0), (centred**2).sum(axis=0))
+    )
+    np.testing.assert_allclose(wm.matrix.to_numpy(), expected, atol=1e-12)
+    assert rolling_matrix(returns.iloc[:62], "asset", 63) is None
+
+
+def test_series_without_a_full_window_or_without_movement_are_left_out_with_why() -> None:
+    returns = _returns()
+    returns["gappy"] = returns["x"]
+    returns.iloc[-5, returns.columns.get_loc("gappy")] = np.nan
+    returns["flat"] = 0.0
+    wm = rolling_matrix(returns, "asset", 63)
+    assert wm is not None and list(wm.matrix.columns) == ["x", "y", "z"]
+    assert wm.left_out == {
+        "gappy": "62 of the last 63 daily returns",
+        "flat": "no movement over the last 63 days",
+    }
+
+
+def test_regime_shift_is_the_mean_absolute_change_over_shared_pairs() -> None:
+    names = ["a", "b", "c"]
+    before = pd.DataFrame([[1, 0.5, 0.2], [0.5, 1, 0.1], [0.2, 0.1, 1]], index=names, columns=names)
+    after = pd.DataFrame([[1, 0.1, 0.2], [0.1, 1, 0.4], [0.2, 0.4, 1]], index=names, columns=names)
+    shift, pairs = regime_shift(after, before)
+    assert pairs == 3 and shift == pytest.approx((0.4 + 0.0 + 0.3) / 3)
+    grown = after.reindex(index=[*names, "d"], columns=[*names, "d"]).fillna(0.9)
+    assert regime_shift(grown, before) == (pytest.approx((0.4 + 0.0 + 0.3) / 3), 3)
+    assert regime_shift(before.loc[["a"], ["a"]], before) == (None, 0)
+
+
+def test_pairs_round_trip_and_are_stored_once_each() -> None:
+    wm = rolling_matrix(_returns(), "asset", 63)
+    assert wm is not None
+    pairs = to_pairs(wm.matrix)
+    assert pairs.height == 3 and (pairs["a"] < pairs["b"]).all()
+    pd.testing.assert_frame_equal(from_pairs(pairs), wm.matrix, check_names=False)
+
+
+def test_sector_returns_are_the_equal_weight_mean_of_members_with_a_return() -> None:
+    index = pd.bdate_range("2024-01-01", periods=2)
+    assets = pd.DataFrame(
+        {"A": [0.01, 0.03], "B": [0.03, np.nan], "C": [-0.02, 0.04], "D": [0.5, 0.5]}, index=index
+    )
+    sectors = sector_returns(assets, {"A": "Tech", "B": "Tech", "C": "Energy"})
+    assert list(sectors.columns) == ["Energy", "Tech"]
+    assert sectors["Tech"].tolist() == pytest.approx([0.02, 0.03])
+    assert sectors["Energy"].tolist() == pytest.approx([-0.02, 0.04])
+
+
+def _store(conn: psycopg.Connection, source: MarketDataSource, start: date, end: date) -> None:
+    write_bars(conn, check_bars(source.daily_bars(start, end)), start, end, source.sectors())
+    conn.commit()
+
+
+def _shifts(conn: psycopg.Connection) -> list[tuple]:
+    return conn.execute(
+        "SELECT as_of, kind, window_days, previous_as_of, shift, flagged_allocation "
+        "FROM correlation_shifts ORDER BY as_of, kind, window_days"
+    ).fetchall()
+
+
+def test_a_refresh_stores_matrices_and_shifts_and_marks_the_active_allocation_once(
+    conn: psycopg.Connection,
+) -> None:
+    source = SyntheticSource(n_symbols=12, seed=3)
+    _store(conn, source, date(2023, 1, 3), date(2024, 6, 28))
+    first = refresh_correlations(conn, threshold=0.0)
+    kinds = {(m.matrix.kind, m.matrix.window) for m in first.matrices}
+    assert kinds == {("asset", 63), ("asset", 252), ("sector", 63), ("sector", 252)}
+    assert first.skipped == {"strategy": "no backtest run is stored yet"}
+    assert all(m.shift is None for m in first.matrices) and first.flagged_allocation is None
+    rows = conn.execute(
+        "SELECT kind, window_days, count(*) FROM correlations GROUP BY 1, 2 ORDER BY 1, 2"
+    ).fetchall()
+    n_sectors = len(set(source.sectors().values()))
+    assert rows == [
+        ("asset", 63, 66),  # 12 symbols: 12 * 11 / 2 pairs
+        ("asset", 252, 66),
+        ("sector", 63, n_sectors * (n_sectors - 1) // 2),
+        ("sector", 252, n_sectors * (n_sectors - 1) // 2),
+    ]
+
+    pending_allocation(conn, "live", {"sma_cross_10_100": 0.5, "sma_cross_20_150": 0.5})
+    approve(conn, "live", by="alice")
+    _store(conn, source, date(2024, 7, 1), date(2024, 9, 30))
+    second = refresh_correlations(conn, threshold=0.0)
+    assert second.flagged_allocation == "live"
+    assert "asset 63-day correlations moved" in (second.reason or "")
+    assert get_allocation(conn, "live").reoptimize_reason == second.reason
+    shifted = [s for s in _shifts(conn) if s[0] == date(2024, 9, 30)]
+    assert len(shifted) == 4
+    assert all(s[3] == date(2024, 6, 28) and s[4] > 0 and s[5] == "live" for s in shifted)
+
+    # The shift against the stored matrix, computed independently of the refresh.
+    stored = conn.execute(
+        "SELECT as_of, a, b, rho FROM correlations WHERE kind = 'asset' AND window_days = 63"
+    ).fetchall()
+    frame = pl.DataFrame(stored, schema=["as_of", "a", "b", "rho"], orient="row")
+    old = frame.filter(pl.col("as_of") == date(2024, 6, 28)).sort("a", "b")
+    new = frame.filter(pl.col("as_of") == date(2024, 9, 30)).sort("a", "b")
+    expected = float((new["rho"] - old["rho"]).abs().mean())
+    (asset_63,) = [m for m in second.matrices if (m.matrix.kind, m.matrix.window) == ("asset", 63)]
+    assert asset_63.shift == pytest.approx(expected, rel=1e-12)
+
+    # Refreshing the same day again neither re-flags nor marks a newly approved allocation.
+    pending_allocation(conn, "next", {"sma_cross_10_100": 0.5, "sma_cross_20_150": 0.5})
+    approve(conn, "next", by="alice")
+    third = refresh_correlations(conn, threshold=0.0)
+    assert third.flagged_allocation is None
+    assert get_allocation(conn, "next").reoptimize_reason is None
+
+
+def test_below_the_threshold_nothing_is_marked(conn: psycopg.Connection) -> None:
+    source = SyntheticSource(n_symbols=6, seed=3)
+    _store(conn, source, date(2023, 1, 3), date(2024, 6, 28))
+    refresh_correlations(conn, threshold=0.5)
+    pending_allocation(conn, "live", {"sma_cross_10_100": 0.5, "sma_cross_20_150": 0.5})
+    approve(conn, "live", by="alice")
+    _store(conn, source, date(2024, 7, 1), date(2024, 7, 3))
+    report = refresh_correlations(conn, threshold=0.5)
+    assert all(m.shift is not None and m.shift < 0.5 for m in report.matrices)
+    assert report.flagged_allocation is None
+    assert get_allocation(conn, "live").reoptimize_reason is None
+
+
+def test_sector_correlations_of_the_real_universe(
+    conn: psycopg.Connection, real_prices: Path
+) -> None:
+    source = LocalFileSource(str(real_prices), str(SHARED_DATA / "sectors.csv"))
+    _store(conn, source, date(2019, 1, 1), date(2019, 12, 31))
+    report = refresh_correlations(conn, threshold=1.0, windows=(63,))
+    by_kind = {m.matrix.kind: m.matrix for m in report.matrices}
+    sectors = by_kind["sector"].matrix
+    assert len(sectors) == len(set(source.sectors().values()))
+    assert np.allclose(sectors.to_numpy(), sectors.to_numpy().T)
+    values = sectors.to_numpy()
+    assert np.allclose(np.diag(values), 1) and (np.abs(values) <= 1 + 1e-12).all()
+    assert values[np.triu_indices(len(values), k=1)].mean() > 0.2  # sectors move together
+    assets = by_kind["asset"]
+    stored = conn.execute(  # symbols with a bar in the window's 64 days (63 returns)
+        """SELECT count(DISTINCT symbol) FROM bars_daily WHERE ts >=
+           (SELECT min(ts) FROM (SELECT DISTINCT ts FROM bars_daily ORDER BY ts DESC LIMIT 64) d)"""
+    ).fetchone()
+    assert (len(assets.matrix) + len(assets.left_out),) == stored

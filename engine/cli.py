@@ -109,7 +109,9 @@ def _strategy(conn: psycopg.Connection, args: argparse.Namespace) -> None:
         return
     if args.strategy_command == "set":
         limits = {
-            name: getattr(args, name) for name in RISK_LIMITS if getattr(args, name) is not None
+            name: getattr(args, name)
+            for name in RISK_LIMITS
+            if getattr(args, name) is not _UNCHANGED
         }
         changes = update_strategy(
             conn,

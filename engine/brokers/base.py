@@ -66,6 +66,7 @@ class BrokerError(TradeflowError):
 
 class Broker(Protocol):
     name: str
+    trading_mode: str  # the strategies' trading mode it serves: LIVE, PAPER or SIMULATION
 
     def get_order(self, client_order_id: str) -> BrokerOrder | None: ...
 

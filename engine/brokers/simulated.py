@@ -31,6 +31,7 @@ class SimulatedBroker:
     slippage_bps: float = 5.0
     commission_bps: float = 1.0
     name: str = "simulated"
+    trading_mode: str = "SIMULATION"
 
     def _connect(self) -> psycopg.Connection:
         conn = psycopg.connect(self.database_url)

@@ -26,10 +26,11 @@ import psycopg
 from engine.approvals.workflow import get_allocation
 from engine.brokers.base import Broker, BrokerOrder, OrderRequest, Side
 from engine.errors import ExecutionRefusedError
-from engine.execution.planning import orders_for_targets, target_values
-from engine.risk.limits import RiskLimits, evaluate
+from engine.execution.planning import latest_session_returns, orders_for_targets, strategy_targets
+from engine.portfolio.strategies import strategy_configs
+from engine.risk.limits import RiskLimits, StrategyExposure, evaluate, evaluate_strategy_limits
 from engine.signals.prices import price_panel
-from engine.storage.repositories import latest_prices, load_recent_bars, strategy_params
+from engine.storage.repositories import latest_prices, load_recent_bars
 
 FINAL_STATUSES = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED", "BLOCKED"})
 
@@ -116,7 +117,19 @@ def _plan_once(
         if approval_event_id is None:
             raise ExecutionRefusedError(f"allocation {allocation_id} has no approval event")
         weights = get_allocation(conn, allocation_id).weights
-        params = strategy_params(conn, list(weights))
+        configs = strategy_configs(conn, list(weights))
+        for sid, weight in weights.items():
+            config = configs[sid]
+            if weight > 0 and config.status != "ACTIVE":
+                raise ExecutionRefusedError(
+                    f"strategy {sid} is {config.status}; only ACTIVE strategies are traded"
+                )
+            if weight > 0 and config.trading_mode != broker.trading_mode:
+                raise ExecutionRefusedError(
+                    f"strategy {sid} trades in {config.trading_mode} mode; the {broker.name} "
+                    f"broker takes {broker.trading_mode} strategies only"
+                )
+        params = {sid: configs[sid].params for sid in weights}
         lookback = max(int(p["slow"]) for p in params.values()) + 1
         bars = load_recent_bars(conn, lookback)
         if bars.is_empty():
@@ -127,9 +140,19 @@ def _plan_once(
         positions = broker.positions()
         if not (math.isfinite(account.equity) and account.equity > 0):
             raise ExecutionRefusedError(f"broker equity is {account.equity}; nothing is sent")
-        targets = target_values(weights, params, panel.close, account.equity)
+        per_strategy = strategy_targets(weights, params, panel.close, account.equity)
+        targets = per_strategy.sum(axis=1)
         orders = orders_for_targets(targets, prices, positions, approval_event_id)
+        latest = latest_session_returns(weights, params, panel.close)
+        exposures = [
+            StrategyExposure(
+                sid, configs[sid].risk_limits, per_strategy[sid].to_dict(), latest[sid]
+            )
+            for sid in per_strategy.columns
+            if configs[sid].risk_limits
+        ]
         decisions = evaluate(orders, positions, prices, account.equity, limits)
+        decisions += evaluate_strategy_limits(orders, positions, account.equity, exposures)
         blocked = {d.client_order_id for d in decisions if not d.passed}
         for order in orders:
             status = "BLOCKED" if order.client_order_id in blocked else "INTENT"

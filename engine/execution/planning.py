@@ -1,4 +1,5 @@
-"""Target positions from an allocation and the latest signals.
+"""Target positions from an allocation and the latest signals, and each strategy's latest
+session return (for its daily-loss limit).
 
 Each strategy owns ``weight`` of equity, split equally across the universe (the symbols with a bar
 on the latest day); a symbol is held where the strategy's signal is long on the latest bar. The
@@ -24,23 +25,44 @@ def client_order_id(approval_event_id: int, strategy: str, symbol: str, leg: int
     return f"tf-{approval_event_id}-{digest[:20]}"
 
 
-def target_values(
+def strategy_targets(
     weights: dict[str, float],
     strategy_params: dict[str, dict],
     close: pd.DataFrame,
     equity: float,
-) -> pd.Series:
-    """Target market value per symbol (adjusted closes, trading day x symbol)."""
+) -> pd.DataFrame:
+    """Target market value per symbol (rows) and strategy (columns), from adjusted closes
+    (trading day x symbol); a symbol's target is the row's sum."""
     universe = close.columns[close.iloc[-1].notna()]
     close = close[universe]
-    targets = pd.Series(0.0, index=universe)
+    targets = pd.DataFrame(index=universe)
     for sid, weight in weights.items():
         if weight <= 0:
             continue
         params = strategy_params[sid]
         long = sma_cross_state(close, int(params["fast"]), int(params["slow"]))
-        targets += long.astype(float) * weight * equity / len(universe)
+        targets[sid] = long.astype(float) * weight * equity / len(universe)
     return targets
+
+
+def latest_session_returns(
+    weights: dict[str, float], strategy_params: dict[str, dict], close: pd.DataFrame
+) -> dict[str, float]:
+    """Each strategy's return on the latest session, as a fraction of its capital: the book it
+    held at the previous close times each symbol's move. NaN (unknown) when a symbol with an
+    earlier history has no previous close, since whether it was held cannot be told."""
+    close = close[close.columns[close.iloc[-1].notna()]]
+    previous = close.iloc[-2]
+    unknown = bool((previous.isna() & close.iloc[:-2].notna().any()).any())
+    moves = close.iloc[-1] / previous - 1
+    returns: dict[str, float] = {}
+    for sid, weight in weights.items():
+        if weight <= 0:
+            continue
+        params = strategy_params[sid]
+        held = sma_cross_state(close.iloc[:-1], int(params["fast"]), int(params["slow"]))
+        returns[sid] = float("nan") if unknown else float(moves[held].sum() / close.shape[1])
+    return returns
 
 
 def orders_for_targets(

@@ -7,6 +7,13 @@ Rules, each evaluated per order and recorded whether it passed or not:
 - ``max_gross_leverage``: the batch's gross exposure after all orders / equity <=
   ``max_gross_leverage``; when it is exceeded, every order that adds exposure is blocked.
 
+Per strategy, from its configuration (``engine.portfolio.strategies``), on every order that adds
+exposure to a symbol the strategy targets:
+
+- ``strategy_max_position_pct``: the strategy's target in the symbol / equity <= its limit;
+- ``strategy_max_daily_loss_pct``: the strategy's loss on the latest session (as a fraction of
+  its capital) <= its limit; a loss that cannot be computed blocks.
+
 An order with any failed rule is BLOCKED and never sent.
 """
 
@@ -23,6 +30,17 @@ from engine.brokers.base import OrderRequest, Side
 class RiskLimits:
     max_position_pct: float = 0.10
     max_gross_leverage: float = 1.0
+
+
+@dataclass(frozen=True)
+class StrategyExposure:
+    """What one strategy wants and how it did: its limits, its target value per symbol and its
+    return on the latest session (NaN when unknown)."""
+
+    strategy_id: str
+    limits: dict[str, float]
+    targets: dict[str, float]
+    latest_return: float
 
 
 @dataclass(frozen=True)
@@ -108,4 +126,58 @@ def evaluate(
                 coid, "max_gross_leverage", ok, leverage, limits.max_gross_leverage, reason
             )
         )
+    return decisions
+
+
+def evaluate_strategy_limits(
+    orders: list[OrderRequest],
+    positions: dict[str, Decimal],
+    equity: float,
+    exposures: list[StrategyExposure],
+) -> list[RiskDecision]:
+    """The per-strategy rules, for every order that adds exposure to a symbol a strategy with a
+    limit wants to hold."""
+    decisions: list[RiskDecision] = []
+    for order in orders:
+        before = positions.get(order.symbol, Decimal(0))
+        if abs(before + _signed(order)) <= abs(before):
+            continue  # reducing exposure is always allowed
+        for exposure in exposures:
+            target = exposure.targets.get(order.symbol, 0.0)
+            if target <= 0:
+                continue
+            sid, coid = exposure.strategy_id, order.client_order_id
+            cap = exposure.limits.get("max_position_pct")
+            if cap is not None:
+                pct = target / equity if math.isfinite(equity) and equity > 0 else math.nan
+                ok = math.isfinite(pct) and pct <= cap + 1e-12
+                reason = (
+                    f"{sid} wants {pct:.2%} of equity in {order.symbol} "
+                    f"{'<=' if ok else '>'} its limit {cap:.2%}"
+                    if math.isfinite(pct)
+                    else f"cannot evaluate {sid}'s position limit: equity is {equity}"
+                )
+                decisions.append(
+                    RiskDecision(coid, "strategy_max_position_pct", ok, pct, cap, reason)
+                )
+            max_loss = exposure.limits.get("max_daily_loss_pct")
+            if max_loss is not None:
+                loss = -exposure.latest_return
+                ok = math.isfinite(loss) and loss <= max_loss + 1e-12
+                reason = (
+                    f"{sid} lost {loss:.2%} of its capital on the latest session "
+                    f"{'<=' if ok else '>'} its limit {max_loss:.2%}"
+                    if math.isfinite(loss)
+                    else f"cannot evaluate {sid}'s daily loss: a held symbol has no price move"
+                )
+                decisions.append(
+                    RiskDecision(
+                        coid,
+                        "strategy_max_daily_loss_pct",
+                        ok,
+                        loss if math.isfinite(loss) else None,
+                        max_loss,
+                        reason,
+                    )
+                )
     return decisions

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import psycopg
 import pytest
 
@@ -66,3 +68,59 @@ def test_scanners_and_subscriptions_from_the_command_line(
     assert "unknown signal type 'moon_phase'" in capsys.readouterr().err
     assert main(["scanner", "add", "Bad", "--sectors", "Energy"]) == 1
     assert "lower case" in capsys.readouterr().err
+
+
+def test_custom_weights_show_with_a_diff_and_expiry_from_the_command_line(
+    cli_env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with psycopg.connect(cli_env) as conn:
+        pending_allocation(conn, "a1", {"sma_cross_10_100": 0.5, "sma_cross_20_150": 0.5})
+        pending_allocation(conn, "a2", {"sma_cross_10_100": 0.2, "sma_cross_50_200": 0.5})
+    assert main(["approve", "a1", "--by", "alice"]) == 0
+    assert main(["show", "a2"]) == 0
+    shown = capsys.readouterr().out
+    assert "against ACTIVE a1:" in shown
+    assert "sma_cross_10_100           50.00%   20.00%  -30.00%" in shown
+    assert "sma_cross_50_200            0.00%   50.00%  +50.00%" in shown
+
+    weights = tmp_path / "mine.csv"
+    weights.write_text("strategy_id,weight\nsma_cross_10_100,0.5\nsma_cross_50_200,0.6\n")
+    assert main(["custom", str(weights), "--by", "bea", "--reason", "mine"]) == 1
+    assert "weight of sma_cross_50_200 is 0.6000, above the cap" in capsys.readouterr().err
+    weights.write_text("strategy_id,weight\nsma_cross_10_100,0.5\nsma_cross_50_200,0.5\n")
+    assert main(["custom", str(weights), "--by", "bea", "--reason", "mine"]) == 0
+    out = capsys.readouterr().out
+    assert "custom allocation by bea is ACTIVE" in out and "a1: ACTIVE -> ARCHIVED" in out
+
+    with psycopg.connect(cli_env) as conn:
+        conn.execute("UPDATE allocations SET expires_at = now() WHERE allocation_id = 'a2'")
+    assert main(["expire"]) == 0
+    assert "a2: PENDING_APPROVAL -> EXPIRED" in capsys.readouterr().out
+    assert main(["expire"]) == 0
+    assert "nothing to expire" in capsys.readouterr().out
+
+
+def test_strategy_configuration_from_the_command_line(
+    cli_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with psycopg.connect(cli_env) as conn:
+        pending_allocation(conn, "a1", {"sma_cross_10_100": 0.5, "sma_cross_20_150": 0.5})
+    args = ["strategy", "set", "sma_cross_10_100", "--by", "alice", "--reason", "calm it"]
+    assert main([*args, "--exclude", "--mode", "PAPER", "--max-position-pct", "0.05"]) == 0
+    out = capsys.readouterr().out
+    assert "include_in_optimization True -> False" in out
+    assert "trading_mode SIMULATION -> PAPER" in out
+    assert (
+        "sma_cross_10_100         ACTIVE   PAPER      excluded  limits: max_position_pct 5.00%"
+        in out
+    )
+    assert main(["strategy", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "sma_cross_20_150         ACTIVE   SIMULATION optimized limits: none" in listing
+    assert main(["strategy", "show", "sma_cross_10_100"]) == 0
+    assert "alice: max_position_pct None -> 0.05 (calm it)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([*args, "--max-daily-loss-pct", "lots"])
+    assert "'lots' is neither a fraction nor 'none'" in capsys.readouterr().err
+    assert main(["strategy", "set", "nope", "--by", "alice", "--status", "INACTIVE"]) == 1
+    assert "strategy 'nope' does not exist" in capsys.readouterr().err

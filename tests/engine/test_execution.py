@@ -3,6 +3,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
+import pandas as pd
 import psycopg
 import pytest
 
@@ -11,8 +12,9 @@ from engine.brokers.base import BrokerError, BrokerOrder, OrderRequest, Side
 from engine.brokers.simulated import SimulatedBroker
 from engine.errors import ExecutionRefusedError
 from engine.execution.executor import execute_allocation
-from engine.execution.planning import client_order_id
-from engine.risk.limits import RiskLimits, evaluate
+from engine.execution.planning import client_order_id, latest_session_returns
+from engine.portfolio.strategies import update_strategy
+from engine.risk.limits import RiskLimits, StrategyExposure, evaluate, evaluate_strategy_limits
 from engine.storage.repositories import latest_prices
 from tests.helpers import pending_allocation, store_synthetic_bars
 
@@ -82,6 +84,7 @@ class CrashAfterSends:
     inner: SimulatedBroker
     sends_before_crash: int
     name: str = "simulated"
+    trading_mode: str = "SIMULATION"
     sent: list[str] = field(default_factory=list)
 
     def get_order(self, client_order_id: str) -> BrokerOrder | None:
@@ -129,6 +132,7 @@ class TimesOutOnSend:
 
     inner: SimulatedBroker
     name: str = "simulated"
+    trading_mode: str = "SIMULATION"
 
     def get_order(self, client_order_id: str) -> BrokerOrder | None:
         return self.inner.get_order(client_order_id)
@@ -227,3 +231,71 @@ def test_a_rule_that_cannot_be_evaluated_blocks() -> None:
     ok = OrderRequest("c2", "AAA", Side.BUY, Decimal(10), 50.0)
     assert all(d.passed for d in evaluate([ok], {}, {"AAA": 50.0}, 100_000.0, RiskLimits()))
     assert not all(d.passed for d in evaluate([ok], {}, {"AAA": 50.0}, math.nan, RiskLimits()))
+
+
+def test_a_strategy_position_limit_blocks_only_the_buys_it_wants(
+    db: str, conn: psycopg.Connection, active: str
+) -> None:
+    update_strategy(conn, "sma_cross_20_50", "alice", risk_limits={"max_position_pct": 0.01})
+    conn.commit()
+    report = execute_allocation(db, active, _broker(db, conn), LIMITS)
+    assert 0 < report.blocked < report.planned and report.sent == report.planned - report.blocked
+    failed = conn.execute(
+        """SELECT DISTINCT o.symbol, d.rule, d.reason FROM risk_decisions d
+           JOIN orders o USING (client_order_id) WHERE NOT d.passed"""
+    ).fetchall()
+    assert {rule for _, rule, _ in failed} == {"strategy_max_position_pct"}
+    assert all(reason.startswith("sma_cross_20_50 wants ") for _, _, reason in failed)
+    blocked = {symbol for symbol, _, _ in failed}
+    assert blocked == {
+        r[0] for r in conn.execute("SELECT symbol FROM orders WHERE status = 'BLOCKED'")
+    }
+
+
+def test_strategies_in_another_trading_mode_or_not_active_are_not_traded(
+    db: str, conn: psycopg.Connection, active: str
+) -> None:
+    update_strategy(conn, "sma_cross_10_100", "alice", trading_mode="PAPER")
+    conn.commit()
+    with pytest.raises(ExecutionRefusedError, match="sma_cross_10_100 trades in PAPER mode"):
+        execute_allocation(db, active, _broker(db, conn), LIMITS)
+    update_strategy(conn, "sma_cross_10_100", "alice", trading_mode="SIMULATION", status="TESTING")
+    conn.commit()
+    with pytest.raises(ExecutionRefusedError, match="sma_cross_10_100 is TESTING"):
+        execute_allocation(db, active, _broker(db, conn), LIMITS)
+    assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 0
+
+
+def test_latest_session_return_is_the_book_held_at_the_previous_close() -> None:
+    days = pd.bdate_range("2024-01-01", periods=6)
+    close = pd.DataFrame(
+        {
+            "UP": [1, 2, 3, 4, 5, 4.5],  # fast above slow at the fifth close: held, then -10%
+            "DOWN": [5, 4, 3, 2, 1, 2],  # never held
+        },
+        index=days,
+        dtype=float,
+    )
+    params = {"s": {"fast": 2, "slow": 3}}
+    assert latest_session_returns({"s": 1.0}, params, close) == {"s": pytest.approx(-0.10 / 2)}
+    gap = close.copy()
+    gap.iloc[-2, 0] = float("nan")  # the held symbol's previous close is missing
+    gap.iloc[-3, 0] = 4.0
+    assert math.isnan(latest_session_returns({"s": 1.0}, params, gap)["s"])
+
+
+def test_a_strategy_daily_loss_limit_blocks_its_buys_and_fails_closed() -> None:
+    buy = OrderRequest("c1", "AAA", Side.BUY, Decimal(10), 50.0)
+    sell = OrderRequest("c2", "BBB", Side.SELL, Decimal(5), 20.0)
+    positions = {"BBB": Decimal(5)}
+
+    def rules(latest_return: float) -> dict[tuple[str, str], bool]:
+        exposure = StrategyExposure(
+            "s", {"max_daily_loss_pct": 0.02}, {"AAA": 500.0, "BBB": 100.0}, latest_return
+        )
+        decisions = evaluate_strategy_limits([buy, sell], positions, 100_000.0, [exposure])
+        return {(d.client_order_id, d.rule): d.passed for d in decisions}
+
+    assert rules(-0.01) == {("c1", "strategy_max_daily_loss_pct"): True}  # sells: no rule
+    assert rules(-0.03) == {("c1", "strategy_max_daily_loss_pct"): False}
+    assert rules(float("nan")) == {("c1", "strategy_max_daily_loss_pct"): False}

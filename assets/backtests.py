@@ -5,9 +5,9 @@ import base64
 import dagster as dg
 
 from assets.market_data import bars_daily
-from engine.backtest.plots import equity_png
 from engine.backtest.readings import reading
 from engine.backtest.sma_sweep import sma_cross_sweep
+from engine.plots import equity_png
 from engine.storage.repositories import load_research_prices, record_backtest
 from orchestration.resources import Database, Settings
 

@@ -5,7 +5,8 @@ import base64
 import dagster as dg
 
 from assets.validations import validations
-from engine.portfolio.correlation import heatmap_png, to_markdown
+from engine.plots import heatmap_png
+from engine.portfolio.correlation import to_markdown
 from engine.portfolio.refresh import refresh_correlations
 from orchestration.resources import Database, Settings
 

@@ -8,16 +8,11 @@ that never moves, is left out and reported. Matrices are stored as unique pairs 
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display: render to memory
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import polars as pl  # noqa: E402
+import numpy as np
+import pandas as pd
+import polars as pl
 
 WINDOWS = (63, 252)
 
@@ -120,25 +115,3 @@ def to_markdown(matrix: pd.DataFrame, limit: int = 25) -> str:
         f"{len(matrix)} series; the {limit // 2} most and least correlated pairs:\n\n"
         + "\n".join(lines)
     )
-
-
-def heatmap_png(matrix: pd.DataFrame, title: str) -> bytes:
-    """A red-blue heatmap of the matrix, names on the axes when there are few enough."""
-    size = min(9.0, 3.0 + 0.25 * len(matrix))
-    figure, axes = plt.subplots(figsize=(size + 1.2, size), dpi=90)
-    try:
-        image = axes.imshow(matrix.to_numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
-        if len(matrix) <= 30:
-            axes.set_xticks(range(len(matrix)), matrix.columns, rotation=90, fontsize=7)
-            axes.set_yticks(range(len(matrix)), matrix.index, fontsize=7)
-        else:
-            axes.set_xticks([])
-            axes.set_yticks([])
-        axes.set_title(title, fontsize=9)
-        figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png")
-        return buffer.getvalue()
-    finally:
-        plt.close(figure)

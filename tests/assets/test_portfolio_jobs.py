@@ -88,17 +88,7 @@ def test_regime_shift_to_new_recommendation_then_custom_weights_and_expiry(db: s
 
     # A person's own weights replace the ACTIVE allocation; the pending one is left to expire.
     weights = {sid: 0.5 for sid in list(_weights(db, first))[:2]}
-    custom = defs.resolve_job_def("custom_allocation").execute_in_process(
-        instance=instance,
-        run_config={
-            "ops": {
-                "enter_custom_allocation": {
-                    "config": {"weights": weights, "by": "bea", "reason": "hand-picked"}
-                }
-            }
-        },
-    )
-    assert custom.success
+    assert _custom(defs, instance, weights, "hand-picked").success
     with psycopg.connect(db) as conn:
         conn.execute(
             "UPDATE allocations SET expires_at = now() - interval '1 minute' "
@@ -114,20 +104,20 @@ def test_regime_shift_to_new_recommendation_then_custom_weights_and_expiry(db: s
     assert custom_id.startswith("custom-") and _weights(db, custom_id) == weights
 
     too_heavy = {sid: 0.8 for sid in weights}
-    refused = defs.resolve_job_def("custom_allocation").execute_in_process(
-        instance=instance,
-        run_config={
-            "ops": {
-                "enter_custom_allocation": {
-                    "config": {"weights": too_heavy, "by": "bea", "reason": "all in"}
-                }
-            }
-        },
-        raise_on_error=False,
-    )
-    assert not refused.success
+    assert not _custom(defs, instance, too_heavy, "all in").success
     with psycopg.connect(db) as conn:
         assert _statuses(conn) == statuses
+
+
+def _custom(
+    defs: dg.Definitions, instance: dg.DagsterInstance, weights: dict[str, float], reason: str
+) -> dg.ExecuteInProcessResult:
+    config = {"weights": weights, "by": "bea", "reason": reason}
+    return defs.resolve_job_def("custom_allocation").execute_in_process(
+        instance=instance,
+        run_config={"ops": {"enter_custom_allocation": {"config": config}}},
+        raise_on_error=False,
+    )
 
 
 def _weights(db: str, allocation_id: str) -> dict[str, float]:

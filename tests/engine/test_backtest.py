@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.backtest.plots import equity_png
 from engine.backtest.readings import reading
 from engine.backtest.sma_sweep import SweepParams, benchmarks, sma_cross_sweep
 from engine.errors import InsufficientDataError
+from engine.plots import equity_png
 from engine.signals.prices import PricePanel
 
 CLOSE = [10, 9, 8, 7, 6, 5, 6, 7, 8, 9, 10, 11, 12, 11, 10, 9, 8, 7, 6, 5, 6, 7, 8, 9, 10]

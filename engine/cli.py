@@ -32,6 +32,7 @@ from engine.portfolio.strategies import (
     STATUSES,
     TRADING_MODES,
     StrategyConfig,
+    add_signal_strategy,
     config_history,
     get_strategy,
     list_strategies,
@@ -107,6 +108,9 @@ def _strategy(conn: psycopg.Connection, args: argparse.Namespace) -> None:
         for config in list_strategies(conn):
             print(_describe_strategy(config))
         return
+    if args.strategy_command == "add":
+        add_signal_strategy(conn, args.strategy_id, args.hold_days, args.by, args.reason)
+        print(f"{args.strategy_id}: signal_follow strategy created")
     if args.strategy_command == "set":
         limits = {
             name: getattr(args, name)
@@ -186,6 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     strategy_cmd = sub.add_parser("strategy", help="strategy configuration")
     strategy_sub = strategy_cmd.add_subparsers(dest="strategy_command", required=True)
     strategy_sub.add_parser("list", help="every strategy and its configuration")
+    strategy_add = strategy_sub.add_parser(
+        "add", help="a signal-following strategy (TESTING; subscribe it to signal types)"
+    )
+    strategy_add.add_argument("strategy_id")
+    strategy_add.add_argument("--hold-days", type=int, required=True)
+    strategy_add.add_argument("--by", required=True, help="your name, stored with the change")
+    strategy_add.add_argument("--reason", default=None)
     strategy_show = strategy_sub.add_parser("show", help="one strategy and its change history")
     strategy_show.add_argument("strategy_id")
     strategy_set = strategy_sub.add_parser("set", help="change a strategy's configuration")

@@ -10,6 +10,7 @@ from assets.correlations import correlations
 from assets.execution import executed_orders
 from assets.market_data import bars_daily, bars_minute
 from assets.scans import signals
+from assets.signal_backtests import signal_backtests
 from assets.validations import validations
 from engine.storage.connection import DATABASE_URL_ENV
 from orchestration.jobs import (
@@ -58,6 +59,7 @@ def build_definitions(resources: dict[str, dg.ConfigurableResource]) -> dg.Defin
             bars_daily,
             bars_minute,
             signals,
+            signal_backtests,
             backtests,
             validations,
             correlations,

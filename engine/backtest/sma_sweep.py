@@ -8,7 +8,6 @@ t+1's open (no look-ahead); fees and slippage are fractions of traded value.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +16,12 @@ import numpy as np
 import pandas as pd
 import vectorbt as vbt
 
+from engine.backtest import SMA_CROSS
 from engine.errors import InsufficientDataError
 from engine.signals.prices import PricePanel
 
 TRADING_DAYS_PER_YEAR = 252
-FAMILY = "sma_cross"
+FAMILY = SMA_CROSS
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,9 @@ def strategy_id(fast: int, slow: int) -> str:
 
 @dataclass(frozen=True)
 class SweepResult:
-    params: SweepParams
+    family: str
+    param_grid: dict  # what was swept, stored with the run
+    settings: dict  # costs, sizing, fills: stored with the run
     metrics: pd.DataFrame  # index strategy_id: total_return, sharpe, max_drawdown, trades
     returns: pd.DataFrame  # trading day x strategy_id: daily returns
     equity: pd.DataFrame  # trading day x strategy_id: portfolio value
@@ -113,10 +115,35 @@ def sma_cross_sweep(
         )
 
     progress(f"simulating {len(pairs)} pairs x {n_symbols} symbols")
+    evaluation = evaluate(
+        simulate,
+        lambda column: strategy_id(int(column[0]), int(column[1])),
+        params.init_cash,
+        progress,
+    )
+    return SweepResult(
+        family=FAMILY,
+        param_grid={"fast": list(params.fast_windows), "slow": list(params.slow_windows)},
+        settings=settings(params),
+        strategy_params={strategy_id(f, s): {"fast": f, "slow": s} for f, s in pairs},
+        benchmarks=benchmarks(prices, params.init_cash),
+        **evaluation,
+    )
+
+
+def evaluate(
+    simulate: Callable[[float], vbt.Portfolio],
+    strategy_of: Callable[[tuple], str],
+    init_cash: float,
+    progress: Callable[[str], None],
+) -> dict[str, pd.DataFrame]:
+    """Metrics, daily returns, equity and trades of a grouped simulation (one group per
+    strategy, the symbol last in each column key), with the stress run at doubled costs.
+    ``simulate(cost_multiple)`` runs the portfolio; ``strategy_of`` names a column's strategy."""
     portfolio = simulate(1.0)
-    ids = [strategy_id(int(f), int(s)) for f, s in portfolio.wrapper.grouper.get_columns()]
+    ids = [strategy_of(tuple(np.atleast_1d(g))) for g in portfolio.wrapper.grouper.get_columns()]
     equity = _frame(portfolio.value()).set_axis(ids, axis=1)
-    returns = _returns(equity, params.init_cash)
+    returns = _returns(equity, init_cash)
     progress("metrics, trades and benchmarks")
     metrics = return_metrics(returns, equity)
     trades = portfolio.trades
@@ -129,8 +156,8 @@ def sma_cross_sweep(
     records = trades.records_readable
     trade_rows = pd.DataFrame(
         {
-            "strategy_id": [strategy_id(int(c[0]), int(c[1])) for c in records["Column"]],
-            "symbol": [str(c[2]) for c in records["Column"]],
+            "strategy_id": [strategy_of(tuple(c)) for c in records["Column"]],
+            "symbol": [str(c[-1]) for c in records["Column"]],
             "entry_ts": pd.to_datetime(records["Entry Timestamp"]).dt.date,
             "entry_price": records["Avg Entry Price"].to_numpy(),
             "exit_ts": pd.to_datetime(records["Exit Timestamp"]).dt.date,
@@ -143,17 +170,9 @@ def sma_cross_sweep(
         }
     )
     progress("stress run with doubled costs")
-    stressed = _returns(_frame(simulate(2.0).value()).set_axis(ids, axis=1), params.init_cash)
+    stressed = _returns(_frame(simulate(2.0).value()).set_axis(ids, axis=1), init_cash)
     metrics["sharpe_2x_costs"] = return_metrics(stressed, stressed)["sharpe"].to_numpy()
-    return SweepResult(
-        params=params,
-        metrics=metrics,
-        returns=returns,
-        equity=equity,
-        strategy_params={strategy_id(f, s): {"fast": f, "slow": s} for f, s in pairs},
-        benchmarks=benchmarks(prices, params.init_cash),
-        trades=trade_rows,
-    )
+    return {"metrics": metrics, "returns": returns, "equity": equity, "trades": trade_rows}
 
 
 def return_metrics(returns: pd.DataFrame, equity: pd.DataFrame) -> pd.DataFrame:
@@ -214,18 +233,18 @@ def _frame(values: pd.DataFrame | pd.Series) -> pd.DataFrame:
 
 def code_version() -> str:
     """A digest of the backtest code, stored with each run so results trace to their code."""
-    source = Path(__file__).read_bytes()
-    return hashlib.sha256(source).hexdigest()[:12]
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
-def settings_json(params: SweepParams) -> str:
-    return json.dumps(
-        {
-            "fees": params.fees,
-            "slippage": params.slippage,
-            "init_cash": params.init_cash,
-            "fraction": params.fraction,
-            "direction": "long-short" if params.long_short else "long only",
-            "fill": "next open",
-        }
-    )
+def settings(params: SweepParams) -> dict:
+    return {
+        "fees": params.fees,
+        "slippage": params.slippage,
+        "init_cash": params.init_cash,
+        "fraction": params.fraction,
+        "direction": "long-short" if params.long_short else "long only",
+        "fill": "next open",
+    }

@@ -9,6 +9,11 @@ field, from what, to what, why); the CLI edits through ``update_strategy``.
 - risk limits (fractions, unset = none): ``max_position_pct`` of account equity that one
   position of the strategy may reach; ``max_daily_loss_pct`` of the strategy's capital it may
   lose on the latest session before its buys are blocked.
+
+SMA-crossover strategies are created by their backtests. Signal-following strategies are created
+here (``add_signal_strategy``) and stay TESTING: they are backtested on the signals that reach
+them, but validation, allocation and execution handle SMA crossovers only, so they cannot be
+made ACTIVE or included in optimization.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from typing import Any
 
 import psycopg
 
+from engine.backtest import SIGNAL_FOLLOW, SMA_CROSS
 from engine.errors import ConfigurationError, NotFoundError
+from engine.signals.scanners import NAME_PATTERN
 
 STATUSES = ("ACTIVE", "INACTIVE", "TESTING")
 TRADING_MODES = ("LIVE", "PAPER", "SIMULATION", "VALIDATION")
@@ -97,6 +104,11 @@ def update_strategy(
         if row is None:
             raise NotFoundError(f"strategy {strategy_id!r} does not exist")
         current = StrategyConfig(*row)
+        if current.family != SMA_CROSS and (status == "ACTIVE" or include_in_optimization):
+            raise ConfigurationError(
+                f"{strategy_id} is a {current.family} strategy: only {SMA_CROSS} strategies are "
+                "validated, allocated and traded, so it stays TESTING and out of optimization"
+            )
         for field, new in (
             ("status", status),
             ("trading_mode", trading_mode),
@@ -127,6 +139,43 @@ def update_strategy(
                 (strategy_id, field, json.dumps(old), json.dumps(new), actor, reason),
             )
     return changes
+
+
+def add_signal_strategy(
+    conn: psycopg.Connection, strategy_id: str, hold_days: int, by: str, reason: str | None = None
+) -> StrategyConfig:
+    """A TESTING signal-following strategy holding ``hold_days`` bars after each long signal;
+    subscribe it to signal types to give it something to trade."""
+    actor = (by or "").strip()
+    if not actor:
+        raise ConfigurationError("creating a strategy needs the name of who makes it (--by)")
+    if not NAME_PATTERN.match(strategy_id):
+        raise ConfigurationError(
+            f"strategy name {strategy_id!r}: lower case letters, digits, _ and -, at most 40"
+        )
+    if not 1 <= hold_days <= 252:
+        raise ConfigurationError(f"hold_days must be within 1..252, got {hold_days}")
+    with conn.transaction():
+        inserted = conn.execute(
+            """INSERT INTO strategies (strategy_id, family, params, status,
+                   include_in_optimization)
+               VALUES (%s, %s, %s, 'TESTING', false) ON CONFLICT DO NOTHING RETURNING 1""",
+            (strategy_id, SIGNAL_FOLLOW, json.dumps({"hold_days": hold_days})),
+        ).fetchone()
+        if inserted is None:
+            raise ConfigurationError(f"strategy {strategy_id!r} already exists")
+        conn.execute(
+            """INSERT INTO strategy_config_events
+                   (strategy_id, field, old_value, new_value, actor, reason)
+               VALUES (%s, 'created', NULL, %s, %s, %s)""",
+            (
+                strategy_id,
+                json.dumps({"family": SIGNAL_FOLLOW, "hold_days": hold_days}),
+                actor,
+                reason,
+            ),
+        )
+    return get_strategy(conn, strategy_id)
 
 
 def config_history(conn: psycopg.Connection, strategy_id: str) -> list[tuple]:

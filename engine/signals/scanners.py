@@ -101,3 +101,25 @@ def resolve(
         )
     )
     return sorted(recent["symbol"].to_list()), []
+
+
+def filter_members_by_day(scanner: Scanner, bars: pl.DataFrame) -> pl.DataFrame:
+    """(symbol, ts) of every day a symbol passed a filter scanner, judged on the ``window`` bars
+    up to and including that day (point in time: a backtest never selects on later bars)."""
+    if scanner.kind != "filter":
+        raise ConfigurationError(f"scanner {scanner.name!r} is {scanner.kind}, not a filter")
+    w = scanner.window
+    return (
+        bars.sort("symbol", "ts")
+        .with_columns(
+            pl.col("close").rolling_mean(w).over("symbol").alias("price"),
+            pl.col("volume").cast(pl.Float64).rolling_mean(w).over("symbol").alias("avg_volume"),
+            (pl.col("close") * pl.col("volume")).rolling_mean(w).over("symbol").alias("dollars"),
+        )
+        .filter(
+            (pl.col("price") >= scanner.min_price)
+            & (pl.col("avg_volume") >= scanner.min_avg_volume)
+            & (pl.col("dollars") >= scanner.min_avg_dollar_volume)
+        )
+        .select("symbol", "ts")
+    )

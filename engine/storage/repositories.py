@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date, datetime
-from typing import TYPE_CHECKING
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, cast
 
 import pandas as pd
 import polars as pl
 import psycopg
 
+from engine.backtest import SIGNAL_FOLLOW, SMA_CROSS
 from engine.data.sources import BAR_SCHEMA
 from engine.errors import (
     ConfigurationError,
@@ -19,10 +20,11 @@ from engine.errors import (
     QualityGateError,
 )
 from engine.signals.prices import PricePanel, price_panel
-from engine.signals.scanners import SIGNAL_TYPES, Scanner, resolve
+from engine.signals.scanners import SIGNAL_TYPES, Scanner, filter_members_by_day, resolve
 from engine.storage.bulk import copy_upsert
 
 if TYPE_CHECKING:  # the heavy research libraries stay out of the CLI's start-up
+    from engine.backtest.signal_follow import SignalStrategy
     from engine.backtest.sma_sweep import SweepResult
     from engine.data.quality import QualityReport
     from engine.portfolio.constraints import AllocationConstraints
@@ -30,6 +32,7 @@ if TYPE_CHECKING:  # the heavy research libraries stay out of the CLI's start-up
     from engine.validation.gate import GateResult
 
 BAR_COLUMNS = [c for c in BAR_SCHEMA if c != "origin"]
+SUBSCRIBED_SIGNAL_COLUMNS = ["symbol", "ts", "signal_type", "direction", "confidence"]
 # One quarantined row per bad row of a load, however often the load re-runs (sql/0001_init.sql).
 QUARANTINE_KEY = ["partition_start", "partition_end", "source", "origin", "rule", "symbol", "ts"]
 
@@ -159,15 +162,14 @@ def record_backtest(
     orchestrator_run_id: str | None,
 ) -> uuid.UUID:
     """Store a sweep: its run, metrics, daily returns and equity curves, traceable to inputs."""
-    from engine.backtest.sma_sweep import FAMILY, code_version, settings_json
+    from engine.backtest.sma_sweep import code_version
 
     run_id = uuid.uuid4()
-    params = result.params
     with conn.transaction():
         strategies = pl.DataFrame(
             {
                 "strategy_id": list(result.strategy_params),
-                "family": FAMILY,
+                "family": result.family,
                 "params": [json.dumps(p) for p in result.strategy_params.values()],
             }
         )
@@ -178,9 +180,9 @@ def record_backtest(
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             (
                 run_id,
-                FAMILY,
-                json.dumps({"fast": params.fast_windows, "slow": params.slow_windows}),
-                settings_json(params),
+                result.family,
+                json.dumps(result.param_grid),
+                json.dumps(result.settings),
                 data_start,
                 data_end,
                 n_symbols,
@@ -202,7 +204,7 @@ def record_backtest(
             )
         trials = pl.DataFrame(
             {
-                "family": FAMILY,
+                "family": result.family,
                 "params": [json.dumps(p, sort_keys=True) for p in result.strategy_params.values()],
                 "first_run_id": str(run_id),
             }
@@ -231,12 +233,17 @@ def _long(wide: pd.DataFrame, value: str, run_id: uuid.UUID) -> pl.DataFrame:
     return frame.with_columns(pl.col("ts").cast(pl.Date), pl.lit(str(run_id)).alias("run_id"))
 
 
-def latest_backtest_run(conn: psycopg.Connection) -> tuple[uuid.UUID, date, date]:
+def latest_backtest_run(
+    conn: psycopg.Connection, family: str = SMA_CROSS
+) -> tuple[uuid.UUID, date, date]:
+    """The latest run of ``family`` (by default the family that is validated and allocated)."""
     row = conn.execute(
-        "SELECT run_id, data_start, data_end FROM backtest_runs ORDER BY created_at DESC LIMIT 1"
+        """SELECT run_id, data_start, data_end FROM backtest_runs WHERE family = %s
+           ORDER BY created_at DESC LIMIT 1""",
+        (family,),
     ).fetchone()
     if row is None:
-        raise NotFoundError("no backtest run is stored yet; materialize backtests first")
+        raise NotFoundError(f"no {family} backtest run is stored yet; materialize backtests first")
     return row[0], row[1], row[2]
 
 
@@ -625,7 +632,10 @@ def subscribe(
 def subscribed_signals(
     conn: psycopg.Connection, strategy_id: str, since: date | None = None
 ) -> pl.DataFrame:
-    """The stored signals that reach ``strategy_id`` through its subscriptions."""
+    """The stored signals that reach ``strategy_id`` through its subscriptions: of a subscribed
+    type, at least its minimum confidence and, when it names a scanner, on a symbol the scanner
+    held that day (manual and sector scanners: their members; filter scanners: judged on the
+    bars up to the signal's day)."""
     subscriptions = conn.execute(
         "SELECT signal_type, min_confidence, scanner FROM strategy_subscriptions "
         "WHERE strategy_id = %s",
@@ -640,17 +650,78 @@ def subscribed_signals(
                  AND ts >= coalesce(%s, '-infinity'::date) ORDER BY ts, symbol""",
             (signal_type, min_confidence, since),
         ).fetchall()
-        frame = pl.DataFrame(
-            rows,
-            schema=["symbol", "ts", "signal_type", "direction", "confidence"],
-            orient="row",
-        )
-        if scanner_name is not None:
+        frame = pl.DataFrame(rows, schema=SUBSCRIBED_SIGNAL_COLUMNS, orient="row")
+        if scanner_name is not None and frame.height:
             scanner = get_scanner(conn, scanner_name)
-            bars = load_recent_bars(conn, scanner.window)
-            members, _ = resolve(scanner, sectors, bars)
-            frame = frame.filter(pl.col("symbol").is_in(members))
+            if scanner.kind == "filter":
+                first = cast(date, frame["ts"].min())
+                # Enough calendar days before the first signal for a full window of bars.
+                bars = load_bars(conn, first - timedelta(days=2 * scanner.window + 10))
+                frame = frame.join(
+                    filter_members_by_day(scanner, bars), on=["symbol", "ts"], how="semi"
+                )
+            else:
+                frame = frame.filter(
+                    pl.col("symbol").is_in(_static_members(conn, scanner, sectors))
+                )
         frames.append(frame)
     if not frames:
-        return pl.DataFrame(schema=["symbol", "ts", "signal_type", "direction", "confidence"])
+        return pl.DataFrame(schema=SUBSCRIBED_SIGNAL_COLUMNS)
     return pl.concat(frames).sort("ts", "symbol", "signal_type")
+
+
+def signal_strategies(conn: psycopg.Connection) -> tuple[list[SignalStrategy], dict[str, str]]:
+    """The signal-following strategies that are not INACTIVE, each with the signals that reach
+    it and its universe (the members of its manual or sector scanners; every stored symbol when
+    a subscription has no scanner or a filter scanner); and those skipped, with why."""
+    from engine.backtest.signal_follow import SignalStrategy
+
+    sectors = instrument_sectors(conn)
+    everyone = [r[0] for r in conn.execute("SELECT symbol FROM instruments ORDER BY symbol")]
+    strategies: list[SignalStrategy] = []
+    skipped: dict[str, str] = {}
+    rows = conn.execute(
+        """SELECT strategy_id, params FROM strategies
+           WHERE family = %s AND status <> 'INACTIVE' ORDER BY strategy_id""",
+        (SIGNAL_FOLLOW,),
+    ).fetchall()
+    for strategy_id, params in rows:
+        subscriptions = conn.execute(
+            """SELECT signal_type, min_confidence, scanner FROM strategy_subscriptions
+               WHERE strategy_id = %s ORDER BY signal_type""",
+            (strategy_id,),
+        ).fetchall()
+        if not subscriptions:
+            skipped[strategy_id] = "no subscriptions: no signal reaches it"
+            continue
+        universe: set[str] = set()
+        for _, _, scanner_name in subscriptions:
+            scanner = get_scanner(conn, scanner_name) if scanner_name else None
+            if scanner is None or scanner.kind == "filter":
+                universe = set(everyone)
+                break
+            universe |= set(_static_members(conn, scanner, sectors))
+        strategies.append(
+            SignalStrategy(
+                strategy_id=strategy_id,
+                hold_days=int(params["hold_days"]),
+                signals=subscribed_signals(conn, strategy_id),
+                universe=tuple(sorted(universe)),
+                subscriptions=tuple(
+                    {"signal_type": t, "min_confidence": c, "scanner": n}
+                    for t, c, n in subscriptions
+                ),
+            )
+        )
+    return strategies, skipped
+
+
+def _static_members(
+    conn: psycopg.Connection, scanner: Scanner, sectors: dict[str, str]
+) -> list[str]:
+    """The stored members of a manual or sector scanner (they do not depend on bars)."""
+    known = pl.DataFrame(
+        {"symbol": [r[0] for r in conn.execute("SELECT symbol FROM instruments")]},
+        schema={"symbol": pl.String},
+    )
+    return resolve(scanner, sectors, known)[0]

@@ -1,6 +1,6 @@
 """The portfolio surfaces in Dagster: correlations with heatmaps, a regime shift launching a new
-recommendation through the sensor, custom allocations and expiry as jobs, and the intraday
-correlation schedule."""
+recommendation through the sensor, custom allocations and expiry as jobs, the intraday
+correlation schedule; and the signal-following backtests."""
 
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -10,6 +10,10 @@ import psycopg
 import pytest
 
 from assets.market_data import bars_daily
+from assets.scans import signals
+from assets.signal_backtests import signal_backtests
+from engine.portfolio.strategies import add_signal_strategy
+from engine.storage.repositories import subscribe
 from orchestration.definitions import build_definitions
 from orchestration.demo import DEMO_END, DEMO_START
 from orchestration.resources import BrokerConfig, Database, MarketData, Settings
@@ -147,3 +151,28 @@ def test_correlations_refresh_every_fifteen_minutes_of_a_session(
     assert isinstance(result, dg.RunRequest) is runs
     if runs:
         assert result.run_key == f"correlations-{when.astimezone(UTC):%Y%m%dT%H%M}"  # type: ignore[union-attr]
+
+
+def test_signal_backtests_asset_stores_a_signal_follow_run(db: str) -> None:
+    defs = build_definitions(
+        {
+            "database": Database(url=db),
+            "market_data": MarketData(n_symbols=6, seed=3),
+            "broker": BrokerConfig(),
+            "settings": Settings(),
+        }
+    )
+    with psycopg.connect(db) as conn:
+        add_signal_strategy(conn, "momentum-followers", 20, "alice")
+        subscribe(conn, "momentum-followers", "momentum_top", 0.0)
+    keys = [bars_daily.key, signals.key, signal_backtests.key]
+    result = _run_research(defs, "2022-01-03", "2023-12-29", selection=keys)
+    assert result.success
+    (materialization,) = result.asset_materializations_for_node("signal_backtests")
+    assert materialization.metadata["strategies"].value == 1  # type: ignore[attr-defined]
+    with psycopg.connect(db) as conn:
+        runs = conn.execute("SELECT family, n_symbols FROM backtest_runs").fetchall()
+        trades = conn.execute(
+            "SELECT count(*) FROM backtest_trades WHERE strategy_id = 'momentum-followers'"
+        ).fetchone()[0]
+    assert runs == [("signal_follow", 6)] and trades > 0

@@ -124,3 +124,14 @@ def test_strategy_configuration_from_the_command_line(
     assert "'lots' is neither a fraction nor 'none'" in capsys.readouterr().err
     assert main(["strategy", "set", "nope", "--by", "alice", "--status", "INACTIVE"]) == 1
     assert "strategy 'nope' does not exist" in capsys.readouterr().err
+
+
+def test_a_signal_strategy_is_added_and_subscribed_from_the_command_line(
+    cli_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["strategy", "add", "dips", "--hold-days", "5", "--by", "alice"]) == 0
+    out = capsys.readouterr().out
+    assert "dips: signal_follow strategy created" in out and "TESTING" in out
+    assert main(["subscribe", "dips", "rsi_oversold", "--min-confidence", "60"]) == 0
+    assert main(["strategy", "set", "dips", "--by", "alice", "--status", "ACTIVE"]) == 1
+    assert "only sma_cross strategies are validated" in capsys.readouterr().err

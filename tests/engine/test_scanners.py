@@ -96,3 +96,34 @@ def test_subscriptions_refuse_unknown_types_strategies_and_scanners(
         subscribe(conn, "sma_cross_10_100", "golden_cross", 50.0, scanner="ghost")
     with pytest.raises(ConfigurationError, match="within 0..100"):
         subscribe(conn, "sma_cross_10_100", "golden_cross", 150.0)
+
+
+def test_a_filter_scanner_lets_through_signals_on_days_the_symbol_passed(
+    conn: psycopg.Connection, stored: SyntheticSource
+) -> None:
+    floor = conn.execute(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY close) FROM bars_daily"
+    )
+    scanner = Scanner("pricey", "filter", min_price=float(floor.fetchone()[0]), window=20)
+    save_scanner(conn, scanner)
+    subscribe(conn, "sma_cross_10_100", "rsi_oversold", 0.0, scanner="pricey")
+    reached = subscribed_signals(conn, "sma_cross_10_100")
+    # Independently: the 20-bar average close up to each signal's day, in SQL.
+    expected = conn.execute(
+        """WITH averaged AS (
+               SELECT symbol, ts, avg(close) OVER w AS price, count(*) OVER w AS n
+               FROM bars_daily
+               WINDOW w AS (PARTITION BY symbol ORDER BY ts ROWS 19 PRECEDING))
+           SELECT s.symbol, s.ts FROM signals s JOIN averaged a USING (symbol, ts)
+           WHERE s.signal_type = 'rsi_oversold' AND a.n = 20 AND a.price >= %s
+           ORDER BY s.ts, s.symbol""",
+        (scanner.min_price,),
+    ).fetchall()
+    assert list(reached.select("symbol", "ts").iter_rows()) == expected
+    assert (
+        0
+        < len(expected)
+        < conn.execute(
+            "SELECT count(*) FROM signals WHERE signal_type = 'rsi_oversold'"
+        ).fetchone()[0]
+    )

@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from cvxpy.error import SolverError
+from cvxpy.error import DCPError, SolverError
 from pypfopt import EfficientFrontier, HRPOpt, expected_returns, objective_functions, risk_models
 from pypfopt.exceptions import OptimizationError
 
@@ -31,6 +31,16 @@ from engine.portfolio.constraints import TOLERANCE, AllocationConstraints, check
 Method = Literal["max_sharpe", "min_volatility", "efficient_risk", "hrp"]
 METHODS: tuple[Method, ...] = ("max_sharpe", "min_volatility", "efficient_risk", "hrp")
 MIN_OBSERVATIONS = 20
+# What a convex attempt may fail with before the next covariance or HRP is tried.
+_SOLVER_FAILURES = (
+    OptimizationError,
+    SolverError,
+    DCPError,
+    ValueError,
+    ArithmeticError,
+    np.linalg.LinAlgError,
+    AllocationError,
+)
 
 
 @dataclass(frozen=True)
@@ -72,7 +82,8 @@ def optimize(
     returns, excluded = _usable(returns)
     n = returns.shape[1]
     if n == 0:
-        raise AllocationError("no strategy to allocate to (none passed validation)")
+        left_out = "".join(f"; {sid}: {why}" for sid, why in excluded.items())
+        raise AllocationError(f"no strategy to allocate to{left_out}")
     if n * constraints.max_weight < 1 - TOLERANCE:
         raise AllocationError(
             f"{n} strateg{'y' if n == 1 else 'ies'} can be allocated to; a fully invested "
@@ -89,7 +100,7 @@ def optimize(
             try:
                 cov = sample if covariance == "sample" else _ledoit_wolf(returns)
                 weights = _finalize(_convex(method, mu, cov, constraints), constraints)
-            except (OptimizationError, SolverError, ValueError, AllocationError) as e:
+            except _SOLVER_FAILURES as e:
                 path.append(Attempt(method, covariance, _first_line(e)))
                 continue
             path.append(Attempt(method, covariance))

@@ -39,7 +39,7 @@ def test_one_strategy_cannot_fill_a_fifty_percent_cap() -> None:
 
 
 def test_no_strategy_is_a_clear_error() -> None:
-    with pytest.raises(AllocationError, match="none passed validation"):
+    with pytest.raises(AllocationError, match="no strategy to allocate to"):
         optimize(
             pd.DataFrame(index=pd.bdate_range("2022-01-03", periods=10)),
             "max_sharpe",

@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import vectorbt as vbt
 
 from engine.backtest.readings import reading
 from engine.backtest.sma_sweep import SweepParams, benchmarks, sma_cross_sweep
@@ -185,3 +186,58 @@ def test_long_short_reverses_at_each_cross_and_shorts_earn_falls() -> None:
     assert short["pnl"] == pytest.approx(by_hand, rel=1e-9)
     with pytest.raises(ValueError, match="all-in"):
         SweepParams(long_short=True, fraction=0.5)
+
+
+def test_a_sweep_in_chunks_gives_the_same_results_as_one_call() -> None:
+    rng = np.random.default_rng(8)
+    index = pd.bdate_range("2023-01-02", periods=120)
+    close = pd.DataFrame(
+        np.exp(np.cumsum(rng.normal(0, 0.02, (120, 3)), axis=0)) * 50,
+        index=index,
+        columns=["AAA", "BBB", "CCC"],
+    )
+    panel = PricePanel(open=close.shift(1).bfill() * 1.001, close=close)
+    params = SweepParams(fast_windows=(3, 5, 8), slow_windows=(20, 30))
+    whole = sma_cross_sweep(panel, params, chunk_columns=10_000)
+    chunked = sma_cross_sweep(panel, params, chunk_columns=3)  # one pair per call
+    pd.testing.assert_frame_equal(whole.metrics, chunked.metrics)
+    pd.testing.assert_frame_equal(whole.equity, chunked.equity)
+    pd.testing.assert_frame_equal(whole.trades, chunked.trades)
+    assert len(whole.metrics) == 6 and whole.metrics["trades"].sum() > 0
+
+
+def test_the_sweep_matches_vectorbts_own_high_level_calls() -> None:
+    """The sweep computes moving averages once and group values from vectorbt's kernels; the
+    result must equal MA.run crossings and Portfolio.value() used directly."""
+    rng = np.random.default_rng(3)
+    index = pd.bdate_range("2023-01-02", periods=150)
+    close = pd.DataFrame(
+        np.exp(np.cumsum(rng.normal(0, 0.02, (150, 4)), axis=0)) * 30,
+        index=index,
+        columns=["AAA", "BBB", "CCC", "DDD"],
+    )
+    close.iloc[:20, 3] = np.nan  # a late listing
+    panel = PricePanel(open=close.shift(1).bfill() * 0.999, close=close)
+    params = SweepParams(fast_windows=(3, 7), slow_windows=(15, 40), fees=0.001, slippage=0.001)
+    result = sma_cross_sweep(panel, params)
+
+    fast = vbt.MA.run(close, window=[f for f, _ in params.pairs()], short_name="fast")
+    slow = vbt.MA.run(close, window=[s for _, s in params.pairs()], short_name="slow")
+    portfolio = vbt.Portfolio.from_signals(
+        close=close.ffill(),
+        entries=fast.ma_crossed_above(slow).shift(1, fill_value=False),
+        exits=fast.ma_crossed_below(slow).shift(1, fill_value=False),
+        size=1.0,
+        size_type="percent",
+        price=panel.open,
+        fees=0.001,
+        slippage=0.001,
+        init_cash=params.init_cash / 4,
+        group_by=["fast_window", "slow_window"],
+        cash_sharing=False,
+        freq="1D",
+    )
+    expected = portfolio.value()
+    expected.columns = [f"sma_cross_{f}_{s}" for f, s in expected.columns]
+    pd.testing.assert_frame_equal(result.equity, expected, check_names=False)
+    assert (result.metrics["trades"].to_numpy() == portfolio.trades.count().to_numpy()).all()

@@ -7,7 +7,9 @@ import psycopg
 
 from engine.data.quality import check_bars
 from engine.data.sources import SyntheticSource
-from engine.storage.repositories import write_bars
+from engine.signals.prices import price_panel
+from engine.signals.scans import scan_universe
+from engine.storage.repositories import load_bars, write_bars, write_signals
 
 
 def store_synthetic_bars(
@@ -17,6 +19,16 @@ def store_synthetic_bars(
     written, _ = write_bars(conn, check_bars(source.daily_bars(start, end)), start, end, {})
     conn.commit()
     return written
+
+
+def store_bars_and_signals(conn: psycopg.Connection) -> SyntheticSource:
+    """Ten synthetic symbols with sectors, 2023-01 .. 2024-06, and every scan's signals."""
+    source = SyntheticSource(n_symbols=10, seed=3)
+    start, end = date(2023, 1, 1), date(2024, 6, 28)
+    write_bars(conn, check_bars(source.daily_bars(start, end)), start, end, source.sectors())
+    write_signals(conn, scan_universe(price_panel(load_bars(conn))).signals)
+    conn.commit()
+    return source
 
 
 def pending_allocation(

@@ -1,33 +1,23 @@
-from datetime import date
-
 import polars as pl
 import psycopg
 import pytest
 
-from engine.data.quality import check_bars
 from engine.data.sources import SyntheticSource
 from engine.errors import ConfigurationError, NotFoundError
-from engine.signals.prices import price_panel
 from engine.signals.scanners import Scanner, resolve
-from engine.signals.scans import scan_universe
 from engine.storage.repositories import (
     load_bars,
     save_scanner,
     subscribe,
     subscribed_signals,
-    write_bars,
-    write_signals,
 )
-from tests.helpers import pending_allocation
+from tests.helpers import pending_allocation, store_bars_and_signals
 
 
 @pytest.fixture
 def stored(conn: psycopg.Connection) -> SyntheticSource:
     """Synthetic bars with sectors, their signals, and one strategy to subscribe."""
-    source = SyntheticSource(n_symbols=10, seed=3)
-    start, end = date(2023, 1, 1), date(2024, 6, 28)
-    write_bars(conn, check_bars(source.daily_bars(start, end)), start, end, source.sectors())
-    write_signals(conn, scan_universe(price_panel(load_bars(conn))).signals)
+    source = store_bars_and_signals(conn)
     pending_allocation(conn, "a1", {"sma_cross_10_100": 1.0})
     return source
 

@@ -15,13 +15,11 @@ from engine.backtest.signal_follow import (
     holding,
     signal_follow_backtest,
 )
-from engine.data.quality import check_bars
 from engine.data.sources import SyntheticSource
 from engine.errors import ConfigurationError, NotFoundError
 from engine.portfolio.strategies import add_signal_strategy, get_strategy, update_strategy
 from engine.signals.prices import PricePanel, price_panel
 from engine.signals.scanners import Scanner, filter_members_by_day
-from engine.signals.scans import scan_universe
 from engine.storage.repositories import (
     latest_backtest_run,
     load_bars,
@@ -29,9 +27,8 @@ from engine.storage.repositories import (
     save_scanner,
     signal_strategies,
     subscribe,
-    write_bars,
-    write_signals,
 )
+from tests.helpers import store_bars_and_signals
 
 DAYS = pd.bdate_range("2024-01-01", periods=10)
 
@@ -134,12 +131,7 @@ def test_filter_scanner_membership_is_judged_on_bars_up_to_each_day() -> None:
 
 @pytest.fixture
 def stored(conn: psycopg.Connection) -> SyntheticSource:
-    source = SyntheticSource(n_symbols=10, seed=3)
-    start, end = date(2023, 1, 1), date(2024, 6, 28)
-    write_bars(conn, check_bars(source.daily_bars(start, end)), start, end, source.sectors())
-    write_signals(conn, scan_universe(price_panel(load_bars(conn))).signals)
-    conn.commit()
-    return source
+    return store_bars_and_signals(conn)
 
 
 def test_a_signal_strategy_trades_only_the_signals_that_reach_it(

@@ -27,6 +27,7 @@ from dagster._core.storage.tags import (  # noqa: E402 - after the filters above
 
 from assets.market_data import partition_key_range  # noqa: E402
 from engine.approvals.workflow import approve, list_allocations  # noqa: E402
+from engine.storage.repositories import latest_backtest_run  # noqa: E402
 from orchestration.definitions import defs  # noqa: E402
 
 DEMO_START, DEMO_END = date(2020, 12, 1), date(2024, 12, 31)
@@ -126,10 +127,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _gate_reasons(conn) -> None:
     """Why strategies failed validation in the latest backtest run, if that is what stopped us."""
+    run_id, _, _ = latest_backtest_run(conn)
     rows = conn.execute(
         """SELECT strategy_id, array_to_string(reasons, '; ') FROM validation_verdicts
-           WHERE run_id = (SELECT run_id FROM backtest_runs ORDER BY created_at DESC LIMIT 1)
-             AND NOT passed ORDER BY strategy_id"""
+           WHERE run_id = %s AND NOT passed ORDER BY strategy_id""",
+        (run_id,),
     ).fetchall()
     for strategy, reasons in rows:
         failed = [r for r in reasons.split("; ") if " < " in r or " > " in r or "could not" in r]
@@ -144,12 +146,30 @@ def _summary(conn) -> None:
     print(f"  bars               {one('SELECT count(*) FROM bars_daily')}")
     print(f"  quarantined rows   {one('SELECT count(*) FROM quarantine_bars')}")
     print(f"  signals            {one('SELECT count(*) FROM signals')}")
-    run = "(SELECT run_id FROM backtest_runs ORDER BY created_at DESC LIMIT 1)"
-    passed = one(
-        f"SELECT count(*) FILTER (WHERE passed) FROM validation_verdicts WHERE run_id = {run}"
-    )
-    total = one(f"SELECT count(*) FROM validation_verdicts WHERE run_id = {run}")
+    run_id, _, _ = latest_backtest_run(conn)
+    passed, total = conn.execute(
+        """SELECT count(*) FILTER (WHERE passed), count(*) FROM validation_verdicts
+           WHERE run_id = %s""",
+        (run_id,),
+    ).fetchone()
     print(f"  strategies passed  {passed} of {total}")
+    as_of = one("SELECT max(as_of) FROM correlation_shifts")
+    if as_of is not None:
+        latest_matrices = conn.execute(
+            "SELECT kind, window_days FROM correlation_shifts WHERE as_of = %s ORDER BY 1, 2",
+            (as_of,),
+        ).fetchall()
+        kinds = "/".join(sorted({k for k, _ in latest_matrices}))
+        windows = "/".join(str(w) for w in sorted({w for _, w in latest_matrices}))
+        print(f"  correlations       {kinds} over {windows} days, as of {as_of}")
+    optimization = conn.execute(
+        """SELECT requested_method, method, status FROM optimization_runs
+           ORDER BY created_at DESC LIMIT 1"""
+    ).fetchone()
+    if optimization is not None:
+        requested, used, status = optimization
+        how = used if used == requested else f"{used} (fallback from {requested})"
+        print(f"  optimization       {how}, {status}")
     latest = list_allocations(conn, limit=1)
     if not latest:
         return

@@ -12,7 +12,7 @@ import pytest
 from assets.market_data import bars_daily
 from assets.scans import signals
 from assets.signal_backtests import signal_backtests
-from engine.portfolio.strategies import add_signal_strategy
+from engine.portfolio.strategies import add_signal_strategy, update_strategy
 from engine.storage.repositories import subscribe
 from orchestration.definitions import build_definitions
 from orchestration.demo import DEMO_END, DEMO_START
@@ -111,6 +111,24 @@ def test_regime_shift_to_new_recommendation_then_custom_weights_and_expiry(db: s
     assert not _custom(defs, instance, too_heavy, "all in").success
     with psycopg.connect(db) as conn:
         assert _statuses(conn) == statuses
+
+    # Only one strategy left in optimization: the 50% cap cannot be met; the failed run is
+    # recorded with its error and every exclusion, and no allocation is stored.
+    with psycopg.connect(db) as conn:
+        ids = [r[0] for r in conn.execute("SELECT strategy_id FROM strategies ORDER BY 1")]
+        for sid in ids[1:]:
+            update_strategy(conn, sid, "bea", "test one strategy", include_in_optimization=False)
+    failed = defs.resolve_job_def("recommend_allocation").execute_in_process(
+        instance=instance, raise_on_error=False
+    )
+    assert not failed.success
+    with psycopg.connect(db) as conn:
+        status, error, excluded = conn.execute(
+            "SELECT status, error, excluded FROM optimization_runs ORDER BY created_at DESC LIMIT 1"
+        ).fetchone()
+        assert _statuses(conn) == statuses
+    assert status == "FAILED" and "needs at least 2" in error
+    assert excluded == {sid: "include_in_optimization is off" for sid in ids[1:]}
 
 
 def _custom(

@@ -129,7 +129,7 @@ def _plan_once(
                     f"strategy {sid} trades in {config.trading_mode} mode; the {broker.name} "
                     f"broker takes {broker.trading_mode} strategies only"
                 )
-        params = {sid: configs[sid].params for sid in weights}
+        params = {sid: configs[sid].params for sid, w in weights.items() if w > 0}
         lookback = max(int(p["slow"]) for p in params.values()) + 1
         bars = load_recent_bars(conn, lookback)
         if bars.is_empty():

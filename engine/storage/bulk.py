@@ -1,4 +1,5 @@
-"""Bulk writes: COPY into a temporary table, then one INSERT ... ON CONFLICT.
+"""Bulk writes: COPY straight into the table when no row of the batch is stored yet (the common
+first load); otherwise COPY into a temporary table, then one INSERT ... ON CONFLICT.
 
 Callers run this inside their own transaction, so a batch is written whole or not at all, and
 re-running the same batch changes nothing.
@@ -28,20 +29,29 @@ def copy_upsert(
     if frame.is_empty():
         return 0
     columns = frame.columns
+    target = sql.Identifier(*table.split("."))
     staging = f"staging_{table.replace('.', '_')}"
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    payload = frame.write_csv(include_header=False, null_value="", date_format="%Y-%m-%d")
+
+    def copy_into(name: sql.Composable) -> None:
+        with conn.cursor().copy(
+            sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, NULL '')").format(name, cols)
+        ) as copy:
+            copy.write(payload)
+
+    try:
+        with conn.transaction():  # a savepoint: a key already stored undoes only this attempt
+            copy_into(target)
+        return frame.height
+    except psycopg.errors.UniqueViolation:
+        pass
     conn.execute(
         sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
-            sql.Identifier(staging), sql.Identifier(*table.split("."))
+            sql.Identifier(staging), target
         )
     )
-    payload = frame.write_csv(include_header=False, null_value="", date_format="%Y-%m-%d")
-    with conn.cursor().copy(
-        sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, NULL '')").format(
-            sql.Identifier(staging), cols
-        )
-    ) as copy:
-        copy.write(payload)
+    copy_into(sql.Identifier(staging))
     non_key = [c for c in columns if c not in key]
     action: sql.Composable
     if update and non_key:

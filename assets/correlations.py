@@ -31,11 +31,12 @@ def correlations(
     metadata: dict[str, dg.RawMetadataValue] = {
         "regime_shift_threshold": dg.MetadataValue.float(settings.regime_shift_threshold),
         "shifts": dg.MetadataValue.md(
-            "| kind | window | as of | series | previous | shift |\n|---|---|---|---|---|---|\n"
+            "| kind | window | as of | series | previous | shift | days stored |\n"
+            "|---|---|---|---|---|---|---|\n"
             + "\n".join(
                 f"| {m.matrix.kind} | {m.matrix.window} | {m.as_of} | {len(m.matrix.matrix)} "
                 f"| {m.previous_as_of or '-'} | "
-                f"{'-' if m.shift is None else f'{m.shift:.3f}'} |"
+                f"{'-' if m.shift is None else f'{m.shift:.3f}'} | {m.days} |"
                 for m in report.matrices
             )
         ),

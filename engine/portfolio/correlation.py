@@ -26,27 +26,46 @@ class WindowMatrix:
     left_out: dict[str, str]  # series -> why it is not in the matrix
 
 
-def rolling_matrix(returns: pd.DataFrame, kind: str, window: int) -> WindowMatrix | None:
-    """The correlation matrix of the last ``window`` rows of ``returns`` (day x series), or None
-    when fewer than two series have a full window."""
-    if len(returns) < window:
+def rolling_matrix(
+    returns: pd.DataFrame, kind: str, window: int, end: int | None = None
+) -> WindowMatrix | None:
+    """The correlation matrix of the ``window`` rows of ``returns`` (day x series) that end at
+    row ``end`` (exclusive; default: the last row), or None when fewer than two series have a
+    full window."""
+    end = len(returns) if end is None else end
+    if end < window:
         return None
-    tail = returns.iloc[-window:]
-    left_out: dict[str, str] = {}
-    counts = tail.notna().sum()
-    for name in tail.columns[counts < window]:
-        left_out[str(name)] = f"{int(counts[name])} of the last {window} daily returns"
-    full = tail.loc[:, counts == window]
-    flat = full.columns[full.std(ddof=0).to_numpy() == 0]
-    for name in flat:
-        left_out[str(name)] = f"no movement over the last {window} days"
-    full = full.drop(columns=flat)
-    if full.shape[1] < 2:
+    values = returns.to_numpy(dtype=float)[end - window : end]
+    names = np.asarray([str(c) for c in returns.columns])
+    counts = np.isfinite(values).sum(axis=0)
+    full = counts == window
+    flat = np.zeros_like(full)
+    flat[full] = np.ptp(values[:, full], axis=0) == 0
+    left_out = {
+        str(n): f"{int(c)} of the last {window} daily returns"
+        for n, c in zip(names[~full], counts[~full], strict=True)
+    }
+    left_out |= {str(n): f"no movement over the last {window} days" for n in names[flat]}
+    keep = full & ~flat
+    if keep.sum() < 2:
         return None
-    values = np.corrcoef(full.to_numpy(dtype=float), rowvar=False)
-    names = [str(c) for c in full.columns]
-    matrix = pd.DataFrame(values, index=names, columns=names)
-    return WindowMatrix(kind, window, pd.Timestamp(tail.index[-1]), matrix, left_out)
+    matrix = pd.DataFrame(
+        np.corrcoef(values[:, keep], rowvar=False), index=names[keep], columns=names[keep]
+    )
+    return WindowMatrix(kind, window, pd.Timestamp(returns.index[end - 1]), matrix, left_out)
+
+
+def rolling_history(
+    returns: pd.DataFrame, kind: str, window: int, after: pd.Timestamp | None = None
+) -> list[WindowMatrix]:
+    """One matrix per day, from the first full window (or the first day after ``after``)."""
+    first = window
+    if after is not None:
+        first = max(first, int(returns.index.searchsorted(after, side="right")) + 1)
+    matrices = (
+        rolling_matrix(returns, kind, window, end) for end in range(first, len(returns) + 1)
+    )
+    return [m for m in matrices if m is not None]
 
 
 def asset_returns(bars: pl.DataFrame) -> pd.DataFrame:

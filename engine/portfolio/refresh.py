@@ -1,6 +1,11 @@
 """One correlation refresh: rolling matrices of strategy, asset and sector returns for each window,
-stored with their regime shift against the previous matrix; a shift above the threshold, the
-first time it is seen, marks the ACTIVE allocation for re-optimization."""
+stored with their regime shift against the previous matrix; a shift of the latest matrix above
+the threshold, the first time that matrix is seen, marks the ACTIVE allocation for
+re-optimization.
+
+Strategy and sector matrices are kept for every trading day (the first refresh fills the
+history, later ones add the days since); asset matrices (hundreds of symbols, ~100k pairs each)
+only for the day of each refresh. The latest day is always recomputed."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import pandas as pd
+import polars as pl
 import psycopg
 
 from engine.approvals.workflow import request_reoptimization
@@ -19,31 +25,58 @@ from engine.portfolio.correlation import (
     asset_returns,
     from_pairs,
     regime_shift,
+    rolling_history,
     rolling_matrix,
     sector_returns,
     to_pairs,
 )
 from engine.portfolio.strategies import eligible_strategies
 from engine.storage.repositories import (
+    correlation_shift_recorded,
     flag_correlation_shift,
     instrument_sectors,
     latest_backtest_run,
-    load_recent_bars,
+    load_bars,
     load_strategy_returns,
     previous_correlation_pairs,
-    record_correlation_shift,
-    store_correlation_matrix,
+    record_correlation_shifts,
+    store_correlation_matrices,
 )
+
+HISTORY_KINDS = ("strategy", "sector")
+SHIFT_SCHEMA = {
+    "as_of": pl.Date,
+    "kind": pl.String,
+    "window_days": pl.Int64,
+    "previous_as_of": pl.Date,
+    "shift": pl.Float64,
+    "n_pairs": pl.Int64,
+    "threshold": pl.Float64,
+}
 
 
 @dataclass(frozen=True)
 class MatrixReport:
-    matrix: WindowMatrix
+    matrix: WindowMatrix  # the latest
     as_of: date
     previous_as_of: date | None
     shift: float | None
     n_pairs: int
-    rows: int
+    rows: int  # pairs stored by this refresh, every day included
+    days: int  # matrices stored by this refresh
+
+
+def _new_matrices(
+    conn: psycopg.Connection, kind: str, returns: pd.DataFrame, window: int
+) -> list[WindowMatrix]:
+    """The matrices this refresh stores: the latest day's, and for the history kinds every day
+    after the last one stored before it."""
+    if kind not in HISTORY_KINDS or returns.empty:
+        latest = rolling_matrix(returns, kind, window)
+        return [latest] if latest else []
+    stored = previous_correlation_pairs(conn, kind, window, returns.index[-1].date())
+    after = pd.Timestamp(stored[0]) if stored else None
+    return rolling_history(returns, kind, window, after)
 
 
 @dataclass
@@ -69,7 +102,7 @@ def refresh_correlations(
             report.skipped["strategy"] = "no strategy is eligible for allocation"
     except NotFoundError:
         report.skipped["strategy"] = "no backtest run is stored yet"
-    bars = load_recent_bars(conn, max(windows) + 1)
+    bars = load_bars(conn)  # sector history needs every stored day
     if bars.height:
         assets = asset_returns(bars)
         sources.append(("asset", assets, None))
@@ -80,31 +113,32 @@ def refresh_correlations(
     triggers: list[MatrixReport] = []
     for kind, returns, run_id in sources:
         for window in windows:
-            wm = rolling_matrix(returns, kind, window)
-            if wm is None:
+            matrices = _new_matrices(conn, kind, returns, window)
+            if not matrices:
                 report.skipped[f"{kind} {window}d"] = (
                     f"fewer than two {kind} series with {window} days of returns "
                     f"({len(returns)} days stored)"
                 )
                 continue
-            as_of = wm.as_of.date()
-            previous = previous_correlation_pairs(conn, kind, window, as_of)
-            shift, n_pairs = (
-                (None, 0) if previous is None else regime_shift(wm.matrix, from_pairs(previous[1]))
-            )
-            rows = store_correlation_matrix(conn, kind, window, as_of, to_pairs(wm.matrix), run_id)
-            first_time = record_correlation_shift(
-                conn,
-                as_of,
-                kind,
-                window,
-                previous[0] if previous else None,
-                shift,
-                n_pairs,
-                threshold,
-            )
+            first = matrices[0].as_of.date()
+            previous = previous_correlation_pairs(conn, kind, window, first)
+            before = from_pairs(previous[1]) if previous else None
+            before_as_of = previous[0] if previous else None
+            shifts, pairs = [], []
+            for wm in matrices:
+                shift, n_pairs = (None, 0) if before is None else regime_shift(wm.matrix, before)
+                as_of = wm.as_of.date()
+                shifts.append((as_of, kind, window, before_as_of, shift, n_pairs, threshold))
+                pairs.append(to_pairs(wm.matrix).with_columns(pl.lit(as_of).alias("as_of")))
+                before, before_as_of = wm.matrix, as_of
+            latest = matrices[-1]
+            latest_as_of = latest.as_of.date()
+            first_time = not correlation_shift_recorded(conn, latest_as_of, kind, window)
+            rows = store_correlation_matrices(conn, kind, window, pl.concat(pairs), run_id)
+            record_correlation_shifts(conn, pl.DataFrame(shifts, schema=SHIFT_SCHEMA, orient="row"))
+            _, _, _, previous_as_of, shift, n_pairs, _ = shifts[-1]
             matrix_report = MatrixReport(
-                wm, as_of, previous[0] if previous else None, shift, n_pairs, rows
+                latest, latest_as_of, previous_as_of, shift, n_pairs, rows, len(matrices)
             )
             report.matrices.append(matrix_report)
             if first_time and shift is not None and shift > threshold:

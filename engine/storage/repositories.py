@@ -308,25 +308,25 @@ def record_validation(conn: psycopg.Connection, run_id: uuid.UUID, result: GateR
 # --- correlations ------------------------------------------------------------------------------
 
 
-def store_correlation_matrix(
+def store_correlation_matrices(
     conn: psycopg.Connection,
     kind: str,
     window_days: int,
-    as_of: date,
     pairs: pl.DataFrame,
     run_id: uuid.UUID | None,
 ) -> int:
-    """Replace the matrix of (as_of, kind, window) with ``pairs`` (a, b, rho)."""
+    """Replace the matrices of (kind, window) on every ``as_of`` in ``pairs`` (as_of, a, b,
+    rho)."""
     frame = pairs.with_columns(
-        pl.lit(as_of).alias("as_of"),
         pl.lit(kind).alias("kind"),
         pl.lit(window_days).alias("window_days"),
         pl.lit(str(run_id) if run_id else None, dtype=pl.Utf8).alias("run_id"),
     )
     with conn.transaction():
         conn.execute(
-            "DELETE FROM correlations WHERE as_of = %s AND kind = %s AND window_days = %s",
-            (as_of, kind, window_days),
+            """DELETE FROM correlations
+               WHERE kind = %s AND window_days = %s AND as_of = ANY(%s)""",
+            (kind, window_days, pairs["as_of"].unique().to_list()),
         )
         return copy_upsert(
             conn, "correlations", frame, key=["as_of", "kind", "window_days", "a", "b"]
@@ -351,29 +351,21 @@ def previous_correlation_pairs(
     return row[0], pl.DataFrame(rows, schema=["a", "b", "rho"], orient="row")
 
 
-def record_correlation_shift(
-    conn: psycopg.Connection,
-    as_of: date,
-    kind: str,
-    window_days: int,
-    previous_as_of: date | None,
-    shift: float | None,
-    n_pairs: int,
-    threshold: float,
+def correlation_shift_recorded(
+    conn: psycopg.Connection, as_of: date, kind: str, window_days: int
 ) -> bool:
-    """Store the shift of one refreshed matrix; True when (as_of, kind, window) is new."""
+    row = conn.execute(
+        "SELECT 1 FROM correlation_shifts WHERE as_of = %s AND kind = %s AND window_days = %s",
+        (as_of, kind, window_days),
+    ).fetchone()
+    return row is not None
+
+
+def record_correlation_shifts(conn: psycopg.Connection, shifts: pl.DataFrame) -> None:
+    """(as_of, kind, window_days, previous_as_of, shift, n_pairs, threshold) rows, replacing
+    those of the same matrices."""
     with conn.transaction():
-        row = conn.execute(
-            """INSERT INTO correlation_shifts
-               (as_of, kind, window_days, previous_as_of, shift, n_pairs, threshold)
-           VALUES (%s, %s, %s, %s, %s, %s, %s)
-           ON CONFLICT (as_of, kind, window_days) DO UPDATE SET
-               previous_as_of = EXCLUDED.previous_as_of, shift = EXCLUDED.shift,
-               n_pairs = EXCLUDED.n_pairs, threshold = EXCLUDED.threshold
-           RETURNING (xmax = 0)""",
-            (as_of, kind, window_days, previous_as_of, shift, n_pairs, threshold),
-        ).fetchone()
-    return bool(row and row[0])
+        copy_upsert(conn, "correlation_shifts", shifts, key=["as_of", "kind", "window_days"])
 
 
 def flag_correlation_shift(

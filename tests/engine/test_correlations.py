@@ -114,16 +114,22 @@ def test_a_refresh_stores_matrices_and_shifts_and_marks_the_active_allocation_on
     kinds = {(m.matrix.kind, m.matrix.window) for m in first.matrices}
     assert kinds == {("asset", 63), ("asset", 252), ("sector", 63), ("sector", 252)}
     assert first.skipped == {"strategy": "no backtest run is stored yet"}
-    assert all(m.shift is None for m in first.matrices) and first.flagged_allocation is None
-    rows = conn.execute(
-        "SELECT kind, window_days, count(*) FROM correlations GROUP BY 1, 2 ORDER BY 1, 2"
-    ).fetchall()
+    assert first.flagged_allocation is None  # nothing is ACTIVE
+    # Assets: the latest day only, nothing before it; sectors: every day of a full window.
+    assert [m.shift for m in first.matrices if m.matrix.kind == "asset"] == [None, None]
+    days = conn.execute("SELECT count(DISTINCT ts) FROM bars_daily").fetchone()[0]
     n_sectors = len(set(source.sectors().values()))
+    sector_pairs = n_sectors * (n_sectors - 1) // 2
+    rows = conn.execute(
+        """SELECT kind, window_days, count(*), count(DISTINCT as_of) FROM correlations
+           GROUP BY 1, 2 ORDER BY 1, 2"""
+    ).fetchall()
+    # `days` bars give days - 1 returns, so days - window full windows.
     assert rows == [
-        ("asset", 63, 66),  # 12 symbols: 12 * 11 / 2 pairs
-        ("asset", 252, 66),
-        ("sector", 63, n_sectors * (n_sectors - 1) // 2),
-        ("sector", 252, n_sectors * (n_sectors - 1) // 2),
+        ("asset", 63, 66, 1),  # 12 symbols: 12 * 11 / 2 pairs
+        ("asset", 252, 66, 1),
+        ("sector", 63, sector_pairs * (days - 63), days - 63),
+        ("sector", 252, sector_pairs * (days - 252), days - 252),
     ]
 
     pending_allocation(conn, "live", {"sma_cross_10_100": 0.5, "sma_cross_20_150": 0.5})
@@ -134,8 +140,24 @@ def test_a_refresh_stores_matrices_and_shifts_and_marks_the_active_allocation_on
     assert "asset 63-day correlations moved" in (second.reason or "")
     assert get_allocation(conn, "live").reoptimize_reason == second.reason
     shifted = [s for s in _shifts(conn) if s[0] == date(2024, 9, 30)]
-    assert len(shifted) == 4
-    assert all(s[3] == date(2024, 6, 28) and s[4] > 0 and s[5] == "live" for s in shifted)
+    assert len(shifted) == 4 and all(s[4] > 0 and s[5] == "live" for s in shifted)
+    previous = {(s[1], s[2]): s[3] for s in shifted}
+    assert previous == {  # assets against the last refresh, sectors against the day before
+        ("asset", 63): date(2024, 6, 28),
+        ("asset", 252): date(2024, 6, 28),
+        ("sector", 63): date(2024, 9, 27),
+        ("sector", 252): date(2024, 9, 27),
+    }
+    added = conn.execute(
+        """SELECT count(DISTINCT as_of) FROM correlations
+           WHERE kind = 'sector' AND window_days = 63 AND as_of > '2024-06-28'"""
+    ).fetchone()[0]
+    assert (
+        added
+        == conn.execute(
+            "SELECT count(DISTINCT ts) FROM bars_daily WHERE ts > '2024-06-28'"
+        ).fetchone()[0]
+    )
 
     # The shift against the stored matrix, computed independently of the refresh.
     stored = conn.execute(
@@ -154,6 +176,28 @@ def test_a_refresh_stores_matrices_and_shifts_and_marks_the_active_allocation_on
     third = refresh_correlations(conn, threshold=0.0)
     assert third.flagged_allocation is None
     assert get_allocation(conn, "next").reoptimize_reason is None
+
+
+def test_each_days_sector_shift_is_against_the_day_before(conn: psycopg.Connection) -> None:
+    _store(conn, SyntheticSource(n_symbols=8, seed=5), date(2024, 1, 2), date(2024, 6, 28))
+    refresh_correlations(conn, threshold=1.0, windows=(63,))
+    stored = conn.execute(
+        """SELECT as_of, a, b, rho FROM correlations
+           WHERE kind = 'sector' AND window_days = 63 ORDER BY as_of, a, b"""
+    ).fetchall()
+    frame = pl.DataFrame(stored, schema=["as_of", "a", "b", "rho"], orient="row")
+    by_day = {day: group for (day,), group in frame.group_by("as_of", maintain_order=True)}
+    days = sorted(by_day)
+    shifts = dict(
+        conn.execute(
+            """SELECT as_of, shift FROM correlation_shifts
+               WHERE kind = 'sector' AND window_days = 63"""
+        ).fetchall()
+    )
+    assert shifts[days[0]] is None
+    for before, after in zip(days, days[1:], strict=False):
+        expected = (by_day[after]["rho"] - by_day[before]["rho"]).abs().mean()
+        assert shifts[after] == pytest.approx(expected, rel=1e-12)
 
 
 def test_below_the_threshold_nothing_is_marked(conn: psycopg.Connection) -> None:
@@ -183,8 +227,5 @@ def test_sector_correlations_of_the_real_universe(
     assert np.allclose(np.diag(values), 1) and (np.abs(values) <= 1 + 1e-12).all()
     assert values[np.triu_indices(len(values), k=1)].mean() > 0.2  # sectors move together
     assets = by_kind["asset"]
-    stored = conn.execute(  # symbols with a bar in the window's 64 days (63 returns)
-        """SELECT count(DISTINCT symbol) FROM bars_daily WHERE ts >=
-           (SELECT min(ts) FROM (SELECT DISTINCT ts FROM bars_daily ORDER BY ts DESC LIMIT 64) d)"""
-    ).fetchone()
+    stored = conn.execute("SELECT count(DISTINCT symbol) FROM bars_daily").fetchone()
     assert (len(assets.matrix) + len(assets.left_out),) == stored

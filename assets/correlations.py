@@ -10,6 +10,8 @@ from engine.portfolio.correlation import to_markdown
 from engine.portfolio.refresh import refresh_correlations
 from orchestration.resources import Database, Settings
 
+MAX_HEATMAP_SERIES = 60
+
 
 @dg.asset(deps=[validations], group_name="portfolio")
 def correlations(
@@ -47,9 +49,15 @@ def correlations(
     for m in report.matrices:
         if m.matrix.window != shortest:
             continue
+        table = to_markdown(m.matrix.matrix)
         title = f"{m.matrix.kind} correlations, {m.matrix.window} days to {m.as_of}"
+        if len(m.matrix.matrix) > MAX_HEATMAP_SERIES:
+            # Hundreds of symbols make an unreadable picture of a megabyte or more, stored with
+            # every refresh: the table of extreme pairs says more.
+            metadata[f"{m.matrix.kind}_matrix"] = dg.MetadataValue.md(f"{title}\n\n{table}")
+            continue
         picture = base64.b64encode(heatmap_png(m.matrix.matrix, title)).decode()
         metadata[f"{m.matrix.kind}_matrix"] = dg.MetadataValue.md(
-            f"![{title}](data:image/png;base64,{picture})\n\n{to_markdown(m.matrix.matrix)}"
+            f"![{title}](data:image/png;base64,{picture})\n\n{table}"
         )
     return dg.MaterializeResult(metadata=metadata)

@@ -85,9 +85,11 @@ def _show(conn: psycopg.Connection, allocation_id: str) -> None:
 
 def _describe_strategy(config: StrategyConfig) -> str:
     limits = ", ".join(f"{k} {v:.2%}" for k, v in sorted(config.risk_limits.items())) or "none"
+    params = ", ".join(f"{k} {v}" for k, v in sorted(config.params.items()))
     return (
         f"{config.strategy_id:<24} {config.status:<8} {config.trading_mode:<10} "
-        f"{'optimized' if config.include_in_optimization else 'excluded':<9} limits: {limits}"
+        f"{'optimized' if config.include_in_optimization else 'excluded':<9} limits: {limits}; "
+        f"{config.family} ({params})"
     )
 
 

@@ -116,7 +116,10 @@ def test_strategy_configuration_from_the_command_line(
     )
     assert main(["strategy", "list"]) == 0
     listing = capsys.readouterr().out
-    assert "sma_cross_20_150         ACTIVE   SIMULATION optimized limits: none" in listing
+    assert (
+        "sma_cross_20_150         ACTIVE   SIMULATION optimized limits: none; "
+        "sma_cross (fast 20, slow 150)" in listing
+    )
     assert main(["strategy", "show", "sma_cross_10_100"]) == 0
     assert "alice: max_position_pct None -> 0.05 (calm it)" in capsys.readouterr().out
     with pytest.raises(SystemExit):
@@ -131,7 +134,8 @@ def test_a_signal_strategy_is_added_and_subscribed_from_the_command_line(
 ) -> None:
     assert main(["strategy", "add", "dips", "--hold-days", "5", "--by", "alice"]) == 0
     out = capsys.readouterr().out
-    assert "dips: signal_follow strategy created" in out and "TESTING" in out
+    assert "dips: signal_follow strategy created" in out
+    assert "TESTING  SIMULATION excluded  limits: none; signal_follow (hold_days 5)" in out
     assert main(["subscribe", "dips", "rsi_oversold", "--min-confidence", "60"]) == 0
     assert main(["strategy", "set", "dips", "--by", "alice", "--status", "ACTIVE"]) == 1
     assert "only sma_cross strategies are validated" in capsys.readouterr().err

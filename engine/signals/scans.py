@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -303,10 +303,6 @@ def scan_universe(panel: PricePanel, params: ScanParams = ScanParams()) -> ScanR
         else pl.DataFrame(schema=SIGNAL_SCHEMA)
     )
     return ScanResult(signals=signals, skipped=skipped)
-
-
-def params_json(params: ScanParams) -> str:
-    return json.dumps(asdict(params), sort_keys=True)
 
 
 def sma_cross_state(close: pd.DataFrame, fast: int, slow: int) -> pd.Series:

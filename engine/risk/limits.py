@@ -57,6 +57,11 @@ def _signed(order: OrderRequest) -> Decimal:
     return order.qty if order.side is Side.BUY else -order.qty
 
 
+def _adds_exposure(order: OrderRequest, positions: dict[str, Decimal]) -> bool:
+    before = positions.get(order.symbol, Decimal(0))
+    return abs(before + _signed(order)) > abs(before)
+
+
 def evaluate(
     orders: list[OrderRequest],
     positions: dict[str, Decimal],
@@ -110,8 +115,7 @@ def evaluate(
                     f"{'<=' if ok else '>'} {limits.max_position_pct:.2%}",
                 )
             )
-        before = positions.get(order.symbol, Decimal(0))
-        adds_exposure = abs(before + _signed(order)) > abs(before)
+        adds_exposure = _adds_exposure(order, positions)
         if leverage is None:
             ok, reason = False, "cannot evaluate gross leverage: a price or the equity is missing"
         else:
@@ -139,8 +143,7 @@ def evaluate_strategy_limits(
     limit wants to hold."""
     decisions: list[RiskDecision] = []
     for order in orders:
-        before = positions.get(order.symbol, Decimal(0))
-        if abs(before + _signed(order)) <= abs(before):
+        if not _adds_exposure(order, positions):
             continue  # reducing exposure is always allowed
         for exposure in exposures:
             target = exposure.targets.get(order.symbol, 0.0)
@@ -150,34 +153,39 @@ def evaluate_strategy_limits(
             cap = exposure.limits.get("max_position_pct")
             if cap is not None:
                 pct = target / equity if math.isfinite(equity) and equity > 0 else math.nan
-                ok = math.isfinite(pct) and pct <= cap + 1e-12
-                reason = (
-                    f"{sid} wants {pct:.2%} of equity in {order.symbol} "
-                    f"{'<=' if ok else '>'} its limit {cap:.2%}"
-                    if math.isfinite(pct)
-                    else f"cannot evaluate {sid}'s position limit: equity is {equity}"
-                )
                 decisions.append(
-                    RiskDecision(coid, "strategy_max_position_pct", ok, pct, cap, reason)
+                    _within(
+                        coid,
+                        "strategy_max_position_pct",
+                        pct,
+                        cap,
+                        f"{sid} wants {pct:.2%} of equity in {order.symbol}",
+                        f"cannot evaluate {sid}'s position limit: equity is {equity}",
+                    )
                 )
             max_loss = exposure.limits.get("max_daily_loss_pct")
             if max_loss is not None:
                 loss = -exposure.latest_return
-                ok = math.isfinite(loss) and loss <= max_loss + 1e-12
-                reason = (
-                    f"{sid} lost {loss:.2%} of its capital on the latest session "
-                    f"{'<=' if ok else '>'} its limit {max_loss:.2%}"
-                    if math.isfinite(loss)
-                    else f"cannot evaluate {sid}'s daily loss: a held symbol has no price move"
-                )
                 decisions.append(
-                    RiskDecision(
+                    _within(
                         coid,
                         "strategy_max_daily_loss_pct",
-                        ok,
-                        loss if math.isfinite(loss) else None,
+                        loss,
                         max_loss,
-                        reason,
+                        f"{sid} lost {loss:.2%} of its capital on the latest session",
+                        f"cannot evaluate {sid}'s daily loss: a held symbol has no price move",
                     )
                 )
     return decisions
+
+
+def _within(
+    coid: str, rule: str, value: float, limit: float, what: str, unknown: str
+) -> RiskDecision:
+    """``value <= limit``; a value that is not a number fails with ``unknown`` as the reason."""
+    if not math.isfinite(value):
+        return RiskDecision(coid, rule, False, None, limit, unknown)
+    ok = value <= limit + 1e-12
+    return RiskDecision(
+        coid, rule, ok, value, limit, f"{what} {'<=' if ok else '>'} its limit {limit:.2%}"
+    )

@@ -628,12 +628,35 @@ def subscribed_signals(
     type, at least its minimum confidence and, when it names a scanner, on a symbol the scanner
     held that day (manual and sector scanners: their members; filter scanners: judged on the
     bars up to the signal's day)."""
-    subscriptions = conn.execute(
-        "SELECT signal_type, min_confidence, scanner FROM strategy_subscriptions "
-        "WHERE strategy_id = %s",
+    return _signals_reaching(
+        conn,
+        _subscriptions(conn, strategy_id),
+        since,
+        instrument_sectors(conn),
+        _stored_symbols(conn),
+    )
+
+
+def _subscriptions(conn: psycopg.Connection, strategy_id: str) -> list[tuple]:
+    """(signal_type, min_confidence, scanner) of each subscription of ``strategy_id``."""
+    return conn.execute(
+        """SELECT signal_type, min_confidence, scanner FROM strategy_subscriptions
+           WHERE strategy_id = %s ORDER BY signal_type""",
         (strategy_id,),
     ).fetchall()
-    sectors = instrument_sectors(conn)
+
+
+def _stored_symbols(conn: psycopg.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT symbol FROM instruments ORDER BY symbol")]
+
+
+def _signals_reaching(
+    conn: psycopg.Connection,
+    subscriptions: list[tuple],
+    since: date | None,
+    sectors: dict[str, str],
+    known: list[str],
+) -> pl.DataFrame:
     frames = []
     for signal_type, min_confidence, scanner_name in subscriptions:
         rows = conn.execute(
@@ -653,9 +676,8 @@ def subscribed_signals(
                     filter_members_by_day(scanner, bars), on=["symbol", "ts"], how="semi"
                 )
             else:
-                frame = frame.filter(
-                    pl.col("symbol").is_in(_static_members(conn, scanner, sectors))
-                )
+                members = _static_members(scanner, sectors, known)
+                frame = frame.filter(pl.col("symbol").is_in(members))
         frames.append(frame)
     if not frames:
         return pl.DataFrame(schema=SUBSCRIBED_SIGNAL_COLUMNS)
@@ -669,7 +691,7 @@ def signal_strategies(conn: psycopg.Connection) -> tuple[list[SignalStrategy], d
     from engine.backtest.signal_follow import SignalStrategy
 
     sectors = instrument_sectors(conn)
-    everyone = [r[0] for r in conn.execute("SELECT symbol FROM instruments ORDER BY symbol")]
+    everyone = _stored_symbols(conn)
     strategies: list[SignalStrategy] = []
     skipped: dict[str, str] = {}
     rows = conn.execute(
@@ -678,11 +700,7 @@ def signal_strategies(conn: psycopg.Connection) -> tuple[list[SignalStrategy], d
         (SIGNAL_FOLLOW,),
     ).fetchall()
     for strategy_id, params in rows:
-        subscriptions = conn.execute(
-            """SELECT signal_type, min_confidence, scanner FROM strategy_subscriptions
-               WHERE strategy_id = %s ORDER BY signal_type""",
-            (strategy_id,),
-        ).fetchall()
+        subscriptions = _subscriptions(conn, strategy_id)
         if not subscriptions:
             skipped[strategy_id] = "no subscriptions: no signal reaches it"
             continue
@@ -692,12 +710,12 @@ def signal_strategies(conn: psycopg.Connection) -> tuple[list[SignalStrategy], d
             if scanner is None or scanner.kind == "filter":
                 universe = set(everyone)
                 break
-            universe |= set(_static_members(conn, scanner, sectors))
+            universe |= set(_static_members(scanner, sectors, everyone))
         strategies.append(
             SignalStrategy(
                 strategy_id=strategy_id,
                 hold_days=int(params["hold_days"]),
-                signals=subscribed_signals(conn, strategy_id),
+                signals=_signals_reaching(conn, subscriptions, None, sectors, everyone),
                 universe=tuple(sorted(universe)),
                 subscriptions=tuple(
                     {"signal_type": t, "min_confidence": c, "scanner": n}
@@ -708,12 +726,8 @@ def signal_strategies(conn: psycopg.Connection) -> tuple[list[SignalStrategy], d
     return strategies, skipped
 
 
-def _static_members(
-    conn: psycopg.Connection, scanner: Scanner, sectors: dict[str, str]
-) -> list[str]:
+def _static_members(scanner: Scanner, sectors: dict[str, str], known: list[str]) -> list[str]:
     """The stored members of a manual or sector scanner (they do not depend on bars)."""
-    known = pl.DataFrame(
-        {"symbol": [r[0] for r in conn.execute("SELECT symbol FROM instruments")]},
-        schema={"symbol": pl.String},
-    )
-    return resolve(scanner, sectors, known)[0]
+    return resolve(scanner, sectors, pl.DataFrame({"symbol": known}, schema={"symbol": pl.String}))[
+        0
+    ]

@@ -276,24 +276,58 @@ def create_custom(
                     f"custom weights refused: strategy {sid} is {known[sid]}, not ACTIVE"
                 )
         archived = _archive_active(conn, allocation_id, actor)
-        conn.execute(
-            """INSERT INTO allocations (allocation_id, status, method, created_by)
-               VALUES (%s, 'ACTIVE', 'custom', %s)""",
-            (allocation_id, actor),
+        event_id = insert_allocation(
+            conn, allocation_id, "ACTIVE", "custom", actor, weights, reason
         )
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO allocation_weights (allocation_id, strategy_id, weight) "
-                "VALUES (%s, %s, %s)",
-                [(allocation_id, sid, w) for sid, w in weights.items()],
-            )
-        row = conn.execute(
-            """INSERT INTO approval_events (allocation_id, from_status, to_status, actor, reason)
-               VALUES (%s, NULL, 'ACTIVE', %s, %s) RETURNING event_id""",
-            (allocation_id, actor, reason),
-        ).fetchone()
-        assert row is not None
-    return Transition(int(row[0]), allocation_id, "NEW", "ACTIVE", actor, reason, archived)
+    return Transition(event_id, allocation_id, "NEW", "ACTIVE", actor, reason, archived)
+
+
+def insert_allocation(
+    conn: psycopg.Connection,
+    allocation_id: str,
+    status: str,
+    method: str,
+    created_by: str,
+    weights: dict[str, float],
+    reason: str,
+    *,
+    optimization_id: uuid.UUID | None = None,
+    expected_return: float | None = None,
+    volatility: float | None = None,
+    sharpe: float | None = None,
+    expires_at: datetime | None = None,
+) -> int:
+    """A new allocation in ``status``, its weights, and the approval event that brings it into
+    being (from nothing); returns the event id. Runs in the caller's transaction."""
+    conn.execute(
+        """INSERT INTO allocations (allocation_id, optimization_id, status, method,
+               expected_return, volatility, sharpe, created_by, expires_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+        (
+            allocation_id,
+            optimization_id,
+            status,
+            method,
+            expected_return,
+            volatility,
+            sharpe,
+            created_by,
+            expires_at,
+        ),
+    )
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO allocation_weights (allocation_id, strategy_id, weight) "
+            "VALUES (%s, %s, %s)",
+            [(allocation_id, sid, w) for sid, w in weights.items()],
+        )
+    row = conn.execute(
+        """INSERT INTO approval_events (allocation_id, from_status, to_status, actor, reason)
+           VALUES (%s, NULL, %s, %s, %s) RETURNING event_id""",
+        (allocation_id, status, created_by, reason),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def request_reoptimization(conn: psycopg.Connection, reason: str) -> str | None:

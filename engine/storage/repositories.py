@@ -11,6 +11,7 @@ import pandas as pd
 import polars as pl
 import psycopg
 
+from engine.approvals.workflow import insert_allocation
 from engine.backtest import SIGNAL_FOLLOW, SMA_CROSS
 from engine.data.sources import BAR_SCHEMA
 from engine.errors import (
@@ -417,33 +418,22 @@ def record_recommendation(
                 len(result.weights),
             ),
         )
-        conn.execute(
-            """INSERT INTO allocations (allocation_id, optimization_id, status, method,
-                   expected_return, volatility, sharpe, created_by, expires_at)
-               VALUES (%s, %s, 'PENDING_APPROVAL', %s, %s, %s, %s, 'optimizer', %s)""",
-            (
-                allocation_id,
-                optimization_id,
-                result.method,
-                result.expected_return,
-                result.volatility,
-                result.sharpe,
-                expires_at,
-            ),
-        )
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO allocation_weights (allocation_id, strategy_id, weight) "
-                "VALUES (%s, %s, %s)",
-                [(allocation_id, sid, w) for sid, w in result.weights.items()],
-            )
         how = result.method
         if result.method != result.requested:
             how += f" (fallback: {result.requested} failed)"
-        conn.execute(
-            """INSERT INTO approval_events (allocation_id, from_status, to_status, actor, reason)
-               VALUES (%s, NULL, 'PENDING_APPROVAL', 'optimizer', %s)""",
-            (allocation_id, f"{how} on backtest run {run_id}"),
+        insert_allocation(
+            conn,
+            allocation_id,
+            "PENDING_APPROVAL",
+            result.method,
+            "optimizer",
+            result.weights,
+            f"{how} on backtest run {run_id}",
+            optimization_id=optimization_id,
+            expected_return=result.expected_return,
+            volatility=result.volatility,
+            sharpe=result.sharpe,
+            expires_at=expires_at,
         )
     return allocation_id
 

@@ -32,14 +32,17 @@ from engine.portfolio.correlation import (
 )
 from engine.portfolio.strategies import eligible_strategies
 from engine.storage.repositories import (
+    correlation_as_of_before,
     correlation_shift_recorded,
     flag_correlation_shift,
     instrument_sectors,
     latest_backtest_run,
     load_bars,
+    load_recent_bars,
     load_strategy_returns,
     previous_correlation_pairs,
     record_correlation_shifts,
+    sessions_after,
     store_correlation_matrices,
 )
 
@@ -74,9 +77,25 @@ def _new_matrices(
     if kind not in HISTORY_KINDS or returns.empty:
         latest = rolling_matrix(returns, kind, window)
         return [latest] if latest else []
-    stored = previous_correlation_pairs(conn, kind, window, returns.index[-1].date())
-    after = pd.Timestamp(stored[0]) if stored else None
-    return rolling_history(returns, kind, window, after)
+    stored = correlation_as_of_before(conn, kind, window, returns.index[-1].date())
+    return rolling_history(returns, kind, window, pd.Timestamp(stored) if stored else None)
+
+
+def _bars_needed(conn: psycopg.Connection, windows: tuple[int, ...]) -> pl.DataFrame:
+    """The stored bars the asset and sector matrices of this refresh need: the last window of
+    days, and for the sector history every day since the last stored matrix before the latest
+    bar, with a window before it; every bar while a sector history is missing."""
+    row = conn.execute("SELECT max(ts) FROM bars_daily").fetchone()
+    latest = None if row is None else row[0]
+    if latest is None:
+        return load_bars(conn)
+    sessions = max(windows) + 1
+    for window in windows:
+        stored = correlation_as_of_before(conn, "sector", window, latest)
+        if stored is None:
+            return load_bars(conn)
+        sessions = max(sessions, sessions_after(conn, stored) + window + 1)
+    return load_recent_bars(conn, sessions)
 
 
 @dataclass
@@ -102,7 +121,7 @@ def refresh_correlations(
             report.skipped["strategy"] = "no strategy is eligible for allocation"
     except NotFoundError:
         report.skipped["strategy"] = "no backtest run is stored yet"
-    bars = load_bars(conn)  # sector history needs every stored day
+    bars = _bars_needed(conn, windows)
     if bars.height:
         assets = asset_returns(bars)
         sources.append(("asset", assets, None))
@@ -117,7 +136,7 @@ def refresh_correlations(
             if not matrices:
                 report.skipped[f"{kind} {window}d"] = (
                     f"fewer than two {kind} series with {window} days of returns "
-                    f"({len(returns)} days stored)"
+                    f"({len(returns)} days read)"
                 )
                 continue
             first = matrices[0].as_of.date()

@@ -338,18 +338,32 @@ def previous_correlation_pairs(
     conn: psycopg.Connection, kind: str, window_days: int, before: date
 ) -> tuple[date, pl.DataFrame] | None:
     """The latest stored matrix of (kind, window) as of a day before ``before``."""
+    as_of = correlation_as_of_before(conn, kind, window_days, before)
+    if as_of is None:
+        return None
+    rows = conn.execute(
+        "SELECT a, b, rho FROM correlations WHERE as_of = %s AND kind = %s AND window_days = %s",
+        (as_of, kind, window_days),
+    ).fetchall()
+    return as_of, pl.DataFrame(rows, schema=["a", "b", "rho"], orient="row")
+
+
+def correlation_as_of_before(
+    conn: psycopg.Connection, kind: str, window_days: int, before: date
+) -> date | None:
+    """The day of the latest stored matrix of (kind, window) before ``before``."""
     row = conn.execute(
         """SELECT max(as_of) FROM correlations
            WHERE kind = %s AND window_days = %s AND as_of < %s""",
         (kind, window_days, before),
     ).fetchone()
-    if row is None or row[0] is None:
-        return None
-    rows = conn.execute(
-        "SELECT a, b, rho FROM correlations WHERE as_of = %s AND kind = %s AND window_days = %s",
-        (row[0], kind, window_days),
-    ).fetchall()
-    return row[0], pl.DataFrame(rows, schema=["a", "b", "rho"], orient="row")
+    return None if row is None else row[0]
+
+
+def sessions_after(conn: psycopg.Connection, day: date) -> int:
+    """How many trading days with stored bars come after ``day``."""
+    row = conn.execute("SELECT count(DISTINCT ts) FROM bars_daily WHERE ts > %s", (day,))
+    return int(row.fetchone()[0])  # type: ignore[index]
 
 
 def correlation_shift_recorded(

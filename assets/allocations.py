@@ -7,6 +7,7 @@ import dagster as dg
 from assets.correlations import correlations
 from assets.validations import validations
 from engine.errors import AllocationError
+from engine.markdown import markdown_table
 from engine.portfolio.optimize import optimize
 from engine.portfolio.strategies import eligible_strategies
 from engine.storage.repositories import (
@@ -79,8 +80,9 @@ def allocation_recommendation(
             "volatility": dg.MetadataValue.float(result.volatility),
             "sharpe": dg.MetadataValue.float(result.sharpe),
             "weights": dg.MetadataValue.md(
-                "| strategy | weight |\n|---|---|\n"
-                + "\n".join(f"| {sid} | {w:.2%} |" for sid, w in weights.items())
+                markdown_table(
+                    ["strategy", "weight"], [(s, f"{w:.2%}") for s, w in weights.items()]
+                )
             ),
             "approve_with": f"tradeflow approve {allocation_id} --by YOUR_NAME",
         }

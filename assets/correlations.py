@@ -5,6 +5,7 @@ import base64
 import dagster as dg
 
 from assets.validations import validations
+from engine.markdown import markdown_table
 from engine.plots import heatmap_png
 from engine.portfolio.correlation import to_markdown
 from engine.portfolio.refresh import refresh_correlations
@@ -33,13 +34,20 @@ def correlations(
     metadata: dict[str, dg.RawMetadataValue] = {
         "regime_shift_threshold": dg.MetadataValue.float(settings.regime_shift_threshold),
         "shifts": dg.MetadataValue.md(
-            "| kind | window | as of | series | previous | shift | days stored |\n"
-            "|---|---|---|---|---|---|---|\n"
-            + "\n".join(
-                f"| {m.matrix.kind} | {m.matrix.window} | {m.as_of} | {len(m.matrix.matrix)} "
-                f"| {m.previous_as_of or '-'} | "
-                f"{'-' if m.shift is None else f'{m.shift:.3f}'} | {m.days} |"
-                for m in report.matrices
+            markdown_table(
+                ["kind", "window", "as of", "series", "previous", "shift", "days stored"],
+                [
+                    (
+                        m.matrix.kind,
+                        m.matrix.window,
+                        m.as_of,
+                        len(m.matrix.matrix),
+                        m.previous_as_of or "-",
+                        "-" if m.shift is None else f"{m.shift:.3f}",
+                        m.days,
+                    )
+                    for m in report.matrices
+                ],
             )
         ),
         "skipped": dg.MetadataValue.json(report.skipped),

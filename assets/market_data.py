@@ -8,6 +8,7 @@ import polars as pl
 
 from engine.data.calendar import nyse, trading_days, weekday_holidays
 from engine.data.quality import RULES, check_bars, check_minute_bars, missing_sessions
+from engine.markdown import markdown_table
 from engine.storage.repositories import (
     closes_before,
     corporate_action_days,
@@ -117,7 +118,7 @@ def bars_daily(
         metadata={
             "missing_sessions": dg.MetadataValue.int(int(gaps["missing"].sum())),
             "symbols_with_gaps": dg.MetadataValue.int(gaps.height),
-            "worst": dg.MetadataValue.md(_markdown(gaps.head(10).rows(), gaps.columns)),
+            "worst": dg.MetadataValue.md(markdown_table(gaps.columns, gaps.head(10).rows())),
         },
     )
 
@@ -178,12 +179,6 @@ def _quality_result(check_name: str, violations: pl.DataFrame) -> dg.AssetCheckR
         else "rows failed: " + ", ".join(f"{rule}={n}" for rule, n in failing.items()),
         metadata={
             **{f"failed_{rule}": dg.MetadataValue.int(n) for rule, n in counts.items()},
-            "sample": dg.MetadataValue.md(_markdown(sample.rows(), sample.columns)),
+            "sample": dg.MetadataValue.md(markdown_table(sample.columns, sample.rows())),
         },
     )
-
-
-def _markdown(rows: list[tuple], columns: list[str]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)

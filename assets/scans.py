@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.market_data import bars_daily
+from engine.markdown import markdown_table
 from engine.signals.scans import scan_universe
 from engine.storage.repositories import load_research_prices, write_signals
 from orchestration.resources import Database
@@ -24,13 +25,11 @@ def signals(context: dg.AssetExecutionContext, database: Database) -> dg.Materia
             "data_range": f"{panel.start} .. {panel.end}",
             "symbols": dg.MetadataValue.int(len(panel.symbols)),
             "by_type": dg.MetadataValue.md(
-                "| signal_type | events |\n|---|---|\n"
-                + "\n".join(f"| {t} | {n} |" for t, n in by_type.rows())
+                markdown_table(["signal_type", "events"], by_type.rows())
             ),
             "skipped": dg.MetadataValue.int(skipped.height),
             "skipped_reasons": dg.MetadataValue.md(
-                "| symbol | family | reason |\n|---|---|---|\n"
-                + "\n".join(f"| {s} | {f} | {r} |" for s, f, r in skipped.head(20).rows())
+                markdown_table(["symbol", "family", "reason"], skipped.head(20).rows())
             ),
         }
     )

@@ -4,6 +4,7 @@ import dagster as dg
 
 from assets.backtests import backtests
 from engine.backtest.sma_sweep import FAMILY
+from engine.markdown import markdown_table
 from engine.storage.repositories import (
     latest_backtest_run,
     load_backtest_metrics,
@@ -41,10 +42,9 @@ def validations(database: Database, settings: Settings) -> dg.MaterializeResult:
             "passed": dg.MetadataValue.int(len(result.passed_strategies())),
             "failed": dg.MetadataValue.int(verdicts.height - len(result.passed_strategies())),
             "verdicts": dg.MetadataValue.md(
-                "| strategy | passed | reasons |\n|---|---|---|\n"
-                + "\n".join(
-                    f"| {sid} | {passed} | {'; '.join(reasons)} |"
-                    for sid, passed, reasons in verdicts.rows()
+                markdown_table(
+                    ["strategy", "passed", "reasons"],
+                    [(sid, passed, "; ".join(why)) for sid, passed, why in verdicts.rows()],
                 )
             ),
         }

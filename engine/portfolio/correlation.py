@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from engine.markdown import markdown_table
+
 WINDOWS = (63, 252)
 
 
@@ -119,18 +121,13 @@ def from_pairs(pairs: pl.DataFrame) -> pd.DataFrame:
 def to_markdown(matrix: pd.DataFrame, limit: int = 25) -> str:
     """The matrix as a table when it is small, else its most and least correlated pairs."""
     if len(matrix) <= limit:
-        header = "| | " + " | ".join(matrix.columns) + " |"
-        rule = "|---" * (len(matrix.columns) + 1) + "|"
-        body = [
-            f"| {name} | " + " | ".join(f"{v:.2f}" for v in row) + " |"
-            for name, row in matrix.iterrows()
-        ]
-        return "\n".join([header, rule, *body])
+        return markdown_table(
+            ["", *matrix.columns],
+            [(name, *(f"{v:.2f}" for v in row)) for name, row in matrix.iterrows()],
+        )
     pairs = to_pairs(matrix).sort("rho", descending=True)
     extremes = pl.concat([pairs.head(limit // 2), pairs.tail(limit // 2)])
-    lines = ["| a | b | rho |", "|---|---|---|"]
-    lines += [f"| {a} | {b} | {rho:.2f} |" for a, b, rho in extremes.iter_rows()]
-    return (
-        f"{len(matrix)} series; the {limit // 2} most and least correlated pairs:\n\n"
-        + "\n".join(lines)
+    table = markdown_table(
+        ["a", "b", "rho"], [(a, b, f"{r:.2f}") for a, b, r in extremes.iter_rows()]
     )
+    return f"{len(matrix)} series; the {limit // 2} most and least correlated pairs:\n\n{table}"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
+from psycopg.rows import dict_row
 
 from engine.errors import AllocationError, IllegalTransitionError, NotFoundError
 from engine.portfolio.constraints import AllocationConstraints, check_weights
@@ -52,12 +53,16 @@ class Transition:
 
 
 def get_allocation(conn: psycopg.Connection, allocation_id: str) -> Allocation:
-    row = conn.execute(
-        """SELECT allocation_id, status, method, expected_return, volatility, sharpe, created_by,
-                  created_at, expires_at, reoptimize_reason
-           FROM allocations WHERE allocation_id = %s""",
-        (allocation_id,),
-    ).fetchone()
+    row = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            """SELECT allocation_id, status, method, expected_return, volatility, sharpe,
+                      created_by, created_at, expires_at, reoptimize_reason
+               FROM allocations WHERE allocation_id = %s""",
+            (allocation_id,),
+        )
+        .fetchone()
+    )
     if row is None:
         raise NotFoundError(f"allocation {allocation_id!r} does not exist")
     weights: dict[str, float] = dict(
@@ -67,31 +72,7 @@ def get_allocation(conn: psycopg.Connection, allocation_id: str) -> Allocation:
             (allocation_id,),
         ).fetchall()
     )
-    (
-        allocation_id,
-        status,
-        method,
-        expected_return,
-        volatility,
-        sharpe,
-        created_by,
-        created_at,
-        expires_at,
-        reoptimize_reason,
-    ) = row
-    return Allocation(
-        allocation_id=allocation_id,
-        status=status,
-        method=method,
-        expected_return=expected_return,
-        volatility=volatility,
-        sharpe=sharpe,
-        created_by=created_by,
-        created_at=created_at,
-        expires_at=expires_at,
-        reoptimize_reason=reoptimize_reason,
-        weights=weights,
-    )
+    return Allocation(**row, weights=weights)
 
 
 def active_allocation(conn: psycopg.Connection) -> Allocation | None:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import polars as pl
-import vectorbt as vbt
 
 from engine.backtest import SIGNAL_FOLLOW
+from engine.backtest.simulation import Simulation
 from engine.backtest.sma_sweep import SweepResult, benchmarks, evaluate
 from engine.errors import ConfigurationError, InsufficientDataError
 from engine.signals.prices import PricePanel
@@ -84,31 +84,22 @@ def signal_follow_backtest(
         cash += [costs.init_cash / len(universe)] * len(universe)
     if not keys:
         raise InsufficientDataError("no signal strategy has a symbol with bars to trade")
-    columns = pd.MultiIndex.from_tuples(keys, names=["strategy", "symbol"])
     symbols = [s for _, s in keys]
-
-    def wide(frame: pd.DataFrame) -> pd.DataFrame:
-        return frame[symbols].set_axis(columns, axis=1)
-
-    def simulate(cost_multiple: float) -> vbt.Portfolio:
-        return vbt.Portfolio.from_signals(
-            close=wide(close.ffill()),
-            entries=pd.concat(entries, axis=1).set_axis(columns, axis=1),
-            exits=pd.concat(exits, axis=1).set_axis(columns, axis=1),
-            size=1.0,
-            size_type="percent",
-            price=wide(prices.open),
-            fees=costs.fees * cost_multiple,
-            slippage=costs.slippage * cost_multiple,
-            init_cash=np.array(cash),
-            group_by="strategy",
-            cash_sharing=False,
-            freq="1D",
-        )
-
-    traded = sorted({sid for sid, _ in keys})
+    simulation = Simulation(
+        index=close.index,
+        strategies=np.array([sid for sid, _ in keys]),
+        symbols=np.array(symbols),
+        close=close.ffill()[symbols].to_numpy(dtype=float),
+        price=prices.open[symbols].to_numpy(dtype=float),
+        entries=np.hstack([e.to_numpy() for e in entries]),
+        exits=np.hstack([e.to_numpy() for e in exits]),
+        init_cash=np.array(cash),
+        fees=costs.fees,
+        slippage=costs.slippage,
+    )
+    traded = simulation.ids
     progress(f"simulating {len(traded)} signal strategies over {len(keys)} strategy-symbols")
-    evaluation = evaluate(simulate, lambda column: str(column[0]), costs.init_cash, progress)
+    evaluation = evaluate(simulation, costs.init_cash)
     by_id = {s.strategy_id: s for s in strategies}
     return SweepResult(
         family=SIGNAL_FOLLOW,

@@ -8,18 +8,20 @@ t+1's open (no look-ahead); fees and slippage are fractions of traded value.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import vectorbt as vbt
 from vectorbt.generic import nb as generic_nb
-from vectorbt.portfolio import dispatch
-from vectorbt.portfolio.enums import Direction
+from vectorbt.indicators import nb as indicators_nb
+from vectorbt.portfolio.enums import TradeDirection, TradeStatus
 
 from engine.backtest import SMA_CROSS
+from engine.backtest.simulation import Simulation
 from engine.errors import InsufficientDataError
 from engine.signals.prices import PricePanel
 
@@ -81,12 +83,13 @@ def sma_cross_sweep(
     params: SweepParams = SweepParams(),
     progress: Callable[[str], None] = lambda message: None,
     chunk_columns: int = CHUNK_COLUMNS,
+    workers: int = os.cpu_count() or 1,
 ) -> SweepResult:
-    """Backtest every (fast, slow) pair on every symbol; ``progress`` hears each stage.
+    """Backtest every (fast, slow) pair on every symbol; ``progress`` hears each chunk done.
 
-    The pairs run in chunks of about ``chunk_columns`` symbol-pair columns: each chunk is one
-    vectorized call, and the results are the same as one call over everything (strategies share
-    nothing), only faster, since vectorbt's arrays stay small enough to reuse memory."""
+    The pairs run in chunks of about ``chunk_columns`` symbol-pair columns, ``workers`` chunks at
+    a time: each chunk is one vectorized simulation, and the results are the same as one call
+    over everything (strategies share nothing), only faster, since the arrays stay small."""
     pairs = params.pairs()
     if not pairs:
         raise ValueError("the sweep has no (fast, slow) pair with fast < slow")
@@ -96,19 +99,26 @@ def sma_cross_sweep(
             f"the sweep needs more than {longest + 1} trading days (slow window {longest}); "
             f"have {len(prices.close)} ({prices.start} .. {prices.end})"
         )
-    windows = sorted({w for pair in pairs for w in pair})
-    averages = vbt.MA.run(prices.close, window=windows).ma.to_numpy()
-    n_symbols = prices.close.shape[1]
-    # Window w's moving averages of every symbol, by column position in ``averages``.
-    columns_of = {w: slice(i * n_symbols, (i + 1) * n_symbols) for i, w in enumerate(windows)}
+    # Each window's simple moving averages, once (vectorbt's MA kernel, as ``vbt.MA.run``).
+    close = prices.close.to_numpy(dtype=float)
+    averages = {
+        w: indicators_nb.ma_nb(close, w, False) for w in {w for pair in pairs for w in pair}
+    }
+    n_symbols = close.shape[1]
     per_chunk = max(1, chunk_columns // n_symbols)
+    chunks = [pairs[start : start + per_chunk] for start in range(0, len(pairs), per_chunk)]
+
+    def run(chunk: list[tuple[int, int]]) -> dict[str, pd.DataFrame]:
+        fast = np.hstack([averages[f] for f, _ in chunk])
+        slow = np.hstack([averages[s] for _, s in chunk])
+        return _sweep_pairs(prices, params, chunk, fast, slow)
+
+    # The simulations release the GIL: chunks run on every core, results kept in pair order.
     parts = []
-    for start in range(0, len(pairs), per_chunk):
-        chunk = pairs[start : start + per_chunk]
-        progress(f"pairs {start + 1}-{start + len(chunk)} of {len(pairs)} x {n_symbols} symbols")
-        fast = np.hstack([averages[:, columns_of[f]] for f, _ in chunk])
-        slow = np.hstack([averages[:, columns_of[s]] for _, s in chunk])
-        parts.append(_sweep_pairs(prices, params, chunk, fast, slow, progress))
+    with ThreadPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
+        for done, part in enumerate(pool.map(run, chunks), start=1):
+            parts.append(part)
+            progress(f"pairs: {done} of {len(chunks)} chunks done ({len(pairs)} x {n_symbols})")
     return SweepResult(
         family=FAMILY,
         param_grid={"fast": list(params.fast_windows), "slow": list(params.slow_windows)},
@@ -128,95 +138,73 @@ def _sweep_pairs(
     pairs: list[tuple[int, int]],
     fast: np.ndarray,
     slow: np.ndarray,
-    progress: Callable[[str], None],
 ) -> dict[str, pd.DataFrame]:
     """One vectorized call over ``pairs`` x symbols; ``fast`` and ``slow`` hold each pair's
     moving averages of every symbol, in that column order."""
     close = prices.close
-    n_symbols = close.shape[1]
-    columns = pd.MultiIndex.from_tuples(
-        [(f, s, symbol) for f, s in pairs for symbol in close.columns],
-        # The symbol level is named as in ``close``, so vectorbt lines the two up.
-        names=["fast_window", "slow_window", close.columns.name],
-    )
+    n_pairs = len(pairs)
 
-    def crossings(upper: np.ndarray, lower: np.ndarray) -> pd.DataFrame:
+    def crossings(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
         """Where ``upper`` crosses above ``lower``, moved to the next bar: decided on bar t's
         close, executed on bar t+1's open."""
         shifted = np.zeros(upper.shape, dtype=bool)
         shifted[1:] = generic_nb.crossed_above_nb(upper, lower)[:-1]
-        return pd.DataFrame(shifted, index=close.index, columns=columns)
+        return shifted
 
-    entries, exits = crossings(fast, slow), crossings(slow, fast)
-
-    if params.long_short:
-        sizing: dict = {"short_entries": exits, "short_exits": entries, "size": np.inf}
-    else:
-        sizing = {"size": params.fraction, "size_type": "percent"}
-
-    def simulate(cost_multiple: float) -> vbt.Portfolio:
-        return vbt.Portfolio.from_signals(
-            close=close.ffill(),
-            entries=entries,
-            exits=exits,
-            **sizing,
-            price=prices.open,
-            fees=params.fees * cost_multiple,
-            slippage=params.slippage * cost_multiple,
-            init_cash=params.init_cash / n_symbols,
-            group_by=["fast_window", "slow_window"],
-            cash_sharing=False,
-            freq="1D",
-        )
-
-    return evaluate(
-        simulate,
-        lambda column: strategy_id(int(column[0]), int(column[1])),
-        params.init_cash,
-        progress,
+    simulation = Simulation(
+        index=close.index,
+        strategies=np.repeat([strategy_id(f, s) for f, s in pairs], close.shape[1]),
+        symbols=np.tile(close.columns.to_numpy(dtype=str), n_pairs),
+        close=np.tile(close.ffill().to_numpy(dtype=float), n_pairs),
+        price=np.tile(prices.open.to_numpy(dtype=float), n_pairs),
+        entries=crossings(fast, slow),
+        exits=crossings(slow, fast),
+        init_cash=np.full(close.shape[1] * n_pairs, params.init_cash / close.shape[1]),
+        fees=params.fees,
+        slippage=params.slippage,
+        fraction=params.fraction,
+        long_short=params.long_short,
     )
+    return evaluate(simulation, params.init_cash)
 
 
-def evaluate(
-    simulate: Callable[[float], vbt.Portfolio],
-    strategy_of: Callable[[tuple], str],
-    init_cash: float,
-    progress: Callable[[str], None],
-) -> dict[str, pd.DataFrame]:
-    """Metrics, daily returns, equity and trades of a grouped simulation (one group per
-    strategy, the symbol last in each column key), with the stress run at doubled costs.
-    ``simulate(cost_multiple)`` runs the portfolio; ``strategy_of`` names a column's strategy."""
-    portfolio = simulate(1.0)
-    ids = [strategy_of(tuple(np.atleast_1d(g))) for g in portfolio.wrapper.grouper.get_columns()]
-    equity = _group_value(portfolio, ids)
+def evaluate(simulation: Simulation, init_cash: float) -> dict[str, pd.DataFrame]:
+    """Metrics, daily returns, equity and trades of a simulation (one group per strategy), with
+    the stress run at doubled costs."""
+    orders = simulation.orders()
+    ids = simulation.ids
+    values, exposure = simulation.values(orders)
+    equity = pd.DataFrame(values, index=simulation.index, columns=ids)
     returns = _returns(equity, init_cash)
-    progress("metrics, trades and benchmarks")
     metrics = return_metrics(returns, equity)
-    trades = portfolio.trades
+    trades = simulation.portfolio(orders).trades
     metrics["win_rate"] = np.atleast_1d(trades.win_rate())
     metrics["profit_factor"] = np.atleast_1d(trades.profit_factor())
     metrics["expectancy"] = np.atleast_1d(trades.expectancy())
     # Share of symbol-days with a position (the capital is split equally across symbols).
-    metrics["exposure"] = np.atleast_1d(portfolio.position_coverage())
+    metrics["exposure"] = exposure
     metrics["trades"] = np.atleast_1d(trades.count())
-    records = trades.records_readable
+    records = trades.values
+    days = simulation.index.date
     trade_rows = pd.DataFrame(
         {
-            "strategy_id": [strategy_of(tuple(c)) for c in records["Column"]],
-            "symbol": [str(c[-1]) for c in records["Column"]],
-            "entry_ts": pd.to_datetime(records["Entry Timestamp"]).dt.date,
-            "entry_price": records["Avg Entry Price"].to_numpy(),
-            "exit_ts": pd.to_datetime(records["Exit Timestamp"]).dt.date,
-            "exit_price": records["Avg Exit Price"].to_numpy(),
-            "size": records["Size"].to_numpy(),
-            "pnl": records["PnL"].to_numpy(),
-            "ret": records["Return"].to_numpy(),
-            "status": records["Status"].astype(str).str.lower().to_numpy(),
-            "direction": records["Direction"].astype(str).str.lower().to_numpy(),
+            "strategy_id": simulation.strategies[records["col"]],
+            "symbol": simulation.symbols[records["col"]],
+            "entry_ts": days[records["entry_idx"]],
+            "entry_price": records["entry_price"],
+            "exit_ts": days[records["exit_idx"]],
+            "exit_price": records["exit_price"],
+            "size": records["size"],
+            "pnl": records["pnl"],
+            "ret": records["return"],
+            "status": np.where(records["status"] == TradeStatus.Open, "open", "closed"),
+            "direction": np.where(records["direction"] == TradeDirection.Long, "long", "short"),
         }
     )
-    progress("stress run with doubled costs")
-    stressed = _returns(_group_value(simulate(2.0), ids), init_cash)
+    stressed_values, _ = simulation.values(simulation.orders(cost_multiple=2.0))
+    stressed = _returns(
+        pd.DataFrame(stressed_values, index=simulation.index, columns=ids), init_cash
+    )
     metrics["sharpe_2x_costs"] = return_metrics(stressed, stressed)["sharpe"].to_numpy()
     return {"metrics": metrics, "returns": returns, "equity": equity, "trades": trade_rows}
 
@@ -270,27 +258,6 @@ def _returns(equity: pd.DataFrame, init_cash: float) -> pd.DataFrame:
     returns = equity.pct_change(fill_method=None)
     returns.iloc[0] = equity.iloc[0] / init_cash - 1
     return returns
-
-
-def _group_value(portfolio: vbt.Portfolio, ids: list[str]) -> pd.DataFrame:
-    """Each group's (strategy's) value per day: what ``Portfolio.value()`` computes, from the
-    same vectorbt kernels, without wrapping every intermediate array in a DataFrame (which
-    pandas copies; on a large sweep that was a third of the time)."""
-    shape = portfolio.wrapper.shape_2d
-    orders = portfolio.orders
-    col_map = orders.col_mapper.col_map
-    group_lens = portfolio.wrapper.grouper.get_group_lens()
-    assets = dispatch.assets(dispatch.asset_flow(shape, orders.values, col_map, Direction.Both))
-    close = np.where(assets == 0, 0.0, portfolio.close.to_numpy())
-    asset_value = dispatch.asset_value_grouped(dispatch.asset_value(close, assets), group_lens)
-    cash_flow = dispatch.cash_flow_grouped(
-        dispatch.cash_flow(shape, orders.values, col_map, False), group_lens
-    )
-    init_cash = np.asarray(portfolio.get_init_cash(), dtype=float).reshape(-1)
-    cash = dispatch.cash_grouped(shape, cash_flow, group_lens, init_cash)
-    return pd.DataFrame(
-        dispatch.value(cash, asset_value), index=portfolio.wrapper.index, columns=ids
-    )
 
 
 def code_version() -> str:

@@ -199,16 +199,27 @@ def test_a_sweep_in_chunks_gives_the_same_results_as_one_call() -> None:
     panel = PricePanel(open=close.shift(1).bfill() * 1.001, close=close)
     params = SweepParams(fast_windows=(3, 5, 8), slow_windows=(20, 30))
     whole = sma_cross_sweep(panel, params, chunk_columns=10_000)
-    chunked = sma_cross_sweep(panel, params, chunk_columns=3)  # one pair per call
-    pd.testing.assert_frame_equal(whole.metrics, chunked.metrics)
-    pd.testing.assert_frame_equal(whole.equity, chunked.equity)
-    pd.testing.assert_frame_equal(whole.trades, chunked.trades)
+    for workers in (1, 2):  # one pair per call, one after the other or two at a time
+        chunked = sma_cross_sweep(panel, params, chunk_columns=3, workers=workers)
+        pd.testing.assert_frame_equal(whole.metrics, chunked.metrics)
+        pd.testing.assert_frame_equal(whole.equity, chunked.equity)
+        pd.testing.assert_frame_equal(whole.trades, chunked.trades)
     assert len(whole.metrics) == 6 and whole.metrics["trades"].sum() > 0
 
 
-def test_the_sweep_matches_vectorbts_own_high_level_calls() -> None:
-    """The sweep computes moving averages once and group values from vectorbt's kernels; the
-    result must equal MA.run crossings and Portfolio.value() used directly."""
+@pytest.mark.parametrize(
+    "sizing",
+    [
+        {"fraction": 1.0},
+        {"fraction": 0.4},
+        {"long_short": True},
+    ],
+    ids=["all-in", "fixed-fraction", "long-short"],
+)
+def test_the_sweep_matches_vectorbts_own_high_level_calls(sizing: dict) -> None:
+    """The sweep computes moving averages once and calls vectorbt's simulation kernel directly
+    (with its own settings, from the first bar with a signal); every figure must equal
+    MA.run crossings through Portfolio.from_signals and its value, trades and coverage."""
     rng = np.random.default_rng(3)
     index = pd.bdate_range("2023-01-02", periods=150)
     close = pd.DataFrame(
@@ -218,26 +229,49 @@ def test_the_sweep_matches_vectorbts_own_high_level_calls() -> None:
     )
     close.iloc[:20, 3] = np.nan  # a late listing
     panel = PricePanel(open=close.shift(1).bfill() * 0.999, close=close)
-    params = SweepParams(fast_windows=(3, 7), slow_windows=(15, 40), fees=0.001, slippage=0.001)
+    params = SweepParams(
+        fast_windows=(3, 7), slow_windows=(15, 40), fees=0.001, slippage=0.001, **sizing
+    )
     result = sma_cross_sweep(panel, params)
 
     fast = vbt.MA.run(close, window=[f for f, _ in params.pairs()], short_name="fast")
     slow = vbt.MA.run(close, window=[s for _, s in params.pairs()], short_name="slow")
-    portfolio = vbt.Portfolio.from_signals(
-        close=close.ffill(),
-        entries=fast.ma_crossed_above(slow).shift(1, fill_value=False),
-        exits=fast.ma_crossed_below(slow).shift(1, fill_value=False),
-        size=1.0,
-        size_type="percent",
-        price=panel.open,
-        fees=0.001,
-        slippage=0.001,
-        init_cash=params.init_cash / 4,
-        group_by=["fast_window", "slow_window"],
-        cash_sharing=False,
-        freq="1D",
-    )
+    entries = fast.ma_crossed_above(slow).shift(1, fill_value=False)
+    exits = fast.ma_crossed_below(slow).shift(1, fill_value=False)
+    if params.long_short:
+        signals: dict = {"short_entries": exits, "short_exits": entries, "size": np.inf}
+    else:
+        signals = {"size": params.fraction, "size_type": "percent"}
+
+    def simulate(costs: float) -> vbt.Portfolio:
+        return vbt.Portfolio.from_signals(
+            close=close.ffill(),
+            entries=entries,
+            exits=exits,
+            **signals,
+            price=panel.open,
+            fees=costs,
+            slippage=costs,
+            init_cash=params.init_cash / 4,
+            group_by=["fast_window", "slow_window"],
+            cash_sharing=False,
+            freq="1D",
+        )
+
+    portfolio = simulate(0.001)
     expected = portfolio.value()
     expected.columns = [f"sma_cross_{f}_{s}" for f, s in expected.columns]
     pd.testing.assert_frame_equal(result.equity, expected, check_names=False)
-    assert (result.metrics["trades"].to_numpy() == portfolio.trades.count().to_numpy()).all()
+    metrics = result.metrics
+    trades = portfolio.trades
+    assert (metrics["trades"].to_numpy() == trades.count().to_numpy()).all()
+    np.testing.assert_allclose(metrics["exposure"], portfolio.position_coverage())
+    np.testing.assert_allclose(metrics["win_rate"], trades.win_rate())
+    np.testing.assert_allclose(metrics["profit_factor"], trades.profit_factor())
+    records = trades.records_readable
+    assert len(result.trades) == len(records) > 0
+    np.testing.assert_allclose(result.trades["pnl"], records["PnL"])
+    assert list(result.trades["entry_ts"]) == list(records["Entry Timestamp"].dt.date)
+    assert list(result.trades["direction"]) == list(records["Direction"].str.lower())
+    stressed = simulate(0.002).returns().vbt.returns(freq="1D", year_freq="252 days")
+    np.testing.assert_allclose(metrics["sharpe_2x_costs"], stressed.sharpe_ratio())

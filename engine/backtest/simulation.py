@@ -7,7 +7,8 @@ kernel is called directly, with the settings ``from_signals`` would pass (tests 
 figure with ``from_signals``), from the first bar with a signal.
 The kernels are vectorbt's Python functions compiled again with ``nogil`` (so simulations run on
 every core from threads) and ``cache`` (so a new process loads them instead of compiling them
-for seconds); numba keeps that cache next to vectorbt's source, and a new vectorbt invalidates it."""
+for seconds); numba keeps that cache next to vectorbt's source, and a new vectorbt invalidates it.
+"""
 
 from __future__ import annotations
 

@@ -29,6 +29,9 @@ TRADING_DAYS_PER_YEAR = 252
 FAMILY = SMA_CROSS
 # Symbol-pair columns per vectorized call: measured fastest around 2,000-3,000 (bench/README.md).
 CHUNK_COLUMNS = 2_500
+# Chunks simulated at once, one per core; each holds about 250 MB at its peak (2,500 columns of
+# six years), so more cores than this are left alone.
+WORKERS = min(os.cpu_count() or 1, 8)
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ def sma_cross_sweep(
     params: SweepParams = SweepParams(),
     progress: Callable[[str], None] = lambda message: None,
     chunk_columns: int = CHUNK_COLUMNS,
-    workers: int = os.cpu_count() or 1,
+    workers: int = WORKERS,
 ) -> SweepResult:
     """Backtest every (fast, slow) pair on every symbol; ``progress`` hears each chunk done.
 

@@ -113,8 +113,8 @@ def main() -> None:
             & (sweep.trades["symbol"] == args.symbol)
             & (sweep.trades["status"] == "closed")
         ]
-        # The sweep's millions of objects would make Python's garbage collector slow down
-        # backtesting.py (by up to 70% here): it runs with them gone.
+        # backtesting.py runs without the sweep's objects alive, so Python's garbage collector
+        # has only its own to walk (turning the collector off made no measurable difference).
         del sweep
         gc.collect()
         bt_seconds, bt_trades = backtesting_py(panel, args.symbol, args.fast, args.slow)

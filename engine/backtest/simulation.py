@@ -177,7 +177,7 @@ class Simulation:
         wrapper = ArrayWrapper(self.index, columns, ndim=2, freq="1D", group_by="strategy")
         return vbt.Portfolio(
             wrapper,
-            pd.DataFrame(self.close, index=self.index, columns=columns),
+            pd.DataFrame(self.close, index=self.index, columns=columns, copy=False),
             orders,
             np.empty(0, dtype=log_dt),
             self.init_cash,

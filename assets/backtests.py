@@ -1,12 +1,11 @@
 """SMA-crossover parameter sweep over the universe."""
 
-import base64
-
 import dagster as dg
 
 from assets.market_data import bars_daily
 from engine.backtest.readings import reading
 from engine.backtest.sma_sweep import sma_cross_sweep
+from engine.markdown import markdown_image
 from engine.plots import equity_png
 from engine.storage.repositories import load_research_prices, record_backtest
 from orchestration.resources import Database, Settings
@@ -36,9 +35,7 @@ def backtests(
             "symbols": dg.MetadataValue.int(len(panel.symbols)),
             "metrics": dg.MetadataValue.md(table.round(4).to_markdown()),
             "benchmarks": dg.MetadataValue.md(result.benchmarks.round(4).to_markdown()),
-            "equity_curves": dg.MetadataValue.md(
-                f"![best equity curves](data:image/png;base64,{base64.b64encode(picture).decode()})"
-            ),
+            "equity_curves": dg.MetadataValue.md(markdown_image(picture, "best equity curves")),
             f"reading ({best})": dg.MetadataValue.md(
                 "\n".join(f"- {reading(name, value)}" for name, value in table.loc[best].items())
             ),

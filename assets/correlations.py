@@ -1,11 +1,9 @@
 """Rolling correlations of strategy, asset and sector returns, with the regime-shift measure."""
 
-import base64
-
 import dagster as dg
 
 from assets.validations import validations
-from engine.markdown import markdown_table
+from engine.markdown import markdown_image, markdown_table
 from engine.plots import heatmap_png
 from engine.portfolio.correlation import to_markdown
 from engine.portfolio.refresh import refresh_correlations
@@ -64,8 +62,6 @@ def correlations(
             # every refresh: the table of extreme pairs says more.
             metadata[f"{m.matrix.kind}_matrix"] = dg.MetadataValue.md(f"{title}\n\n{table}")
             continue
-        picture = base64.b64encode(heatmap_png(m.matrix.matrix, title)).decode()
-        metadata[f"{m.matrix.kind}_matrix"] = dg.MetadataValue.md(
-            f"![{title}](data:image/png;base64,{picture})\n\n{table}"
-        )
+        picture = markdown_image(heatmap_png(m.matrix.matrix, title), title)
+        metadata[f"{m.matrix.kind}_matrix"] = dg.MetadataValue.md(f"{picture}\n\n{table}")
     return dg.MaterializeResult(metadata=metadata)

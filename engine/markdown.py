@@ -1,7 +1,8 @@
-"""Markdown tables for people reading metadata in the Dagster UI."""
+"""Markdown tables and pictures for people reading metadata in the Dagster UI."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Sequence
 
 
@@ -10,3 +11,8 @@ def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> 
     lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def markdown_image(png: bytes, title: str) -> str:
+    """A PNG embedded in the text itself (the UI shows metadata, not files)."""
+    return f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})"

@@ -81,9 +81,7 @@ def update_strategy(
 ) -> list[tuple[str, Any, Any]]:
     """Apply the given changes in one transaction; return (field, old, new) of each change.
     A risk limit set to None is removed."""
-    actor = (by or "").strip()
-    if not actor:
-        raise ConfigurationError("a configuration change needs the name of who makes it (--by)")
+    actor = _require_actor(by, "a configuration change")
     if status is not None and status not in STATUSES:
         raise ConfigurationError(f"status {status!r} is not one of {', '.join(STATUSES)}")
     if trading_mode is not None and trading_mode not in TRADING_MODES:
@@ -146,9 +144,7 @@ def add_signal_strategy(
 ) -> StrategyConfig:
     """A TESTING signal-following strategy holding ``hold_days`` bars after each long signal;
     subscribe it to signal types to give it something to trade."""
-    actor = (by or "").strip()
-    if not actor:
-        raise ConfigurationError("creating a strategy needs the name of who makes it (--by)")
+    actor = _require_actor(by, "creating a strategy")
     if not NAME_PATTERN.match(strategy_id):
         raise ConfigurationError(
             f"strategy name {strategy_id!r}: lower case letters, digits, _ and -, at most 40"
@@ -176,6 +172,13 @@ def add_signal_strategy(
             ),
         )
     return get_strategy(conn, strategy_id)
+
+
+def _require_actor(by: str, doing: str) -> str:
+    actor = (by or "").strip()
+    if not actor:
+        raise ConfigurationError(f"{doing} needs the name of who makes it (--by)")
+    return actor
 
 
 def config_history(conn: psycopg.Connection, strategy_id: str) -> list[tuple]:

@@ -6,16 +6,13 @@ import dagster as dg
 
 from assets.correlations import correlations
 from assets.validations import validations
+from engine.approvals.workflow import record_recommendation
+from engine.backtest.store import latest_backtest_run, load_strategy_returns
 from engine.errors import AllocationError
 from engine.markdown import markdown_table
-from engine.portfolio.optimize import optimize
-from engine.portfolio.strategies import eligible_strategies
-from engine.storage.repositories import (
-    latest_backtest_run,
-    load_strategy_returns,
-    record_failed_optimization,
-    record_recommendation,
-)
+from engine.portfolio.optimize import Recommendation, optimize
+from engine.portfolio.store import record_failed_optimization
+from engine.validation.store import eligible_strategies
 from orchestration.resources import Database, Settings
 
 
@@ -60,9 +57,8 @@ def allocation_recommendation(
         for sid, why in result.excluded.items():
             context.log.info(f"excluded by the optimizer: {sid}: {why}")
         expires_at = datetime.now(UTC) + timedelta(hours=settings.pending_expiry_hours)
-        allocation_id = record_recommendation(
-            conn, run_id, data_start, data_end, constraints, result, excluded, expires_at
-        )
+        recommendation = Recommendation(run_id, data_start, data_end, constraints, result, excluded)
+        allocation_id = record_recommendation(conn, recommendation, expires_at)
     weights = {sid: w for sid, w in result.weights.items() if w > 0}
     return dg.MaterializeResult(
         metadata={

@@ -5,9 +5,10 @@ import dagster as dg
 from assets.market_data import bars_daily
 from engine.backtest.readings import reading
 from engine.backtest.sma_sweep import sma_cross_sweep
+from engine.backtest.store import record_backtest
 from engine.markdown import markdown_image
 from engine.plots import equity_png
-from engine.storage.repositories import load_research_prices, record_backtest
+from engine.signals.prices import load_research_prices
 from orchestration.resources import Database, Settings
 
 

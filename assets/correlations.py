@@ -3,10 +3,10 @@
 import dagster as dg
 
 from assets.validations import validations
+from engine.approvals.reoptimization import refresh_correlations
 from engine.markdown import markdown_image, markdown_table
 from engine.plots import heatmap_png
 from engine.portfolio.correlation import to_markdown
-from engine.portfolio.refresh import refresh_correlations
 from orchestration.resources import Database, Settings
 
 MAX_HEATMAP_SERIES = 60

@@ -3,8 +3,8 @@
 import dagster as dg
 
 from assets.allocations import allocation_recommendation
+from engine.data.store import latest_prices
 from engine.execution.executor import execute_allocation
-from engine.storage.repositories import latest_prices
 from orchestration.resources import BrokerConfig, Database, Settings
 
 

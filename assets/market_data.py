@@ -8,13 +8,13 @@ import polars as pl
 
 from engine.data.calendar import nyse, trading_days, weekday_holidays
 from engine.data.quality import RULES, check_bars, check_minute_bars, missing_sessions
-from engine.markdown import markdown_table
-from engine.storage.repositories import (
+from engine.data.store import (
     closes_before,
     corporate_action_days,
     write_bars,
     write_minute_bars,
 )
+from engine.markdown import markdown_table
 from orchestration.resources import Database, MarketData
 
 PARTITIONS_START = date(2015, 1, 1)

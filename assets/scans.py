@@ -4,8 +4,9 @@ import dagster as dg
 
 from assets.market_data import bars_daily
 from engine.markdown import markdown_table
+from engine.signals.prices import load_research_prices
 from engine.signals.scans import scan_universe
-from engine.storage.repositories import load_research_prices, write_signals
+from engine.signals.store import write_signals
 from orchestration.resources import Database
 
 

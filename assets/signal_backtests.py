@@ -3,8 +3,9 @@
 import dagster as dg
 
 from assets.scans import signals
-from engine.backtest.signal_follow import SignalCosts, signal_follow_backtest
-from engine.storage.repositories import load_research_prices, record_backtest, signal_strategies
+from engine.backtest.signal_follow import SignalCosts, signal_follow_backtest, signal_strategies
+from engine.backtest.store import record_backtest
+from engine.signals.prices import load_research_prices
 from orchestration.resources import Database, Settings
 
 

@@ -3,17 +3,17 @@
 import dagster as dg
 
 from assets.backtests import backtests
-from engine.backtest.sma_sweep import FAMILY
-from engine.markdown import markdown_table
-from engine.storage.repositories import (
+from engine.backtest.store import (
     latest_backtest_run,
     load_backtest_metrics,
     load_strategy_returns,
-    record_validation,
-    strategy_params,
     trial_count,
 )
+from engine.markdown import markdown_table
+from engine.strategies import SMA_CROSS
+from engine.strategies.store import strategy_params
 from engine.validation.gate import validate
+from engine.validation.store import record_validation
 from orchestration.resources import Database, Settings
 
 
@@ -24,7 +24,7 @@ def validations(database: Database, settings: Settings) -> dg.MaterializeResult:
     with database.connect() as conn:
         run_id, _, _ = latest_backtest_run(conn)
         returns = load_strategy_returns(conn, run_id)
-        n_trials = trial_count(conn, FAMILY)
+        n_trials = trial_count(conn, SMA_CROSS)
         result = validate(
             returns,
             load_backtest_metrics(conn, run_id),

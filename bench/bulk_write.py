@@ -18,9 +18,9 @@ import psycopg
 
 from engine.data.quality import check_bars
 from engine.data.sources import LocalFileSource
+from engine.data.store import BAR_COLUMNS, write_bars
 from engine.storage.connection import embedded_server_url, ensure_database, with_database
 from engine.storage.migrations import migrate
-from engine.storage.repositories import BAR_COLUMNS, write_bars
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "us_equities_daily.parquet"
 SCRATCH = "tradeflow_bench"

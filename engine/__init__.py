@@ -1,2 +1,3 @@
-"""tradeflow's domain: data, signals, backtests, validation, portfolio, approvals, risk, brokers,
-storage. Plain Python; nothing here imports dagster."""
+"""tradeflow's domain: data, signals, strategies, backtests, validation, portfolio, approvals,
+brokers, risk, execution, and the shared storage plumbing. Plain Python; nothing here imports
+dagster."""

@@ -25,30 +25,23 @@ from engine.approvals.workflow import (
     reject,
     weight_diff,
 )
+from engine.data.store import instrument_sectors, load_recent_bars
 from engine.errors import TradeflowError
 from engine.portfolio.constraints import AllocationConstraints
-from engine.portfolio.strategies import (
+from engine.signals.scanners import Scanner, resolve
+from engine.signals.store import list_scanners, save_scanner
+from engine.storage.connection import connect
+from engine.storage.migrations import migrate
+from engine.strategies.config import (
     RISK_LIMITS,
     STATUSES,
     TRADING_MODES,
-    StrategyConfig,
     add_signal_strategy,
-    config_history,
     get_strategy,
-    list_strategies,
     update_strategy,
 )
-from engine.signals.scanners import Scanner, resolve
-from engine.storage.connection import connect
-from engine.storage.migrations import migrate
-from engine.storage.repositories import (
-    instrument_sectors,
-    list_scanners,
-    load_recent_bars,
-    save_scanner,
-    subscribe,
-    subscribed_signals,
-)
+from engine.strategies.store import StrategyConfig, config_history, list_strategies
+from engine.strategies.subscriptions import subscribe, subscribed_signals
 
 
 def _describe(allocation: Allocation) -> str:

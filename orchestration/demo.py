@@ -26,21 +26,19 @@ from dagster._core.storage.tags import (  # noqa: E402 - after the filters above
 )
 
 from assets.market_data import partition_key_range  # noqa: E402
+from engine.approvals.store import last_activation_event_id, latest_pending_id  # noqa: E402
 from engine.approvals.workflow import approve, list_allocations  # noqa: E402
-from engine.storage.repositories import latest_backtest_run  # noqa: E402
+from engine.backtest.store import latest_backtest_run  # noqa: E402
+from engine.data.store import stored_counts  # noqa: E402
+from engine.execution.store import order_counts  # noqa: E402
+from engine.portfolio.store import latest_correlation_matrices, latest_optimization  # noqa: E402
+from engine.signals.store import signal_count  # noqa: E402
+from engine.validation.store import failed_verdicts, verdict_counts  # noqa: E402
 from orchestration.definitions import defs  # noqa: E402
 
 DEMO_START, DEMO_END = date(2020, 12, 1), date(2024, 12, 31)
 # Dagster's step-by-step log goes to the run (see it in ./run ui); the demo prints a summary.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-
-def _latest_pending(conn) -> str | None:
-    row = conn.execute(
-        "SELECT allocation_id FROM allocations WHERE status = 'PENDING_APPROVAL' "
-        "ORDER BY created_at DESC LIMIT 1"
-    ).fetchone()
-    return row[0] if row else None
 
 
 def _run_sensor(instance: dg.DagsterInstance, cursor: str) -> list[dg.RunRequest]:
@@ -83,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     database = defs.resources["database"]
     with database.connect() as conn:
-        allocation_id = _latest_pending(conn)
+        allocation_id = latest_pending_id(conn)
         if allocation_id is None:
             print("no allocation is waiting for approval", file=sys.stderr)
             return 1
@@ -94,11 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             _summary(conn)
             return 0
         # The sensor's cursor as it stood before this approval, so only this one is launched.
-        cursor = str(
-            conn.execute(
-                "SELECT coalesce(max(event_id), 0) FROM approval_events WHERE to_status = 'ACTIVE'"
-            ).fetchone()[0]
-        )
+        cursor = str(last_activation_event_id(conn))
         approve(conn, allocation_id, args.approve_as, "approved by the demo's --approve-as flag")
         conn.commit()
         print(f"{allocation_id} approved by {args.approve_as}")
@@ -128,44 +122,27 @@ def main(argv: list[str] | None = None) -> int:
 def _gate_reasons(conn) -> None:
     """Why strategies failed validation in the latest backtest run, if that is what stopped us."""
     run_id, _, _ = latest_backtest_run(conn)
-    rows = conn.execute(
-        """SELECT strategy_id, array_to_string(reasons, '; ') FROM validation_verdicts
-           WHERE run_id = %s AND NOT passed ORDER BY strategy_id""",
-        (run_id,),
-    ).fetchall()
-    for strategy, reasons in rows:
-        failed = [r for r in reasons.split("; ") if " < " in r or " > " in r or "could not" in r]
+    for strategy, reasons in failed_verdicts(conn, run_id):
+        failed = [r for r in reasons if " < " in r or " > " in r or "could not" in r]
         print(f"  {strategy}: {'; '.join(failed)}", file=sys.stderr)
 
 
 def _summary(conn) -> None:
-    def one(sql: str):
-        return conn.execute(sql).fetchone()[0]
-
+    bars, quarantined = stored_counts(conn)
     print("\nsummary")
-    print(f"  bars               {one('SELECT count(*) FROM bars_daily')}")
-    print(f"  quarantined rows   {one('SELECT count(*) FROM quarantine_bars')}")
-    print(f"  signals            {one('SELECT count(*) FROM signals')}")
+    print(f"  bars               {bars}")
+    print(f"  quarantined rows   {quarantined}")
+    print(f"  signals            {signal_count(conn)}")
     run_id, _, _ = latest_backtest_run(conn)
-    passed, total = conn.execute(
-        """SELECT count(*) FILTER (WHERE passed), count(*) FROM validation_verdicts
-           WHERE run_id = %s""",
-        (run_id,),
-    ).fetchone()
+    passed, total = verdict_counts(conn, run_id)
     print(f"  strategies passed  {passed} of {total}")
-    as_of = one("SELECT max(as_of) FROM correlation_shifts")
-    if as_of is not None:
-        latest_matrices = conn.execute(
-            "SELECT kind, window_days FROM correlation_shifts WHERE as_of = %s ORDER BY 1, 2",
-            (as_of,),
-        ).fetchall()
+    matrices = latest_correlation_matrices(conn)
+    if matrices is not None:
+        as_of, latest_matrices = matrices
         kinds = "/".join(sorted({k for k, _ in latest_matrices}))
         windows = "/".join(str(w) for w in sorted({w for _, w in latest_matrices}))
         print(f"  correlations       {kinds} over {windows} days, as of {as_of}")
-    optimization = conn.execute(
-        """SELECT requested_method, method, status FROM optimization_runs
-           ORDER BY created_at DESC LIMIT 1"""
-    ).fetchone()
+    optimization = latest_optimization(conn)
     if optimization is not None:
         requested, used, status = optimization
         how = used if used == requested else f"{used} (fallback from {requested})"
@@ -178,18 +155,11 @@ def _summary(conn) -> None:
     for sid, weight in sorted(latest[0].weights.items(), key=lambda item: -item[1]):
         if weight > 0:
             print(f"    {sid:<22} {weight:>7.2%}")
-    orders = conn.execute(
-        "SELECT status, count(*) FROM orders WHERE allocation_id = %s GROUP BY status ORDER BY 1",
-        (allocation_id,),
-    ).fetchall()
+    orders, fills = order_counts(conn, allocation_id)
     if not orders:
         print("  orders             none")
-    for status, n in orders:
+    for status, n in sorted(orders.items()):
         print(f"  orders {status:<11} {n}")
-    fills = conn.execute(
-        "SELECT count(*) FROM fills JOIN orders USING (client_order_id) WHERE allocation_id = %s",
-        (allocation_id,),
-    ).fetchone()[0]
     print(f"  fills              {fills}")
 
 

@@ -3,7 +3,7 @@ marked for re-optimization (a correlation regime shift) launches recommend_alloc
 
 import dagster as dg
 
-from engine.approvals.workflow import activations_after, reoptimization_requests
+from engine.approvals.store import activations_after, reoptimization_requests
 from orchestration.jobs import execute_allocation_job, recommend_allocation_job
 from orchestration.resources import Database
 

@@ -7,9 +7,10 @@ import psycopg
 
 from engine.data.quality import check_bars
 from engine.data.sources import SyntheticSource
+from engine.data.store import load_bars, write_bars
 from engine.signals.prices import price_panel
 from engine.signals.scans import scan_universe
-from engine.storage.repositories import load_bars, write_bars, write_signals
+from engine.signals.store import write_signals
 
 
 def store_synthetic_bars(

@@ -15,30 +15,30 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import psycopg
-from psycopg.rows import dict_row
 
+from engine.approvals.store import (
+    Allocation,
+    active_allocation_id,
+    due_for_expiry,
+    find_allocation,
+    insert_allocation,
+    lock_approvals,
+    locked_status,
+    move,
+    recent_allocation_ids,
+)
 from engine.errors import AllocationError, IllegalTransitionError, NotFoundError
 from engine.portfolio.constraints import AllocationConstraints, check_weights
+from engine.portfolio.store import insert_optimization_run
+from engine.strategies.store import strategy_configs
 
-_APPROVALS_LOCK = 7_331_002
+if TYPE_CHECKING:
+    from engine.portfolio.optimize import Recommendation
+
 EXPIRY_ACTOR = "tradeflow-expiry"
-
-
-@dataclass(frozen=True)
-class Allocation:
-    allocation_id: str
-    status: str
-    method: str
-    expected_return: float | None
-    volatility: float | None
-    sharpe: float | None
-    created_by: str
-    created_at: datetime
-    expires_at: datetime | None
-    reoptimize_reason: str | None
-    weights: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -53,31 +53,15 @@ class Transition:
 
 
 def get_allocation(conn: psycopg.Connection, allocation_id: str) -> Allocation:
-    row = (
-        conn.cursor(row_factory=dict_row)
-        .execute(
-            """SELECT allocation_id, status, method, expected_return, volatility, sharpe,
-                      created_by, created_at, expires_at, reoptimize_reason
-               FROM allocations WHERE allocation_id = %s""",
-            (allocation_id,),
-        )
-        .fetchone()
-    )
-    if row is None:
+    allocation = find_allocation(conn, allocation_id)
+    if allocation is None:
         raise NotFoundError(f"allocation {allocation_id!r} does not exist")
-    weights: dict[str, float] = dict(
-        conn.execute(
-            "SELECT strategy_id, weight FROM allocation_weights WHERE allocation_id = %s "
-            "ORDER BY strategy_id",
-            (allocation_id,),
-        ).fetchall()
-    )
-    return Allocation(**row, weights=weights)
+    return allocation
 
 
 def active_allocation(conn: psycopg.Connection) -> Allocation | None:
-    row = conn.execute("SELECT allocation_id FROM allocations WHERE status = 'ACTIVE'").fetchone()
-    return None if row is None else get_allocation(conn, row[0])
+    allocation_id = active_allocation_id(conn)
+    return None if allocation_id is None else get_allocation(conn, allocation_id)
 
 
 def weight_diff(
@@ -91,10 +75,7 @@ def weight_diff(
 
 
 def list_allocations(conn: psycopg.Connection, limit: int = 20) -> list[Allocation]:
-    ids = conn.execute(
-        "SELECT allocation_id FROM allocations ORDER BY created_at DESC LIMIT %s", (limit,)
-    ).fetchall()
-    return [get_allocation(conn, r[0]) for r in ids]
+    return [get_allocation(conn, a) for a in recent_allocation_ids(conn, limit)]
 
 
 def _require_actor(actor: str) -> str:
@@ -105,49 +86,21 @@ def _require_actor(actor: str) -> str:
 
 
 def _locked_status(conn: psycopg.Connection, allocation_id: str) -> str:
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPROVALS_LOCK,))
-    row = conn.execute(
-        "SELECT status FROM allocations WHERE allocation_id = %s FOR UPDATE", (allocation_id,)
-    ).fetchone()
-    if row is None:
+    lock_approvals(conn)
+    status = locked_status(conn, allocation_id)
+    if status is None:
         raise NotFoundError(f"allocation {allocation_id!r} does not exist")
-    return str(row[0])
-
-
-def _move(
-    conn: psycopg.Connection,
-    allocation_id: str,
-    from_status: str,
-    to_status: str,
-    actor: str,
-    reason: str | None,
-) -> int:
-    conn.execute(
-        "UPDATE allocations SET status = %s WHERE allocation_id = %s", (to_status, allocation_id)
-    )
-    row = conn.execute(
-        """INSERT INTO approval_events (allocation_id, from_status, to_status, actor, reason)
-           VALUES (%s, %s, %s, %s, %s) RETURNING event_id""",
-        (allocation_id, from_status, to_status, actor, reason),
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return status
 
 
 def expire_due(conn: psycopg.Connection, now: datetime | None = None) -> list[Transition]:
     """PENDING_APPROVAL -> EXPIRED for every allocation whose ``expires_at`` has passed."""
     transitions = []
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPROVALS_LOCK,))
-        due = conn.execute(
-            """SELECT allocation_id, expires_at FROM allocations
-               WHERE status = 'PENDING_APPROVAL' AND expires_at <= coalesce(%s, now())
-               ORDER BY created_at FOR UPDATE""",
-            (now,),
-        ).fetchall()
-        for allocation_id, expires_at in due:
+        lock_approvals(conn)
+        for allocation_id, expires_at in due_for_expiry(conn, now):
             reason = f"not decided by {expires_at:%Y-%m-%d %H:%M %Z}"
-            event_id = _move(
+            event_id = move(
                 conn, allocation_id, "PENDING_APPROVAL", "EXPIRED", EXPIRY_ACTOR, reason
             )
             transitions.append(
@@ -165,13 +118,11 @@ def expire_due(conn: psycopg.Connection, now: datetime | None = None) -> list[Tr
 
 
 def _archive_active(conn: psycopg.Connection, successor: str, actor: str) -> str | None:
-    previous = conn.execute(
-        "SELECT allocation_id FROM allocations WHERE status = 'ACTIVE' FOR UPDATE"
-    ).fetchone()
+    previous = active_allocation_id(conn, for_update=True)
     if previous is None:
         return None
-    _move(conn, str(previous[0]), "ACTIVE", "ARCHIVED", actor, f"superseded by {successor}")
-    return str(previous[0])
+    move(conn, previous, "ACTIVE", "ARCHIVED", actor, f"superseded by {successor}")
+    return previous
 
 
 def approve(
@@ -188,7 +139,7 @@ def approve(
                 "can be approved"
             )
         archived = _archive_active(conn, allocation_id, actor)
-        event_id = _move(conn, allocation_id, status, "ACTIVE", actor, reason)
+        event_id = move(conn, allocation_id, status, "ACTIVE", actor, reason)
     return Transition(event_id, allocation_id, status, "ACTIVE", actor, reason, archived)
 
 
@@ -205,23 +156,8 @@ def reject(conn: psycopg.Connection, allocation_id: str, by: str, reason: str) -
                 f"allocation {allocation_id} is {status}; only a PENDING_APPROVAL allocation "
                 "can be rejected"
             )
-        event_id = _move(conn, allocation_id, status, "REJECTED", actor, reason)
+        event_id = move(conn, allocation_id, status, "REJECTED", actor, reason)
     return Transition(event_id, allocation_id, status, "REJECTED", actor, reason, None)
-
-
-def activations_after(
-    conn: psycopg.Connection, after_event_id: int, limit: int
-) -> list[tuple[int, str]]:
-    """(approval event id, allocation id) of approvals after ``after_event_id`` whose allocation
-    is still ACTIVE: one superseded before anyone looked is not executed."""
-    rows = conn.execute(
-        """SELECT e.event_id, e.allocation_id FROM approval_events e
-           JOIN allocations a USING (allocation_id)
-           WHERE e.to_status = 'ACTIVE' AND a.status = 'ACTIVE' AND e.event_id > %s
-           ORDER BY e.event_id LIMIT %s""",
-        (after_event_id, limit),
-    ).fetchall()
-    return [(int(e), str(a)) for e, a in rows]
 
 
 def create_custom(
@@ -242,19 +178,14 @@ def create_custom(
         raise IllegalTransitionError(f"custom weights refused: {e}") from e
     allocation_id = f"custom-{datetime.now():%Y%m%d}-{uuid.uuid4().hex[:8]}"
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPROVALS_LOCK,))
-        known: dict[str, str] = dict(
-            conn.execute(
-                "SELECT strategy_id, status FROM strategies WHERE strategy_id = ANY(%s)",
-                (list(weights),),
-            ).fetchall()
-        )
+        lock_approvals(conn)
+        known = strategy_configs(conn, list(weights))
         for sid, w in weights.items():
             if sid not in known:
                 raise IllegalTransitionError(f"custom weights refused: unknown strategy {sid!r}")
-            if w > 0 and known[sid] != "ACTIVE":
+            if w > 0 and known[sid].status != "ACTIVE":
                 raise IllegalTransitionError(
-                    f"custom weights refused: strategy {sid} is {known[sid]}, not ACTIVE"
+                    f"custom weights refused: strategy {sid} is {known[sid].status}, not ACTIVE"
                 )
         archived = _archive_active(conn, allocation_id, actor)
         event_id = insert_allocation(
@@ -263,69 +194,29 @@ def create_custom(
     return Transition(event_id, allocation_id, "NEW", "ACTIVE", actor, reason, archived)
 
 
-def insert_allocation(
-    conn: psycopg.Connection,
-    allocation_id: str,
-    status: str,
-    method: str,
-    created_by: str,
-    weights: dict[str, float],
-    reason: str,
-    *,
-    optimization_id: uuid.UUID | None = None,
-    expected_return: float | None = None,
-    volatility: float | None = None,
-    sharpe: float | None = None,
-    expires_at: datetime | None = None,
-) -> int:
-    """A new allocation in ``status``, its weights, and the approval event that brings it into
-    being (from nothing); returns the event id. Runs in the caller's transaction."""
-    conn.execute(
-        """INSERT INTO allocations (allocation_id, optimization_id, status, method,
-               expected_return, volatility, sharpe, created_by, expires_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-        (
+def record_recommendation(
+    conn: psycopg.Connection, recommendation: Recommendation, expires_at: datetime
+) -> str:
+    """Store the optimization run and a PENDING_APPROVAL allocation; return its id."""
+    result, run_id = recommendation.result, recommendation.backtest_run_id
+    with conn.transaction():
+        optimization_id = insert_optimization_run(conn, recommendation)
+        allocation_id = f"alloc-{recommendation.data_end:%Y%m%d}-{optimization_id.hex[:8]}"
+        how = result.method
+        if result.method != result.requested:
+            how += f" (fallback: {result.requested} failed)"
+        insert_allocation(
+            conn,
             allocation_id,
-            optimization_id,
-            status,
-            method,
-            expected_return,
-            volatility,
-            sharpe,
-            created_by,
-            expires_at,
-        ),
-    )
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO allocation_weights (allocation_id, strategy_id, weight) "
-            "VALUES (%s, %s, %s)",
-            [(allocation_id, sid, w) for sid, w in weights.items()],
+            "PENDING_APPROVAL",
+            result.method,
+            "optimizer",
+            result.weights,
+            f"{how} on backtest run {run_id}",
+            optimization_id=optimization_id,
+            expected_return=result.expected_return,
+            volatility=result.volatility,
+            sharpe=result.sharpe,
+            expires_at=expires_at,
         )
-    row = conn.execute(
-        """INSERT INTO approval_events (allocation_id, from_status, to_status, actor, reason)
-           VALUES (%s, NULL, %s, %s, %s) RETURNING event_id""",
-        (allocation_id, status, created_by, reason),
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def request_reoptimization(conn: psycopg.Connection, reason: str) -> str | None:
-    """Mark the ACTIVE allocation for re-optimization (once); return its id if it was marked."""
-    row = conn.execute(
-        """UPDATE allocations SET reoptimize_requested_at = now(), reoptimize_reason = %s
-           WHERE status = 'ACTIVE' AND reoptimize_requested_at IS NULL
-           RETURNING allocation_id""",
-        (reason,),
-    ).fetchone()
-    return None if row is None else str(row[0])
-
-
-def reoptimization_requests(conn: psycopg.Connection) -> list[tuple[str, datetime, str]]:
-    """(allocation, when, why) of ACTIVE allocations marked for re-optimization."""
-    rows = conn.execute(
-        """SELECT allocation_id, reoptimize_requested_at, reoptimize_reason FROM allocations
-           WHERE status = 'ACTIVE' AND reoptimize_requested_at IS NOT NULL"""
-    ).fetchall()
-    return [(str(a), at, str(r)) for a, at, r in rows]
+    return allocation_id

@@ -1,7 +1,1 @@
 """Vectorized backtests (vectorbt), one module per strategy family."""
-
-# Families, by the name stored with their strategies and runs. Only SMA_CROSS strategies are
-# validated, allocated to and traded; SIGNAL_FOLLOW strategies are researched (backtested on the
-# signals that reach them) and stay TESTING.
-SMA_CROSS = "sma_cross"
-SIGNAL_FOLLOW = "signal_follow"

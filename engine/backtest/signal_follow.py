@@ -16,12 +16,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import polars as pl
+import psycopg
 
-from engine.backtest import SIGNAL_FOLLOW
 from engine.backtest.simulation import Simulation
 from engine.backtest.sma_sweep import SweepResult, benchmarks, evaluate
+from engine.data.store import instrument_sectors, stored_symbols
 from engine.errors import ConfigurationError, InsufficientDataError
 from engine.signals.prices import PricePanel
+from engine.signals.store import get_scanner
+from engine.strategies import SIGNAL_FOLLOW
+from engine.strategies.store import strategies_of_family, subscriptions
+from engine.strategies.subscriptions import signals_reaching, static_members
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,40 @@ class SignalCosts:
     fees: float = 0.0005
     slippage: float = 0.0005
     init_cash: float = 100_000.0
+
+
+def signal_strategies(conn: psycopg.Connection) -> tuple[list[SignalStrategy], dict[str, str]]:
+    """The signal-following strategies that are not INACTIVE, each with the signals that reach
+    it and its universe (the members of its manual or sector scanners; every stored symbol when
+    a subscription has no scanner or a filter scanner); and those skipped, with why."""
+    sectors = instrument_sectors(conn)
+    everyone = stored_symbols(conn)
+    strategies: list[SignalStrategy] = []
+    skipped: dict[str, str] = {}
+    for config in strategies_of_family(conn, SIGNAL_FOLLOW):
+        subscribed = subscriptions(conn, config.strategy_id)
+        if not subscribed:
+            skipped[config.strategy_id] = "no subscriptions: no signal reaches it"
+            continue
+        universe: set[str] = set()
+        for _, _, scanner_name in subscribed:
+            scanner = get_scanner(conn, scanner_name) if scanner_name else None
+            if scanner is None or scanner.kind == "filter":
+                universe = set(everyone)
+                break
+            universe |= set(static_members(scanner, sectors, everyone))
+        strategies.append(
+            SignalStrategy(
+                strategy_id=config.strategy_id,
+                hold_days=int(config.params["hold_days"]),
+                signals=signals_reaching(conn, subscribed, None, sectors, everyone),
+                universe=tuple(sorted(universe)),
+                subscriptions=tuple(
+                    {"signal_type": t, "min_confidence": c, "scanner": n} for t, c, n in subscribed
+                ),
+            )
+        )
+    return strategies, skipped
 
 
 def holding(

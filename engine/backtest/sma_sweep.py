@@ -20,13 +20,12 @@ from vectorbt.generic import nb as generic_nb
 from vectorbt.indicators import nb as indicators_nb
 from vectorbt.portfolio.enums import TradeDirection, TradeStatus
 
-from engine.backtest import SMA_CROSS
 from engine.backtest.simulation import Simulation
 from engine.errors import InsufficientDataError
 from engine.signals.prices import PricePanel
+from engine.strategies import SMA_CROSS
 
 TRADING_DAYS_PER_YEAR = 252
-FAMILY = SMA_CROSS
 # Symbol-pair columns per vectorized call: measured fastest around 2,000-3,000 (bench/README.md).
 CHUNK_COLUMNS = 2_500
 # Chunks simulated at once, one per core; each holds about 250 MB at its peak (2,500 columns of
@@ -58,7 +57,7 @@ class SweepParams:
 
 
 def strategy_id(fast: int, slow: int) -> str:
-    return f"{FAMILY}_{fast}_{slow}"
+    return f"{SMA_CROSS}_{fast}_{slow}"
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,7 @@ def sma_cross_sweep(
             parts.append(part)
             progress(f"pairs: {done} of {len(chunks)} chunks done ({len(pairs)} x {n_symbols})")
     return SweepResult(
-        family=FAMILY,
+        family=SMA_CROSS,
         param_grid={"fast": list(params.fast_windows), "slow": list(params.slow_windows)},
         settings=settings(params),
         strategy_params={strategy_id(f, s): {"fast": f, "slow": s} for f, s in pairs},

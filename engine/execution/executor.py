@@ -14,25 +14,32 @@ allocation that is not ACTIVE is refused. Two executions of one allocation at on
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 import psycopg
 
+from engine.approvals.store import activation_event_id, locked_status
 from engine.approvals.workflow import get_allocation
-from engine.brokers.base import Broker, BrokerOrder, OrderRequest, Side
+from engine.brokers.base import Broker
+from engine.data.store import latest_prices, load_recent_bars
 from engine.errors import ExecutionRefusedError
 from engine.execution.planning import latest_session_returns, orders_for_targets, strategy_targets
-from engine.portfolio.strategies import strategy_configs
+from engine.execution.store import (
+    has_orders,
+    insert_orders,
+    open_orders,
+    order_counts,
+    record_broker_order,
+    record_status,
+    try_lock_execution,
+    unlock_execution,
+)
 from engine.risk.limits import RiskLimits, StrategyExposure, evaluate, evaluate_strategy_limits
 from engine.signals.prices import price_panel
-from engine.storage.repositories import latest_prices, load_recent_bars
-
-FINAL_STATUSES = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED", "BLOCKED"})
+from engine.strategies.store import strategy_configs
 
 
 @dataclass
@@ -50,17 +57,14 @@ class ExecutionReport:
 
 @contextmanager
 def _exclusive(conn: psycopg.Connection, allocation_id: str) -> Iterator[None]:
-    got = conn.execute(
-        "SELECT pg_try_advisory_lock(hashtext('execute:' || %s))", (allocation_id,)
-    ).fetchone()
-    if not (got and got[0]):
+    if not try_lock_execution(conn, allocation_id):
         raise ExecutionRefusedError(
             f"another execution of allocation {allocation_id} is in progress"
         )
     try:
         yield
     finally:
-        conn.execute("SELECT pg_advisory_unlock(hashtext('execute:' || %s))", (allocation_id,))
+        unlock_execution(conn, allocation_id)
 
 
 def execute_allocation(
@@ -75,17 +79,21 @@ def execute_allocation(
         _exclusive(conn, allocation_id),
     ):
         _plan_once(conn, allocation_id, broker, limits)
-        for request, status in _open_orders(conn, allocation_id):
+        for request, status in open_orders(conn, allocation_id):
             existing = broker.get_order(request.client_order_id)
             if existing is None:
                 if status == "INTENT":
-                    _record_status(conn, request.client_order_id, "SUBMITTED", {})
+                    record_status(conn, request.client_order_id, "SUBMITTED", {})
                 existing = broker.submit_order(request)
                 report.sent += 1
             else:
                 report.reconciled += 1
-            _record_broker_order(conn, existing)
-        _summarise(conn, allocation_id, report)
+            record_broker_order(conn, existing)
+        report.statuses, report.fills = order_counts(conn, allocation_id)
+        report.planned = sum(report.statuses.values())
+        report.blocked = report.statuses.get("BLOCKED", 0)
+        report.filled = report.statuses.get("FILLED", 0)
+        report.rejected = report.statuses.get("REJECTED", 0)
     return report
 
 
@@ -93,27 +101,16 @@ def _plan_once(
     conn: psycopg.Connection, allocation_id: str, broker: Broker, limits: RiskLimits
 ) -> None:
     with conn.transaction():
-        row = conn.execute(
-            "SELECT status FROM allocations WHERE allocation_id = %s FOR UPDATE",
-            (allocation_id,),
-        ).fetchone()
-        if row is None:
+        status = locked_status(conn, allocation_id)
+        if status is None:
             raise ExecutionRefusedError(f"allocation {allocation_id!r} does not exist")
-        if row[0] != "ACTIVE":
+        if status != "ACTIVE":
             raise ExecutionRefusedError(
-                f"allocation {allocation_id} is {row[0]}; only the ACTIVE allocation is executed"
+                f"allocation {allocation_id} is {status}; only the ACTIVE allocation is executed"
             )
-        planned = conn.execute(
-            "SELECT 1 FROM orders WHERE allocation_id = %s LIMIT 1", (allocation_id,)
-        ).fetchone()
-        if planned:
+        if has_orders(conn, allocation_id):
             return
-        event = conn.execute(
-            """SELECT max(event_id) FROM approval_events
-               WHERE allocation_id = %s AND to_status = 'ACTIVE'""",
-            (allocation_id,),
-        ).fetchone()
-        approval_event_id = int(event[0]) if event and event[0] is not None else None
+        approval_event_id = activation_event_id(conn, allocation_id)
         if approval_event_id is None:
             raise ExecutionRefusedError(f"allocation {allocation_id} has no approval event")
         weights = get_allocation(conn, allocation_id).weights
@@ -154,116 +151,12 @@ def _plan_once(
         decisions = evaluate(orders, positions, prices, account.equity, limits)
         decisions += evaluate_strategy_limits(orders, positions, account.equity, exposures)
         blocked = {d.client_order_id for d in decisions if not d.passed}
-        for order in orders:
-            status = "BLOCKED" if order.client_order_id in blocked else "INTENT"
-            conn.execute(
-                """INSERT INTO orders (client_order_id, allocation_id, approval_event_id, symbol,
-                       side, qty, reference_price, status, broker)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-                (
-                    order.client_order_id,
-                    allocation_id,
-                    approval_event_id,
-                    order.symbol,
-                    order.side.value,
-                    order.qty,
-                    order.reference_price if math.isfinite(order.reference_price) else None,
-                    status,
-                    broker.name,
-                ),
-            )
-            conn.execute(
-                "INSERT INTO order_events (client_order_id, status, detail) VALUES (%s, %s, %s)",
-                (
-                    order.client_order_id,
-                    status,
-                    json.dumps({"equity": account.equity, "target_positions_from": str(panel.end)}),
-                ),
-            )
-        with conn.cursor() as cur:
-            cur.executemany(
-                """INSERT INTO risk_decisions (client_order_id, rule, passed, value, limit_value,
-                       reason) VALUES (%s, %s, %s, %s, %s, %s)""",
-                [
-                    (d.client_order_id, d.rule, d.passed, d.value, d.limit, d.reason)
-                    for d in decisions
-                ],
-            )
-
-
-def _open_orders(conn: psycopg.Connection, allocation_id: str) -> list[tuple[OrderRequest, str]]:
-    rows = conn.execute(
-        """SELECT client_order_id, symbol, side, qty, reference_price, status FROM orders
-           WHERE allocation_id = %s AND status <> ALL(%s)
-           ORDER BY side = 'buy', symbol""",
-        (allocation_id, list(FINAL_STATUSES)),
-    ).fetchall()
-    return [
-        (OrderRequest(coid, symbol, Side(side), Decimal(qty), price), status)
-        for coid, symbol, side, qty, price, status in rows
-    ]
-
-
-def _record_status(
-    conn: psycopg.Connection, client_order_id: str, status: str, detail: dict
-) -> None:
-    with conn.transaction():
-        current = conn.execute(
-            "SELECT status FROM orders WHERE client_order_id = %s FOR UPDATE", (client_order_id,)
-        ).fetchone()
-        if current and current[0] == status:
-            return
-        conn.execute(
-            "UPDATE orders SET status = %s WHERE client_order_id = %s", (status, client_order_id)
+        insert_orders(
+            conn,
+            allocation_id,
+            approval_event_id,
+            broker.name,
+            [(o, "BLOCKED" if o.client_order_id in blocked else "INTENT") for o in orders],
+            {"equity": account.equity, "target_positions_from": str(panel.end)},
+            decisions,
         )
-        conn.execute(
-            "INSERT INTO order_events (client_order_id, status, detail) VALUES (%s, %s, %s)",
-            (client_order_id, status, json.dumps(detail)),
-        )
-
-
-def _record_broker_order(conn: psycopg.Connection, order: BrokerOrder) -> None:
-    with conn.transaction():
-        conn.execute(
-            "UPDATE orders SET broker_order_id = %s WHERE client_order_id = %s "
-            "AND broker_order_id IS NULL",
-            (order.broker_order_id, order.client_order_id),
-        )
-        for fill in order.fills:
-            conn.execute(
-                """INSERT INTO fills (fill_id, client_order_id, symbol, side, qty, price,
-                       commission, filled_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-                   ON CONFLICT (fill_id) DO NOTHING""",
-                (
-                    fill.fill_id,
-                    order.client_order_id,
-                    order.symbol,
-                    order.side.value,
-                    fill.qty,
-                    fill.price,
-                    fill.commission,
-                    fill.filled_at,
-                ),
-            )
-        detail = {"broker_order_id": order.broker_order_id}
-        if order.reject_reason:
-            detail["reject_reason"] = order.reject_reason
-        _record_status(conn, order.client_order_id, order.status, detail)
-
-
-def _summarise(conn: psycopg.Connection, allocation_id: str, report: ExecutionReport) -> None:
-    rows = conn.execute(
-        "SELECT status, count(*) FROM orders WHERE allocation_id = %s GROUP BY status",
-        (allocation_id,),
-    ).fetchall()
-    report.statuses = {status: int(n) for status, n in rows}
-    report.planned = sum(report.statuses.values())
-    report.blocked = report.statuses.get("BLOCKED", 0)
-    report.filled = report.statuses.get("FILLED", 0)
-    report.rejected = report.statuses.get("REJECTED", 0)
-    fills = conn.execute(
-        """SELECT count(*) FROM fills f JOIN orders o USING (client_order_id)
-           WHERE o.allocation_id = %s""",
-        (allocation_id,),
-    ).fetchone()
-    report.fills = int(fills[0]) if fills else 0

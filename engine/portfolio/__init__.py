@@ -1,1 +1,1 @@
-"""Correlations between strategies and the allocation optimizer."""
+"""Correlations (strategies, assets, sectors) and the allocation optimizer."""

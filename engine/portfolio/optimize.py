@@ -14,8 +14,10 @@ bound respected, otherwise ``AllocationError``; nothing invalid is ever returned
 from __future__ import annotations
 
 import math
+import uuid
 import warnings
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Literal
 
 import numpy as np
@@ -69,6 +71,18 @@ class AllocationResult:
     @property
     def fell_back(self) -> bool:
         return len(self.path) > 1
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """An optimizer's result with what it ran on, traceable to its inputs when stored."""
+
+    backtest_run_id: uuid.UUID
+    data_start: date
+    data_end: date
+    constraints: AllocationConstraints
+    result: AllocationResult
+    excluded: dict[str, str]  # strategies left out before the optimizer ran, with the reason
 
 
 def optimize(

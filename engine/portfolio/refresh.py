@@ -1,7 +1,7 @@
 """One correlation refresh: rolling matrices of strategy, asset and sector returns for each window,
-stored with their regime shift against the previous matrix; a shift of the latest matrix above
-the threshold, the first time that matrix is seen, marks the ACTIVE allocation for
-re-optimization.
+stored with their regime shift against the previous matrix. A shift of the latest matrix above
+the threshold, the first time that matrix is seen, is a trigger; ``engine.approvals`` marks the
+ACTIVE allocation for re-optimization on it.
 
 Strategy and sector matrices are kept for every trading day (the first refresh fills the
 history, later ones add the days since); asset matrices (hundreds of symbols, ~100k pairs each)
@@ -17,7 +17,14 @@ import pandas as pd
 import polars as pl
 import psycopg
 
-from engine.approvals.workflow import request_reoptimization
+from engine.backtest.store import latest_backtest_run, load_strategy_returns
+from engine.data.store import (
+    instrument_sectors,
+    latest_bar_day,
+    load_bars,
+    load_recent_bars,
+    sessions_after,
+)
 from engine.errors import NotFoundError
 from engine.portfolio.correlation import (
     WINDOWS,
@@ -30,21 +37,14 @@ from engine.portfolio.correlation import (
     sector_returns,
     to_pairs,
 )
-from engine.portfolio.strategies import eligible_strategies
-from engine.storage.repositories import (
+from engine.portfolio.store import (
     correlation_as_of_before,
     correlation_shift_recorded,
-    flag_correlation_shift,
-    instrument_sectors,
-    latest_backtest_run,
-    load_bars,
-    load_recent_bars,
-    load_strategy_returns,
     previous_correlation_pairs,
     record_correlation_shifts,
-    sessions_after,
     store_correlation_matrices,
 )
+from engine.validation.store import eligible_strategies
 
 HISTORY_KINDS = ("strategy", "sector")
 SHIFT_SCHEMA = {
@@ -85,8 +85,7 @@ def _bars_needed(conn: psycopg.Connection, windows: tuple[int, ...]) -> pl.DataF
     """The stored bars the asset and sector matrices of this refresh need: the last window of
     days, and for the sector history every day since the last stored matrix before the latest
     bar, with a window before it; every bar while a sector history is missing."""
-    row = conn.execute("SELECT max(ts) FROM bars_daily").fetchone()
-    latest = None if row is None else row[0]
+    latest = latest_bar_day(conn)
     if latest is None:
         return load_bars(conn)
     sessions = max(windows) + 1
@@ -102,11 +101,12 @@ def _bars_needed(conn: psycopg.Connection, windows: tuple[int, ...]) -> pl.DataF
 class RefreshReport:
     matrices: list[MatrixReport] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # "asset 252d" -> why there is none
-    flagged_allocation: str | None = None
-    reason: str | None = None
+    triggers: list[MatrixReport] = field(default_factory=list)  # shifts above the threshold
+    reason: str | None = None  # why the triggers call for a re-optimization
+    flagged_allocation: str | None = None  # the allocation marked for it (engine.approvals)
 
 
-def refresh_correlations(
+def refresh_matrices(
     conn: psycopg.Connection, threshold: float, windows: tuple[int, ...] = WINDOWS
 ) -> RefreshReport:
     report = RefreshReport()
@@ -129,7 +129,6 @@ def refresh_correlations(
     else:
         report.skipped["asset"] = report.skipped["sector"] = "no bars are stored yet"
 
-    triggers: list[MatrixReport] = []
     for kind, returns, run_id in sources:
         for window in windows:
             matrices = _new_matrices(conn, kind, returns, window)
@@ -161,18 +160,11 @@ def refresh_correlations(
             )
             report.matrices.append(matrix_report)
             if first_time and shift is not None and shift > threshold:
-                triggers.append(matrix_report)
-    if triggers:
+                report.triggers.append(matrix_report)
+    if report.triggers:
         report.reason = "; ".join(
             f"{t.matrix.kind} {t.matrix.window}-day correlations moved {t.shift:.3f} "
             f"(> {threshold}) from {t.previous_as_of} to {t.as_of}"
-            for t in triggers
+            for t in report.triggers
         )
-        with conn.transaction():
-            report.flagged_allocation = request_reoptimization(conn, report.reason)
-            for t in triggers:
-                if report.flagged_allocation:
-                    flag_correlation_shift(
-                        conn, t.as_of, t.matrix.kind, t.matrix.window, report.flagged_allocation
-                    )
     return report

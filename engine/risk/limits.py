@@ -7,7 +7,7 @@ Rules, each evaluated per order and recorded whether it passed or not:
 - ``max_gross_leverage``: the batch's gross exposure after all orders / equity <=
   ``max_gross_leverage``; when it is exceeded, every order that adds exposure is blocked.
 
-Per strategy, from its configuration (``engine.portfolio.strategies``), on every order that adds
+Per strategy, from its configuration (``engine.strategies.config``), on every order that adds
 exposure to a symbol the strategy targets:
 
 - ``strategy_max_position_pct``: the strategy's target in the symbol / equity <= its limit;

@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 import polars as pl
+import psycopg
+
+from engine.data.store import load_bars, require_clean_bars
+from engine.errors import InsufficientDataError
 
 
 @dataclass(frozen=True)
@@ -52,3 +56,12 @@ def price_panel(bars: pl.DataFrame) -> PricePanel:
         low=wide["low"],
         volume=wide["volume"],
     )
+
+
+def load_research_prices(conn: psycopg.Connection) -> PricePanel:
+    """The adjusted price panel of every stored bar; refused while the latest load failed."""
+    require_clean_bars(conn)
+    bars = load_bars(conn)
+    if bars.is_empty():
+        raise InsufficientDataError("no bars stored; materialize bars_daily first")
+    return price_panel(bars)

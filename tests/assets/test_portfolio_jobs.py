@@ -12,8 +12,8 @@ import pytest
 from assets.market_data import bars_daily
 from assets.scans import signals
 from assets.signal_backtests import signal_backtests
-from engine.portfolio.strategies import add_signal_strategy, update_strategy
-from engine.storage.repositories import subscribe
+from engine.strategies.config import add_signal_strategy, update_strategy
+from engine.strategies.subscriptions import subscribe
 from orchestration.definitions import build_definitions
 from orchestration.demo import DEMO_END, DEMO_START
 from orchestration.resources import BrokerConfig, Database, MarketData, Settings

@@ -10,7 +10,7 @@ import pytest
 
 from orchestration.resources import MarketData
 from tests.assets.test_pipeline import _defs, _run_research
-from tests.engine.test_polygon_source import agg, page
+from tests.engine.data.test_polygon_source import agg, page
 from tests.vendor_server import FakeVendor, Reply, serve
 
 DAYS = [date(2024, 3, 13), date(2024, 3, 14), date(2024, 3, 15)]

@@ -10,9 +10,11 @@ import polars as pl
 import psycopg
 import pytest
 
+from engine.approvals.reoptimization import refresh_correlations
 from engine.approvals.workflow import approve, get_allocation
 from engine.data.quality import check_bars
 from engine.data.sources import LocalFileSource, MarketDataSource, SyntheticSource
+from engine.data.store import write_bars
 from engine.portfolio.correlation import (
     from_pairs,
     regime_shift,
@@ -20,8 +22,6 @@ from engine.portfolio.correlation import (
     sector_returns,
     to_pairs,
 )
-from engine.portfolio.refresh import refresh_correlations
-from engine.storage.repositories import write_bars
 from tests.conftest import SHARED_DATA
 from tests.helpers import pending_allocation
 

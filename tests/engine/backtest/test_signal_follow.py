@@ -8,26 +8,23 @@ import polars as pl
 import psycopg
 import pytest
 
-from engine.backtest import SIGNAL_FOLLOW
 from engine.backtest.signal_follow import (
     SignalCosts,
     SignalStrategy,
     holding,
     signal_follow_backtest,
+    signal_strategies,
 )
+from engine.backtest.store import latest_backtest_run, record_backtest
 from engine.data.sources import SyntheticSource
+from engine.data.store import load_bars
 from engine.errors import ConfigurationError, NotFoundError
-from engine.portfolio.strategies import add_signal_strategy, get_strategy, update_strategy
 from engine.signals.prices import PricePanel, price_panel
 from engine.signals.scanners import Scanner, filter_members_by_day
-from engine.storage.repositories import (
-    latest_backtest_run,
-    load_bars,
-    record_backtest,
-    save_scanner,
-    signal_strategies,
-    subscribe,
-)
+from engine.signals.store import save_scanner
+from engine.strategies import SIGNAL_FOLLOW
+from engine.strategies.config import add_signal_strategy, get_strategy, update_strategy
+from engine.strategies.subscriptions import subscribe
 from tests.helpers import store_bars_and_signals
 
 DAYS = pd.bdate_range("2024-01-01", periods=10)

@@ -10,12 +10,12 @@ import pytest
 from engine.approvals.workflow import approve
 from engine.brokers.base import BrokerError, BrokerOrder, OrderRequest, Side
 from engine.brokers.simulated import SimulatedBroker
+from engine.data.store import latest_prices
 from engine.errors import ExecutionRefusedError
 from engine.execution.executor import execute_allocation
 from engine.execution.planning import client_order_id, latest_session_returns
-from engine.portfolio.strategies import update_strategy
 from engine.risk.limits import RiskLimits, StrategyExposure, evaluate, evaluate_strategy_limits
-from engine.storage.repositories import latest_prices
+from engine.strategies.config import update_strategy
 from tests.helpers import pending_allocation, store_synthetic_bars
 
 WEIGHTS = {"sma_cross_10_100": 0.5, "sma_cross_20_50": 0.5}

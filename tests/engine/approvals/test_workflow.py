@@ -1,5 +1,4 @@
-"""Expiry, custom allocations, strategy configuration and re-optimization marks, on the test
-database."""
+"""Expiry, custom allocations and re-optimization marks, on the test database."""
 
 import json
 from datetime import UTC, datetime, timedelta
@@ -9,6 +8,7 @@ import psycopg
 import pytest
 
 from engine.approvals.custom import read_weights
+from engine.approvals.store import reoptimization_requests, request_reoptimization
 from engine.approvals.workflow import (
     EXPIRY_ACTOR,
     active_allocation,
@@ -16,18 +16,11 @@ from engine.approvals.workflow import (
     create_custom,
     expire_due,
     get_allocation,
-    reoptimization_requests,
-    request_reoptimization,
     weight_diff,
 )
-from engine.errors import ConfigurationError, IllegalTransitionError, SourceDataError
+from engine.errors import IllegalTransitionError, SourceDataError
 from engine.portfolio.constraints import AllocationConstraints
-from engine.portfolio.strategies import (
-    config_history,
-    eligible_strategies,
-    get_strategy,
-    update_strategy,
-)
+from engine.strategies.config import update_strategy
 from tests.helpers import pending_allocation
 
 A, B, C = "sma_cross_10_100", "sma_cross_20_150", "sma_cross_50_200"
@@ -177,87 +170,6 @@ def test_the_diff_against_the_active_allocation(conn: psycopg.Connection) -> Non
         (B, 0.5, 0.0, -0.5),
         (C, 0.0, 0.5, 0.5),
     ]
-
-
-def test_strategy_configuration_changes_are_validated_and_audited(
-    conn: psycopg.Connection,
-) -> None:
-    pending_allocation(conn, "a", WEIGHTS)
-    changes = update_strategy(
-        conn,
-        A,
-        "alice",
-        "paper first",
-        trading_mode="PAPER",
-        include_in_optimization=False,
-        risk_limits={"max_position_pct": 0.05},
-    )
-    assert changes == [
-        ("trading_mode", "SIMULATION", "PAPER"),
-        ("include_in_optimization", True, False),
-        ("max_position_pct", None, 0.05),
-    ]
-    config = get_strategy(conn, A)
-    assert (config.trading_mode, config.include_in_optimization) == ("PAPER", False)
-    assert config.risk_limits == {"max_position_pct": 0.05}
-    assert update_strategy(conn, A, "bob", trading_mode="PAPER") == []  # no change, no event
-    update_strategy(conn, A, "bob", risk_limits={"max_position_pct": None})
-    assert get_strategy(conn, A).risk_limits == {}
-    history = [(f, o, n, who, why) for _, f, o, n, who, why in config_history(conn, A)]
-    assert history == [
-        ("trading_mode", "SIMULATION", "PAPER", "alice", "paper first"),
-        ("include_in_optimization", True, False, "alice", "paper first"),
-        ("max_position_pct", None, 0.05, "alice", "paper first"),
-        ("max_position_pct", 0.05, None, "bob", None),
-    ]
-    for bad, message in (
-        ({"status": "PAUSED"}, "status 'PAUSED' is not one of"),
-        ({"trading_mode": "YOLO"}, "trading mode 'YOLO' is not one of"),
-        ({"risk_limits": {"max_position_pct": 1.5}}, r"must be a fraction in \(0, 1\]"),
-        ({"risk_limits": {"max_leverage": 0.5}}, "unknown risk limit 'max_leverage'"),
-    ):
-        with pytest.raises(ConfigurationError, match=message):
-            update_strategy(conn, A, "carol", **bad)  # type: ignore[arg-type]
-    with pytest.raises(ConfigurationError, match="--by"):
-        update_strategy(conn, A, "", status="TESTING")
-    conn.commit()
-    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
-        conn.execute("UPDATE strategy_config_events SET actor = 'mallory'")
-
-
-def test_only_validated_active_included_strategies_are_eligible(
-    conn: psycopg.Connection,
-) -> None:
-    pending_allocation(conn, "a", {A: 0.25, B: 0.25, C: 0.25, "sma_cross_20_200": 0.25})
-    run = "00000000-0000-0000-0000-000000000001"
-    conn.execute(
-        """INSERT INTO backtest_runs (run_id, family, param_grid, settings, data_start, data_end,
-               n_symbols, code_version) VALUES (%s, 'sma_cross', '{}', '{}', '2020-01-01',
-               '2020-12-31', 1, 'x')""",
-        (run,),
-    )
-    for sid, passed in ((A, True), (B, True), (C, False), ("sma_cross_20_200", None)):
-        conn.execute(
-            "INSERT INTO backtest_metrics (run_id, strategy_id, total_return, sharpe, "
-            "max_drawdown, trades) VALUES (%s, %s, 0.1, 1.0, 0.1, 12)",
-            (run, sid),
-        )
-        if passed is not None:
-            conn.execute(
-                "INSERT INTO validation_verdicts VALUES (%s, %s, %s, %s)",
-                (run, sid, passed, [] if passed else ["oos_sharpe 0.10 < 0.50"]),
-            )
-    conn.commit()
-    update_strategy(conn, B, "alice", status="TESTING")
-    eligible, excluded = eligible_strategies(conn, run)  # type: ignore[arg-type]
-    assert eligible == [A]
-    assert excluded == {
-        B: "status is TESTING",
-        C: "failed validation: oos_sharpe 0.10 < 0.50",
-        "sma_cross_20_200": "not validated",
-    }
-    update_strategy(conn, B, "alice", status="ACTIVE", include_in_optimization=False)
-    assert eligible_strategies(conn, run)[1][B] == "include_in_optimization is off"  # type: ignore[arg-type]
 
 
 def test_the_active_allocation_is_marked_for_reoptimization_once(

@@ -20,52 +20,31 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
-from engine.backtest import SIGNAL_FOLLOW, SMA_CROSS
 from engine.errors import ConfigurationError, NotFoundError
 from engine.signals.scanners import NAME_PATTERN
+from engine.strategies import SIGNAL_FOLLOW, SMA_CROSS
+from engine.strategies.store import (
+    StrategyConfig,
+    append_config_event,
+    find_strategy,
+    insert_strategy,
+    set_strategy_column,
+)
 
 STATUSES = ("ACTIVE", "INACTIVE", "TESTING")
 TRADING_MODES = ("LIVE", "PAPER", "SIMULATION", "VALIDATION")
 RISK_LIMITS = ("max_position_pct", "max_daily_loss_pct")
 
 
-@dataclass(frozen=True)
-class StrategyConfig:
-    strategy_id: str
-    family: str
-    params: dict[str, Any]
-    status: str
-    trading_mode: str
-    include_in_optimization: bool
-    risk_limits: dict[str, float]
-
-
-_SELECT = """SELECT strategy_id, family, params, status, trading_mode, include_in_optimization,
-                    risk_limits FROM strategies"""
-
-
 def get_strategy(conn: psycopg.Connection, strategy_id: str) -> StrategyConfig:
-    row = conn.execute(_SELECT + " WHERE strategy_id = %s", (strategy_id,)).fetchone()
-    if row is None:
+    config = find_strategy(conn, strategy_id)
+    if config is None:
         raise NotFoundError(f"strategy {strategy_id!r} does not exist")
-    return StrategyConfig(*row)
-
-
-def list_strategies(conn: psycopg.Connection) -> list[StrategyConfig]:
-    return [StrategyConfig(*row) for row in conn.execute(_SELECT + " ORDER BY strategy_id")]
-
-
-def strategy_configs(
-    conn: psycopg.Connection, strategy_ids: list[str]
-) -> dict[str, StrategyConfig]:
-    rows = conn.execute(_SELECT + " WHERE strategy_id = ANY(%s)", (strategy_ids,)).fetchall()
-    return {row[0]: StrategyConfig(*row) for row in rows}
+    return config
 
 
 def update_strategy(
@@ -96,12 +75,9 @@ def update_strategy(
             raise ConfigurationError(f"{name} must be a fraction in (0, 1], got {value}")
     changes: list[tuple[str, Any, Any]] = []
     with conn.transaction():
-        row = conn.execute(
-            _SELECT + " WHERE strategy_id = %s FOR UPDATE", (strategy_id,)
-        ).fetchone()
-        if row is None:
+        current = find_strategy(conn, strategy_id, for_update=True)
+        if current is None:
             raise NotFoundError(f"strategy {strategy_id!r} does not exist")
-        current = StrategyConfig(*row)
         if current.family != SMA_CROSS and (status == "ACTIVE" or include_in_optimization):
             raise ConfigurationError(
                 f"{strategy_id} is a {current.family} strategy: only {SMA_CROSS} strategies are "
@@ -124,17 +100,12 @@ def update_strategy(
                 else:
                     limits[name] = value
         for field, old, new in changes:
-            column = "risk_limits" if field in RISK_LIMITS else field
-            stored = json.dumps(limits) if column == "risk_limits" else new
-            conn.execute(
-                f"UPDATE strategies SET {column} = %s WHERE strategy_id = %s",  # noqa: S608
-                (stored, strategy_id),
-            )
-            conn.execute(
-                """INSERT INTO strategy_config_events
-                       (strategy_id, field, old_value, new_value, actor, reason)
-                   VALUES (%s, %s, %s, %s, %s, %s)""",
-                (strategy_id, field, json.dumps(old), json.dumps(new), actor, reason),
+            if field in RISK_LIMITS:
+                set_strategy_column(conn, strategy_id, "risk_limits", json.dumps(limits))
+            else:
+                set_strategy_column(conn, strategy_id, field, new)
+            append_config_event(
+                conn, strategy_id, field, json.dumps(old), json.dumps(new), actor, reason
             )
     return changes
 
@@ -152,25 +123,11 @@ def add_signal_strategy(
     if not 1 <= hold_days <= 252:
         raise ConfigurationError(f"hold_days must be within 1..252, got {hold_days}")
     with conn.transaction():
-        inserted = conn.execute(
-            """INSERT INTO strategies (strategy_id, family, params, status,
-                   include_in_optimization)
-               VALUES (%s, %s, %s, 'TESTING', false) ON CONFLICT DO NOTHING RETURNING 1""",
-            (strategy_id, SIGNAL_FOLLOW, json.dumps({"hold_days": hold_days})),
-        ).fetchone()
-        if inserted is None:
+        params = {"hold_days": hold_days}
+        if not insert_strategy(conn, strategy_id, SIGNAL_FOLLOW, params, "TESTING", False):
             raise ConfigurationError(f"strategy {strategy_id!r} already exists")
-        conn.execute(
-            """INSERT INTO strategy_config_events
-                   (strategy_id, field, old_value, new_value, actor, reason)
-               VALUES (%s, 'created', NULL, %s, %s, %s)""",
-            (
-                strategy_id,
-                json.dumps({"family": SIGNAL_FOLLOW, "hold_days": hold_days}),
-                actor,
-                reason,
-            ),
-        )
+        created = json.dumps({"family": SIGNAL_FOLLOW, **params})
+        append_config_event(conn, strategy_id, "created", None, created, actor, reason)
     return get_strategy(conn, strategy_id)
 
 
@@ -179,41 +136,3 @@ def _require_actor(by: str, doing: str) -> str:
     if not actor:
         raise ConfigurationError(f"{doing} needs the name of who makes it (--by)")
     return actor
-
-
-def config_history(conn: psycopg.Connection, strategy_id: str) -> list[tuple]:
-    """(at, field, old, new, actor, reason) of every change, oldest first."""
-    return conn.execute(
-        """SELECT at, field, old_value, new_value, actor, reason FROM strategy_config_events
-           WHERE strategy_id = %s ORDER BY event_id""",
-        (strategy_id,),
-    ).fetchall()
-
-
-def eligible_strategies(
-    conn: psycopg.Connection, run_id: uuid.UUID
-) -> tuple[list[str], dict[str, str]]:
-    """The strategies of backtest run ``run_id`` the optimizer may use, and every other one with
-    the reason it is left out."""
-    rows = conn.execute(
-        """SELECT m.strategy_id, v.passed, v.reasons, s.status, s.include_in_optimization
-           FROM backtest_metrics m
-           JOIN strategies s USING (strategy_id)
-           LEFT JOIN validation_verdicts v ON v.run_id = m.run_id AND v.strategy_id = m.strategy_id
-           WHERE m.run_id = %s ORDER BY m.strategy_id""",
-        (run_id,),
-    ).fetchall()
-    eligible: list[str] = []
-    excluded: dict[str, str] = {}
-    for sid, passed, reasons, status, include in rows:
-        if passed is None:
-            excluded[sid] = "not validated"
-        elif not passed:
-            excluded[sid] = "failed validation: " + "; ".join(reasons)
-        elif status != "ACTIVE":
-            excluded[sid] = f"status is {status}"
-        elif not include:
-            excluded[sid] = "include_in_optimization is off"
-        else:
-            eligible.append(sid)
-    return eligible, excluded

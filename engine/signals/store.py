@@ -1,0 +1,72 @@
+"""The signal tables: signals (scan events) and scanners (named ticker lists)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import polars as pl
+import psycopg
+
+from engine.errors import NotFoundError
+from engine.signals.scanners import Scanner
+from engine.storage.bulk import copy_upsert
+
+SIGNAL_COLUMNS = ["symbol", "ts", "signal_type", "direction", "confidence"]
+
+
+def write_signals(conn: psycopg.Connection, signals: pl.DataFrame) -> int:
+    with conn.transaction():
+        return copy_upsert(conn, "signals", signals, key=["symbol", "ts", "signal_type"])
+
+
+def signals_of_type(
+    conn: psycopg.Connection, signal_type: str, min_confidence: float, since: date | None
+) -> pl.DataFrame:
+    """Stored ``signal_type`` signals of at least ``min_confidence`` from ``since`` on."""
+    rows = conn.execute(
+        """SELECT symbol, ts, signal_type, direction, confidence FROM signals
+           WHERE signal_type = %s AND confidence >= %s
+             AND ts >= coalesce(%s, '-infinity'::date) ORDER BY ts, symbol""",
+        (signal_type, min_confidence, since),
+    ).fetchall()
+    return pl.DataFrame(rows, schema=SIGNAL_COLUMNS, orient="row")
+
+
+def signal_count(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT count(*) FROM signals").fetchone()
+    return int(row[0]) if row else 0
+
+
+def save_scanner(conn: psycopg.Connection, scanner: Scanner) -> None:
+    conn.execute(
+        """INSERT INTO scanners (name, kind, definition) VALUES (%s, %s, %s)
+           ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind,
+               definition = EXCLUDED.definition, updated_at = now()""",
+        (scanner.name, scanner.kind, json.dumps(scanner.definition())),
+    )
+
+
+def _scanner(name: str, kind: str, d: dict) -> Scanner:
+    return Scanner(
+        name=name,
+        kind=kind,  # type: ignore[arg-type]
+        symbols=tuple(d.get("symbols", ())),
+        sectors=tuple(d.get("sectors", ())),
+        min_price=float(d.get("min_price", 0.0)),
+        min_avg_volume=float(d.get("min_avg_volume", 0.0)),
+        min_avg_dollar_volume=float(d.get("min_avg_dollar_volume", 0.0)),
+        window=int(d.get("window", 20)),
+    )
+
+
+def get_scanner(conn: psycopg.Connection, name: str) -> Scanner:
+    row = conn.execute("SELECT kind, definition FROM scanners WHERE name = %s", (name,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"scanner {name!r} does not exist")
+    return _scanner(name, *row)
+
+
+def list_scanners(conn: psycopg.Connection) -> list[Scanner]:
+    rows = conn.execute("SELECT name, kind, definition FROM scanners ORDER BY name").fetchall()
+    return [_scanner(*row) for row in rows]

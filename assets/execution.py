@@ -1,11 +1,15 @@
-"""Orders for an ACTIVE allocation, sent to the broker exactly once."""
+"""Orders for an ACTIVE allocation, sent to each strategy's broker exactly once."""
 
 import dagster as dg
 
 from assets.allocations import allocation_recommendation
+from engine.brokers.base import OutcomeUnknownError
 from engine.data.store import latest_prices
 from engine.execution.executor import execute_allocation
+from engine.markdown import markdown_table
 from orchestration.resources import BrokerConfig, Database, Settings
+
+ORDER_COLUMNS = ["symbol", "side", "qty", "filled", "avg price", "status", "strategy", "broker"]
 
 
 class ExecutionConfig(dg.Config):
@@ -14,7 +18,7 @@ class ExecutionConfig(dg.Config):
     allocation_id: str
 
 
-@dg.asset(deps=[allocation_recommendation], group_name="execution")
+@dg.asset(deps=[allocation_recommendation], group_name="execution", kinds={"postgres", "alpaca"})
 def executed_orders(
     context: dg.AssetExecutionContext,
     config: ExecutionConfig,
@@ -22,23 +26,55 @@ def executed_orders(
     broker: BrokerConfig,
     settings: Settings,
 ) -> dg.MaterializeResult:
-    """Target positions -> risk checks -> broker orders and fills for one ACTIVE allocation."""
+    """Reconcile each broker, then target positions -> risk checks -> orders and fills, for one
+    ACTIVE allocation; each strategy's orders go to its mode's broker and its account."""
     url = database.database_url()
     with database.connect() as conn:
         prices = {symbol: close for symbol, (_, close) in latest_prices(conn).items()}
-    client = broker.create_broker(url, prices.get)
-    report = execute_allocation(url, config.allocation_id, client, settings.risk_limits())
-    context.log.info(f"execution of {config.allocation_id}: {report}")
+    router = broker.router(url, prices.get)
+    try:
+        report = execute_allocation(
+            url, config.allocation_id, router, settings.risk_limits(), broker.execution()
+        )
+    except OutcomeUnknownError as e:
+        # The broker may have an order we could not confirm: a later attempt asks it first.
+        raise dg.RetryRequested(max_retries=3, seconds_to_wait=30) from e
+    for reconciliation in report.reconciliations:
+        if reconciliation.adopted:
+            context.log.warning(
+                f"{reconciliation.venue}: adopted {len(reconciliation.adopted)} orders the "
+                f"broker had under our prefix: {', '.join(reconciliation.adopted)}"
+            )
+    context.log.info(
+        f"execution of {config.allocation_id}: {report.sent} sent, {report.filled} filled, "
+        f"{report.blocked} blocked, {report.not_sent} not sent (VALIDATION)"
+    )
+    rows = [
+        (
+            o["symbol"],
+            o["side"],
+            o["qty"],
+            o["filled"] or 0,
+            "-" if o["average"] is None else f"{o['average']:.4f}",
+            o["status"],
+            o["strategy_id"] or "-",
+            f"{o['broker']}/{o['account']}",
+        )
+        for o in report.orders
+    ]
     return dg.MaterializeResult(
         metadata={
             "allocation_id": config.allocation_id,
-            "broker": client.name,
+            "brokers": ", ".join(sorted({f"{o['broker']}/{o['account']}" for o in report.orders})),
             "orders": dg.MetadataValue.int(report.planned),
             "sent": dg.MetadataValue.int(report.sent),
             "reconciled": dg.MetadataValue.int(report.reconciled),
             "filled": dg.MetadataValue.int(report.filled),
             "rejected": dg.MetadataValue.int(report.rejected),
             "blocked": dg.MetadataValue.int(report.blocked),
+            "not_sent": dg.MetadataValue.int(report.not_sent),
             "fills": dg.MetadataValue.int(report.fills),
+            "superseded": report.superseded,
+            "order_table": dg.MetadataValue.md(markdown_table(ORDER_COLUMNS, rows)),
         }
     )

@@ -1,13 +1,16 @@
 """The ``tradeflow`` command line: allocations (list, show, approve, reject, custom, expire),
-strategy configuration, scanners and the signal subscriptions of strategies.
+strategy configuration, scanners and the signal subscriptions of strategies, orders and
+positions.
 
-It calls the same engine functions as the Dagster approval job, against the same database
-(TRADEFLOW_DATABASE_URL, else the embedded server).
+It calls the same engine functions as the Dagster jobs, against the same database
+(TRADEFLOW_DATABASE_URL, else the embedded server). Broker keys come from the same environment
+variables as the Dagster resources (``engine.brokers.routing``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import date
 
@@ -25,12 +28,25 @@ from engine.approvals.workflow import (
     reject,
     weight_diff,
 )
-from engine.data.store import instrument_sectors, load_recent_bars
+from engine.brokers.routing import (
+    ALLOW_LIVE_ENV,
+    AccountSettings,
+    AlpacaKeys,
+    BrokerRouter,
+    account_names,
+    key_variables,
+    live_allowed,
+)
+from engine.brokers.simulated import SimulatedBroker
+from engine.data.store import instrument_sectors, latest_prices, load_recent_bars
 from engine.errors import TradeflowError
+from engine.execution.reconcile import adopt_positions
+from engine.execution.store import book_table, order_table
+from engine.execution.venues import Venue
 from engine.portfolio.constraints import AllocationConstraints
 from engine.signals.scanners import Scanner, resolve
 from engine.signals.store import list_scanners, save_scanner
-from engine.storage.connection import connect
+from engine.storage.connection import connect, resolve_database_url
 from engine.storage.migrations import migrate
 from engine.strategies.config import (
     RISK_LIMITS,
@@ -82,7 +98,7 @@ def _describe_strategy(config: StrategyConfig) -> str:
     return (
         f"{config.strategy_id:<24} {config.status:<8} {config.trading_mode:<10} "
         f"{'optimized' if config.include_in_optimization else 'excluded':<9} limits: {limits}; "
-        f"{config.family} ({params})"
+        f"{config.family} ({params}); account {config.account}"
     )
 
 
@@ -121,9 +137,17 @@ def _strategy(conn: psycopg.Connection, args: argparse.Namespace) -> None:
             trading_mode=args.mode,
             include_in_optimization=args.include,
             risk_limits=limits,
+            account=args.account,
         )
         for field, old, new in changes:
             print(f"{args.strategy_id}: {field} {old} -> {new}")
+        if args.mode == "LIVE" and not live_allowed(os.environ.get(ALLOW_LIVE_ENV)):
+            print(
+                f"warning: live trading is not enabled ({ALLOW_LIVE_ENV}=yes is not set): "
+                f"executions of {args.strategy_id} are refused until it is, and until the "
+                "account has live keys",
+                file=sys.stderr,
+            )
         if not changes:
             print(f"{args.strategy_id}: nothing changed")
     print(_describe_strategy(get_strategy(conn, args.strategy_id)))
@@ -160,6 +184,62 @@ def _scanner(conn: psycopg.Connection, args: argparse.Namespace) -> None:
         if unknown:
             line += f"; unknown: {', '.join(unknown)}"
         print(line)
+
+
+def _router(conn: psycopg.Connection) -> BrokerRouter:
+    """The brokers of the accounts configured in the environment (simulated ones with the
+    default settings, priced at the latest stored closes)."""
+    prices = {symbol: close for symbol, (_, close) in latest_prices(conn).items()}
+    url = resolve_database_url()
+
+    def keys(account: str, mode: str) -> AlpacaKeys:
+        api_key, secret_key = key_variables(account, mode)
+        return AlpacaKeys(os.environ.get(api_key), os.environ.get(secret_key))
+
+    return BrokerRouter(
+        accounts={
+            name: AccountSettings(keys(name, "PAPER"), keys(name, "LIVE"))
+            for name in account_names(os.environ)
+        },
+        simulated=lambda account: SimulatedBroker(url, prices.get, account_name=account),
+        allow_live=live_allowed(os.environ.get(ALLOW_LIVE_ENV)),
+    )
+
+
+def _orders(conn: psycopg.Connection, args: argparse.Namespace) -> None:
+    rows = order_table(conn, args.allocation, args.limit)
+    print(
+        f"{'created':<16} {'symbol':<8} {'side':<4} {'qty':>8} {'filled':>8} {'avg price':>10} "
+        f"{'status':<16} {'strategy':<22} broker/account"
+    )
+    for o in rows:
+        average = "-" if o["average"] is None else f"{o['average']:.4f}"
+        print(
+            f"{o['created_at']:%Y-%m-%d %H:%M} {o['symbol']:<8} {o['side']:<4} {o['qty']:>8} "
+            f"{o['filled'] or 0:>8} {average:>10} {o['status']:<16} "
+            f"{o['strategy_id'] or '-':<22} {o['broker']}/{o['account']}"
+            + (f"  ({o['why']})" if o["why"] else "")
+        )
+    if not rows:
+        print("no orders")
+
+
+def _positions(conn: psycopg.Connection, args: argparse.Namespace) -> None:
+    if args.positions_command == "adopt":
+        venue = Venue(args.mode, args.account)
+        _router(conn).check("(adopting positions)", venue.mode, venue.account)
+        broker = _router(conn).broker(venue.mode, venue.account)
+        adjusted = adopt_positions(conn, venue, broker, args.by, args.reason)
+        for symbol, ours, theirs in adjusted:
+            print(f"{venue}: {symbol} ours {ours} -> the broker's {theirs}")
+        if not adjusted:
+            print(f"{venue}: our book already equals the broker's positions")
+        return
+    rows = book_table(conn)
+    for broker, account, strategy, symbol, qty in rows:
+        print(f"{broker}/{account:<12} {strategy or '(adjustment)':<24} {symbol:<8} {qty:>10}")
+    if not rows:
+        print("no positions")
 
 
 def _items(text: str) -> tuple[str, ...]:
@@ -203,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     include = strategy_set.add_mutually_exclusive_group()
     include.add_argument("--include", dest="include", action="store_true", default=None)
     include.add_argument("--exclude", dest="include", action="store_false")
+    strategy_set.add_argument("--account", help="the named account it trades in")
     for name in RISK_LIMITS:
         strategy_set.add_argument(
             "--" + name.replace("_", "-"),
@@ -240,6 +321,19 @@ def main(argv: list[str] | None = None) -> int:
     signals_cmd = sub.add_parser("signals", help="the signals that reach a strategy")
     signals_cmd.add_argument("strategy_id")
     signals_cmd.add_argument("--since", type=date.fromisoformat, default=None)
+    orders_cmd = sub.add_parser("orders", help="orders sent or planned, newest first")
+    orders_cmd.add_argument("--allocation", default=None, help="only this allocation's")
+    orders_cmd.add_argument("--limit", type=int, default=50)
+    positions_cmd = sub.add_parser("positions", help="our book, or adopt the broker's")
+    positions_sub = positions_cmd.add_subparsers(dest="positions_command")
+    positions_sub.add_parser("show", help="our positions by broker, account and strategy")
+    adopt = positions_sub.add_parser(
+        "adopt", help="take a broker account's positions as ours (an audited adjustment)"
+    )
+    adopt.add_argument("--mode", choices=("SIMULATION", "PAPER", "LIVE"), required=True)
+    adopt.add_argument("--account", default="default")
+    adopt.add_argument("--by", required=True, help="your name, stored with the adjustment")
+    adopt.add_argument("--reason", required=True)
     args = parser.parse_args(argv)
 
     try:
@@ -287,12 +381,19 @@ def main(argv: list[str] | None = None) -> int:
                     f"(confidence >= {args.min_confidence:g}"
                     + (f", scanner {args.scanner})" if args.scanner else ")")
                 )
+            elif args.command == "orders":
+                _orders(conn, args)
+            elif args.command == "positions":
+                _positions(conn, args)
             elif args.command == "signals":
                 for row in subscribed_signals(conn, args.strategy_id, args.since).iter_rows():
                     symbol, ts, signal_type, direction, confidence = row
                     print(f"{ts}  {symbol:<8} {signal_type:<24} {direction:<5} {confidence:5.1f}")
     except TradeflowError as e:
         print(f"tradeflow: {e}", file=sys.stderr)
+        return 1
+    except psycopg.Error as e:  # a rule the database enforces that the engine did not check
+        print(f"tradeflow: the database refused: {e.diag.message_primary or e}", file=sys.stderr)
         return 1
     return 0
 

@@ -12,6 +12,7 @@ from assets.market_data import bars_daily, bars_minute
 from assets.scans import signals
 from assets.signal_backtests import signal_backtests
 from assets.validations import validations
+from engine.brokers.routing import ALLOW_LIVE_ENV, account_names, key_variables
 from engine.storage.connection import DATABASE_URL_ENV
 from orchestration.jobs import (
     approve_allocation,
@@ -23,7 +24,14 @@ from orchestration.jobs import (
     refresh_correlations_job,
     research_pipeline,
 )
-from orchestration.resources import BrokerConfig, Database, MarketData, Settings
+from orchestration.resources import (
+    AccountConfig,
+    AlpacaKeysConfig,
+    BrokerConfig,
+    Database,
+    MarketData,
+    Settings,
+)
 from orchestration.schedules import correlations_intraday, daily_research, expiry_schedule
 from orchestration.sensors import approvals_sensor, reoptimization_sensor
 
@@ -34,22 +42,37 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
         Database(url=dg.EnvVar(DATABASE_URL_ENV)) if DATABASE_URL_ENV in os.environ else Database()
     )
     # Keys go in only through EnvVar (never their values), and only when they are set.
-    keys = {
-        setting: dg.EnvVar(variable)
-        for setting, variable in (
-            ("polygon_api_key", "POLYGON_API_KEY"),
-            ("alpaca_api_key", "ALPACA_API_KEY"),
-            ("alpaca_secret_key", "ALPACA_SECRET_KEY"),
-        )
-        if variable in os.environ
-    }
-    market_data = MarketData(**keys)
+    market_data = MarketData(
+        polygon_api_key=_env("POLYGON_API_KEY"),
+        alpaca_api_key=_env("ALPACA_API_KEY"),
+        alpaca_secret_key=_env("ALPACA_SECRET_KEY"),
+    )
     return {
         "database": database,
         "market_data": market_data,
-        "broker": BrokerConfig(),
+        "broker": BrokerConfig(accounts=broker_accounts(), allow_live=_env(ALLOW_LIVE_ENV)),
         "settings": Settings(),
     }
+
+
+def _env(variable: str) -> str | None:
+    """``dg.EnvVar(variable)`` when it is set: its value is read in the run, never here."""
+    return dg.EnvVar(variable) if variable in os.environ else None
+
+
+def broker_accounts() -> list[AccountConfig]:
+    """The default account and those in TRADEFLOW_ACCOUNTS, each with the keys exported for it
+    (ALPACA_PAPER_API_KEY ... for the default account, ALPACA_<NAME>_PAPER_API_KEY ... for
+    another)."""
+
+    def keys(name: str, mode: str) -> AlpacaKeysConfig:
+        api_key, secret_key = key_variables(name, mode)
+        return AlpacaKeysConfig(api_key=_env(api_key), secret_key=_env(secret_key))
+
+    return [
+        AccountConfig(name=name, paper=keys(name, "PAPER"), live=keys(name, "LIVE"))
+        for name in account_names(os.environ)
+    ]
 
 
 def build_definitions(resources: dict[str, dg.ConfigurableResource]) -> dg.Definitions:

@@ -3,24 +3,33 @@
 - ``Database``: PostgreSQL/TimescaleDB at ``url`` (from ``EnvVar("TRADEFLOW_DATABASE_URL")`` when
   set), else the embedded server. Pending migrations are applied once per process.
 - ``MarketData``: the bar source (``synthetic``, the offline default, or ``files``).
-- ``BrokerConfig``: the broker orders go to (``simulated`` offline).
+- ``BrokerConfig``: where orders go: each strategy's trading mode and named account pick the
+  simulated broker, Alpaca paper or Alpaca live (keys per account through ``EnvVar``).
 - ``Settings``: research, allocation and risk thresholds.
 """
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Literal
 
 import dagster as dg
 import psycopg
 
 from engine.backtest.sma_sweep import SweepParams
-from engine.brokers.base import Broker
+from engine.brokers.routing import (
+    AccountSettings,
+    AlpacaKeys,
+    AlpacaSettings,
+    BrokerRouter,
+    live_allowed,
+)
 from engine.brokers.simulated import PriceSource, SimulatedBroker
 from engine.data.alpaca_source import AlpacaSource
 from engine.data.polygon_source import PolygonSource
 from engine.data.sources import LocalFileSource, MarketDataSource, SyntheticSource
 from engine.errors import ConfigurationError
+from engine.execution.executor import ExecutionSettings
 from engine.portfolio.constraints import AllocationConstraints
 from engine.risk.limits import RiskLimits
 from engine.storage.connection import resolve_database_url
@@ -108,23 +117,67 @@ class MarketData(dg.ConfigurableResource):
         return SyntheticSource(n_symbols=self.n_symbols, seed=self.seed)
 
 
-class BrokerConfig(dg.ConfigurableResource):
-    """The broker for execution; ``simulated`` keeps its book in the same database."""
+class AlpacaKeysConfig(dg.Config):
+    """One set of Alpaca keys (bind them with ``dg.EnvVar``), and another endpoint if any."""
 
-    kind: Literal["simulated"] = "simulated"
-    account_id: str = "sim"
+    api_key: str | None = None
+    secret_key: str | None = None
+    base_url: str | None = None
+
+
+class AccountConfig(dg.Config):
+    """A named account: its Alpaca paper keys and its live keys."""
+
+    name: str = "default"
+    paper: AlpacaKeysConfig = AlpacaKeysConfig()
+    live: AlpacaKeysConfig = AlpacaKeysConfig()
+
+
+class BrokerConfig(dg.ConfigurableResource):
+    """Where each strategy's orders go (its trading mode and account): the simulated broker
+    (its book in the same database), Alpaca paper or Alpaca live (needs ``allow_live`` = yes,
+    from TRADEFLOW_ALLOW_LIVE, as well as live keys); and how execution follows them."""
+
+    accounts: list[AccountConfig] = []  # the "default" account is always there, keys or not
+    allow_live: str | None = None
     initial_cash: float = 100_000.0
     slippage_bps: float = 5.0
     commission_bps: float = 1.0
+    requests_per_minute: float = 200.0
+    timeout_seconds: float = 10.0
+    retries: int = 4
+    fill_wait_seconds: float = 30.0
+    poll_seconds: float = 1.0
+    lock_wait_seconds: float = 300.0
+    position_tolerance: float = 0.0
 
-    def create_broker(self, database_url: str, price_of: PriceSource) -> Broker:
-        return SimulatedBroker(
-            database_url=database_url,
-            price_of=price_of,
-            account_id=self.account_id,
-            initial_cash=self.initial_cash,
-            slippage_bps=self.slippage_bps,
-            commission_bps=self.commission_bps,
+    def router(self, database_url: str, price_of: PriceSource) -> BrokerRouter:
+        def keys(config: AlpacaKeysConfig) -> AlpacaKeys:
+            return AlpacaKeys(config.api_key, config.secret_key, config.base_url)
+
+        accounts = {"default": AccountSettings()}
+        accounts |= {a.name: AccountSettings(keys(a.paper), keys(a.live)) for a in self.accounts}
+        return BrokerRouter(
+            accounts=accounts,
+            simulated=lambda account: SimulatedBroker(
+                database_url=database_url,
+                price_of=price_of,
+                account_name=account,
+                initial_cash=self.initial_cash,
+                slippage_bps=self.slippage_bps,
+                commission_bps=self.commission_bps,
+            ),
+            allow_live=live_allowed(self.allow_live),
+            alpaca=AlpacaSettings(self.timeout_seconds, self.retries, self.requests_per_minute),
+        )
+
+    def execution(self) -> ExecutionSettings:
+        return ExecutionSettings(
+            fill_wait_seconds=self.fill_wait_seconds,
+            poll_seconds=self.poll_seconds,
+            lock_wait_seconds=self.lock_wait_seconds,
+            position_tolerance=Decimal(str(self.position_tolerance)),
+            validation_capital=self.initial_cash,
         )
 
 

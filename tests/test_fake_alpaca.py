@@ -33,28 +33,17 @@ from alpaca.trading.requests import (
     TakeProfitRequest,
 )
 
+from engine.http import TimeoutSession
 from tests.fake_alpaca import FakeAlpaca, Fault, serve_alpaca
 
 KEY, SECRET = "PAPER-KEY-ID", "PAPER-SECRET"
-
-
-class _TimeoutSession(requests.Session):
-    """Like engine/data/alpaca_source.py: alpaca-py sets no timeout of its own."""
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self.timeout = timeout
-
-    def request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        kwargs.setdefault("timeout", self.timeout)
-        return super().request(*args, **kwargs)
 
 
 def connect(
     fake: FakeAlpaca, *, timeout: float = 5.0, key: str = KEY, secret: str = SECRET
 ) -> TradingClient:
     client = TradingClient(key, secret, paper=True, url_override=fake.base_url)
-    client._session = _TimeoutSession(timeout)
+    client._session = TimeoutSession(timeout)  # alpaca-py sets no timeout of its own
     return client
 
 

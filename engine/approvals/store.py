@@ -218,3 +218,18 @@ def reoptimization_requests(conn: psycopg.Connection) -> list[tuple[str, datetim
            WHERE status = 'ACTIVE' AND reoptimize_requested_at IS NOT NULL"""
     ).fetchall()
     return [(str(a), at, str(r)) for a, at, r in rows]
+
+
+def allocation_status(conn: psycopg.Connection, allocation_id: str) -> str | None:
+    row = conn.execute(
+        "SELECT status FROM allocations WHERE allocation_id = %s", (allocation_id,)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def allocation_of_event(conn: psycopg.Connection, event_id: int) -> str | None:
+    """The allocation an approval event belongs to."""
+    row = conn.execute(
+        "SELECT allocation_id FROM approval_events WHERE event_id = %s", (event_id,)
+    ).fetchone()
+    return None if row is None else str(row[0])

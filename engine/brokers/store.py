@@ -8,7 +8,12 @@ from decimal import Decimal
 
 import psycopg
 
-from engine.brokers.base import BrokerFill, BrokerOrder, OrderRequest, Side
+from engine.brokers.base import BrokerOrder, OrderRequest, Side
+
+_ORDER = """SELECT o.client_order_id, o.broker_order_id, o.symbol, o.side, o.qty, o.status,
+                   o.reject_reason, coalesce(sum(f.qty), 0), sum(f.qty * f.price) / sum(f.qty),
+                   coalesce(sum(f.commission), 0), coalesce(max(f.filled_at), o.created_at)
+            FROM sim_broker.orders o LEFT JOIN sim_broker.fills f USING (broker_order_id)"""
 
 
 def open_account(conn: psycopg.Connection, account_id: str, initial_cash: float) -> None:
@@ -94,28 +99,33 @@ def find_order(
     conn: psycopg.Connection, account_id: str, client_order_id: str
 ) -> BrokerOrder | None:
     row = conn.execute(
-        """SELECT broker_order_id, symbol, side, qty, status, reject_reason
-           FROM sim_broker.orders WHERE client_order_id = %s AND account_id = %s""",
+        _ORDER + " WHERE o.client_order_id = %s AND o.account_id = %s GROUP BY o.broker_order_id",
         (client_order_id, account_id),
     ).fetchone()
-    if row is None:
-        return None
-    broker_order_id, symbol, side, qty, status, reject_reason = row
-    fills = tuple(
-        BrokerFill(fill_id, Decimal(q), price, commission, filled_at)
-        for fill_id, q, price, commission, filled_at in conn.execute(
-            """SELECT fill_id, qty, price, commission, filled_at FROM sim_broker.fills
-               WHERE broker_order_id = %s ORDER BY fill_id""",
-            (broker_order_id,),
-        ).fetchall()
-    )
+    return None if row is None else _order(row)
+
+
+def orders_since(conn: psycopg.Connection, account_id: str, since: datetime) -> list[BrokerOrder]:
+    rows = conn.execute(
+        _ORDER + " WHERE o.account_id = %s AND o.created_at >= %s GROUP BY o.broker_order_id"
+        " ORDER BY o.created_at",
+        (account_id, since),
+    ).fetchall()
+    return [_order(row) for row in rows]
+
+
+def _order(row: tuple) -> BrokerOrder:
+    coid, broker_order_id, symbol, side, qty, status, reason, filled, avg, commission, at = row
     return BrokerOrder(
-        client_order_id=client_order_id,
+        client_order_id=coid,
         broker_order_id=broker_order_id,
         symbol=symbol,
         side=Side(side),
         qty=Decimal(qty),
         status=status,
-        fills=fills,
-        reject_reason=reject_reason,
+        filled_qty=Decimal(filled),
+        filled_avg_price=None if avg is None else float(avg),
+        commission=float(commission),
+        updated_at=at,
+        reject_reason=reason,
     )

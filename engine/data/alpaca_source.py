@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -21,7 +20,6 @@ from alpaca.data.historical import StockHistoricalDataClient
 from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
 
-from engine.data.ratelimit import RateLimiter
 from engine.data.sources import (
     BAR_SCHEMA,
     MINUTE_SCHEMA,
@@ -31,18 +29,9 @@ from engine.data.sources import (
     vendor_minute_row,
 )
 from engine.errors import SourceDataError, VendorError
+from engine.http import RateLimiter, TimeoutSession
 
 NEW_YORK = ZoneInfo("America/New_York")
-
-
-class _TimeoutSession(requests.Session):
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self.timeout = timeout
-
-    def request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        kwargs.setdefault("timeout", self.timeout)
-        return super().request(*args, **kwargs)
 
 
 @dataclass
@@ -66,7 +55,7 @@ class AlpacaSource:
         self._client = StockHistoricalDataClient(
             self.api_key, self.secret_key, raw_data=True, url_override=self.base_url
         )
-        self._client._session = _TimeoutSession(self.timeout_seconds)
+        self._client._session = TimeoutSession(self.timeout_seconds)
         self._limiter = RateLimiter(self.requests_per_minute)
 
     def sectors(self) -> dict[str, str]:

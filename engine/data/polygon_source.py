@@ -25,7 +25,6 @@ import urllib3
 from polygon import RESTClient
 from polygon.exceptions import BadResponse
 
-from engine.data.ratelimit import RateLimiter
 from engine.data.sources import (
     BAR_SCHEMA,
     CORPORATE_ACTION_SCHEMA,
@@ -35,6 +34,7 @@ from engine.data.sources import (
     vendor_minute_row,
 )
 from engine.errors import SourceDataError, VendorError
+from engine.http import RateLimiter
 
 NEW_YORK = ZoneInfo("America/New_York")
 

@@ -1,45 +1,78 @@
-"""Execute an ACTIVE allocation exactly once.
+"""Execute an ACTIVE allocation exactly once, at each strategy's broker.
 
-1. Plan (once per allocation, in one transaction): target positions -> order intents with
-   deterministic client_order_ids -> risk decisions. Orders are stored as INTENT (or BLOCKED)
-   before any network call; the batch is written whole or not at all.
-2. Send: for every order not yet final, first ask the broker whether it already has the
-   client_order_id; only if not, record SUBMITTED and send. The broker's answer (accepted,
-   filled, rejected) and its fills are recorded.
-
-A re-run after a crash continues where the last run stopped and never sends an order twice. An
-allocation that is not ACTIVE is refused. Two executions of one allocation at once are refused
-(advisory lock). A broker error stops the run (fail closed); the next run reconciles.
+1. Route: each weighted strategy's orders go to its venue (trading mode and account). A
+   strategy that is not ACTIVE, an account that is not configured, missing keys or LIVE without
+   its opt-ins refuse the run before any network call.
+2. Lock: one execution per venue at a time (a second waits, up to ``lock_wait_seconds``).
+3. Reconcile every venue (``engine.execution.reconcile``) before any order: sync, cancel what
+   never left, adopt what we lost, compare positions (a difference stops the run).
+4. Plan (once per allocation, in one transaction): per strategy, targets -> whole-share orders
+   against what it holds (fills and working orders) -> risk decisions. Orders are stored as
+   INTENT, BLOCKED, or NOT_SENT (VALIDATION) before any network call. Orders planned by an
+   earlier run and not sent are judged again on today's configuration and limits.
+5. Send, sells first. Before each send the allocation must still be ACTIVE (else its unsent
+   orders are canceled and the run stops sending). An order is recorded SUBMITTED before the
+   broker is called; one already SUBMITTED is looked up first and only sent if the broker does
+   not have it. An unknown outcome stops the run (fail closed); the next run asks first.
+6. Follow the orders until they are final or ``fill_wait_seconds`` pass, recording partial
+   fills as they come; what is still working is synced by the next run.
 """
 
 from __future__ import annotations
 
-import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import psycopg
 
-from engine.approvals.store import activation_event_id, locked_status
+from engine.approvals.store import activation_event_id, allocation_status
 from engine.approvals.workflow import get_allocation
-from engine.brokers.base import Broker
+from engine.brokers.base import Broker, OutcomeUnknownError
+from engine.brokers.routing import BrokerRouter
 from engine.data.store import latest_prices, load_recent_bars
-from engine.errors import ExecutionRefusedError
-from engine.execution.planning import latest_session_returns, orders_for_targets, strategy_targets
+from engine.errors import ExecutionRefusedError, NotFoundError
+from engine.execution.reconcile import Reconciliation, reconcile, sync_orders
 from engine.execution.store import (
+    OPEN,
+    UNSENT,
+    WORKING,
+    allocation_orders,
+    book_table,
     has_orders,
+    insert_decisions,
     insert_orders,
-    open_orders,
+    note,
     order_counts,
+    order_table,
     record_broker_order,
     record_status,
-    try_lock_execution,
-    unlock_execution,
+    try_lock,
+    unlock,
 )
-from engine.risk.limits import RiskLimits, StrategyExposure, evaluate, evaluate_strategy_limits
+from engine.execution.venues import (
+    Venue,
+    VenueBook,
+    plan_venue,
+    read_book,
+    recheck_venue,
+    venue_of,
+    wanted,
+)
+from engine.risk.limits import RiskLimits
 from engine.signals.prices import price_panel
-from engine.strategies.store import strategy_configs
+from engine.strategies.store import StrategyConfig, strategy_configs
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    fill_wait_seconds: float = 30.0  # how long a run follows its working orders
+    poll_seconds: float = 1.0
+    lock_wait_seconds: float = 300.0  # how long a run waits for another on the same account
+    position_tolerance: Decimal = Decimal(0)  # shares a broker position may differ from ours
+    validation_capital: float = 100_000.0  # the shadow book of VALIDATION strategies
 
 
 @dataclass
@@ -47,116 +80,247 @@ class ExecutionReport:
     allocation_id: str
     planned: int = 0
     blocked: int = 0
+    not_sent: int = 0
     sent: int = 0
-    reconciled: int = 0
+    reconciled: int = 0  # orders the broker already had when we were about to send
     filled: int = 0
     rejected: int = 0
     fills: int = 0
+    superseded: bool = False  # the allocation stopped being ACTIVE during the run
     statuses: dict[str, int] = field(default_factory=dict)
-
-
-@contextmanager
-def _exclusive(conn: psycopg.Connection, allocation_id: str) -> Iterator[None]:
-    if not try_lock_execution(conn, allocation_id):
-        raise ExecutionRefusedError(
-            f"another execution of allocation {allocation_id} is in progress"
-        )
-    try:
-        yield
-    finally:
-        unlock_execution(conn, allocation_id)
+    reconciliations: list[Reconciliation] = field(default_factory=list)
+    orders: list[dict] = field(default_factory=list)
 
 
 def execute_allocation(
-    database_url: str, allocation_id: str, broker: Broker, limits: RiskLimits
+    database_url: str,
+    allocation_id: str,
+    router: BrokerRouter,
+    limits: RiskLimits,
+    settings: ExecutionSettings = ExecutionSettings(),
 ) -> ExecutionReport:
-    """Plan (if not yet planned) and send the orders of ``allocation_id``."""
+    """Reconcile, plan (if not yet planned) and send the orders of ``allocation_id``."""
     report = ExecutionReport(allocation_id)
     # Autocommit: every transaction below is explicit, so each state change is durable before
     # the next network call.
-    with (
-        psycopg.connect(database_url, autocommit=True) as conn,
-        _exclusive(conn, allocation_id),
-    ):
-        _plan_once(conn, allocation_id, broker, limits)
-        for request, status in open_orders(conn, allocation_id):
-            existing = broker.get_order(request.client_order_id)
-            if existing is None:
-                if status == "INTENT":
-                    record_status(conn, request.client_order_id, "SUBMITTED", {})
-                existing = broker.submit_order(request)
-                report.sent += 1
-            else:
-                report.reconciled += 1
-            record_broker_order(conn, existing)
-        report.statuses, report.fills = order_counts(conn, allocation_id)
-        report.planned = sum(report.statuses.values())
-        report.blocked = report.statuses.get("BLOCKED", 0)
-        report.filled = report.statuses.get("FILLED", 0)
-        report.rejected = report.statuses.get("REJECTED", 0)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        try:
+            allocation = get_allocation(conn, allocation_id)
+        except NotFoundError as e:
+            raise ExecutionRefusedError(str(e)) from e
+        weights = {sid: w for sid, w in allocation.weights.items() if w > 0}
+        venues: set[Venue] = set()
+        if allocation.status == "ACTIVE" and not has_orders(conn, allocation_id):
+            # A new plan: every strategy must be tradable now. (A plan's unsent orders are
+            # judged again instead, order by order, on a re-run.)
+            configs = strategy_configs(conn, list(allocation.weights))
+            _check_strategies(weights, configs, router)
+            venues = {venue_of(configs[sid]) for sid in weights}
+            venues |= set(_closing(conn, weights, router).values())
+        unfinished = allocation_orders(conn, allocation_id, ("INTENT", *OPEN))
+        venues |= {Venue.of(o.broker, o.account) for o in unfinished}
+        with _locked(conn, sorted(venues), settings.lock_wait_seconds):
+            brokers = {v: router.broker(v.mode, v.account) for v in venues if v.sends}
+            for venue, broker in sorted(brokers.items()):
+                reconciliation = reconcile(conn, venue, broker, settings.position_tolerance)
+                report.reconciliations.append(reconciliation)
+                report.reconciled += reconciliation.recovered
+            status = allocation_status(conn, allocation_id)
+            if status != "ACTIVE":
+                raise ExecutionRefusedError(
+                    f"allocation {allocation_id} is {status}; only the ACTIVE allocation is "
+                    "executed (its orders at the broker were synced)"
+                )
+            _require_open_markets(brokers)
+            _plan_or_recheck(conn, allocation_id, weights, router, brokers, limits, settings)
+            for venue, broker in sorted(brokers.items()):
+                if not _send(conn, allocation_id, venue, broker, report):
+                    break
+            _follow(conn, allocation_id, brokers, settings)
+        _summarise(conn, report)
     return report
 
 
-def _plan_once(
-    conn: psycopg.Connection, allocation_id: str, broker: Broker, limits: RiskLimits
+def _check_strategies(
+    weights: dict[str, float], configs: dict[str, StrategyConfig], router: BrokerRouter
 ) -> None:
-    with conn.transaction():
-        status = locked_status(conn, allocation_id)
-        if status is None:
-            raise ExecutionRefusedError(f"allocation {allocation_id!r} does not exist")
-        if status != "ACTIVE":
+    for sid in weights:
+        config = configs[sid]
+        if config.status != "ACTIVE":
             raise ExecutionRefusedError(
-                f"allocation {allocation_id} is {status}; only the ACTIVE allocation is executed"
+                f"strategy {sid} is {config.status}; only ACTIVE strategies are traded"
             )
-        if has_orders(conn, allocation_id):
+        router.check(sid, config.trading_mode, config.account)
+
+
+def _closing(
+    conn: psycopg.Connection, weights: dict[str, float], router: BrokerRouter
+) -> dict[str, Venue]:
+    """Strategies without a weight that still hold positions where they trade now, each with
+    that venue: the plan closes them. (Positions left where a strategy no longer trades are
+    not touched.)"""
+    holding = {(Venue.of(broker, account), sid) for broker, account, sid, _, _ in book_table(conn)}
+    holders = strategy_configs(conn, sorted({sid for _, sid in holding if sid}))
+    closing = {
+        sid: venue
+        for venue, sid in holding
+        if sid and sid not in weights and venue_of(holders[sid]) == venue
+    }
+    for sid, venue in closing.items():
+        router.check(sid, venue.mode, venue.account)
+    return closing
+
+
+@contextmanager
+def _locked(conn: psycopg.Connection, venues: list[Venue], wait: float) -> Iterator[None]:
+    """One execution per venue: take every venue's lock (in order), waiting for a run that
+    holds one up to ``wait`` seconds."""
+    held: list[str] = []
+    deadline = time.monotonic() + wait
+    try:
+        for venue in venues:
+            key = f"execute:{venue.key}"
+            while not try_lock(conn, key):
+                if time.monotonic() > deadline:
+                    raise ExecutionRefusedError(
+                        f"another execution on {venue} has run for more than {wait:.0f} s; "
+                        "nothing was sent"
+                    )
+                time.sleep(0.2)
+            held.append(key)
+        yield
+    finally:
+        for key in held:
+            unlock(conn, key)
+
+
+def _require_open_markets(brokers: dict[Venue, Broker]) -> None:
+    for venue, broker in brokers.items():
+        clock = broker.clock()
+        if clock is not None and not clock.is_open:
+            raise ExecutionRefusedError(
+                f"{venue}: the market is closed (broker clock {clock.timestamp:%Y-%m-%d %H:%M %Z});"
+                f" it opens at {clock.next_open:%Y-%m-%d %H:%M %Z}; nothing was sent"
+            )
+
+
+def _plan_or_recheck(
+    conn: psycopg.Connection,
+    allocation_id: str,
+    weights: dict[str, float],
+    router: BrokerRouter,
+    brokers: dict[Venue, Broker],
+    limits: RiskLimits,
+    settings: ExecutionSettings,
+) -> None:
+    planned = has_orders(conn, allocation_id)
+    unsent = allocation_orders(conn, allocation_id, UNSENT)
+    if planned and not unsent:
+        return
+    closing = _closing(conn, weights, router)
+    configs = strategy_configs(conn, [*weights, *closing])
+    lookback = max(int(configs[sid].params["slow"]) for sid in weights) + 1
+    bars = load_recent_bars(conn, lookback)
+    if bars.is_empty():
+        raise ExecutionRefusedError("no bars stored; cannot compute target positions")
+    close = price_panel(bars).close
+    prices = {symbol: price for symbol, (_, price) in latest_prices(conn).items()}
+    by_venue: dict[Venue, dict[str, float]] = {v: {} for v in closing.values()}
+    for sid, weight in weights.items():
+        by_venue.setdefault(venue_of(configs[sid]), {})[sid] = weight
+
+    def book_of(venue: Venue) -> VenueBook:
+        return read_book(conn, venue, brokers.get(venue), settings.validation_capital)
+
+    if planned:  # a re-run: what was not sent is judged again on today's configuration
+        for venue in sorted({Venue.of(o.broker, o.account) for o in unsent}):
+            here = [o for o in unsent if Venue.of(o.broker, o.account) == venue]
+            venue_book = book_of(venue)
+            want = wanted(venue_book, by_venue.get(venue, {}), configs, close)
+            decisions = recheck_venue(here, venue_book, want, configs, prices, limits)
+            failed = {d.client_order_id: d.reason for d in decisions if not d.passed}
+            with conn.transaction():
+                insert_decisions(conn, decisions)
+                for stored in here:
+                    coid = stored.request.client_order_id
+                    if coid in failed:
+                        final = "BLOCKED" if stored.status == "INTENT" else "CANCELED"
+                        record_status(conn, coid, final, {"recheck": failed[coid]})
+        return
+    event = activation_event_id(conn, allocation_id)
+    if event is None:
+        raise ExecutionRefusedError(f"allocation {allocation_id} has no approval event")
+    detail: dict[str, object] = {"target_positions_from": str(close.index[-1].date())}
+    with conn.transaction():  # the whole plan or nothing
+        for venue, mine in sorted(by_venue.items()):
+            venue_book = book_of(venue)
+            leaving = {sid for sid, at in closing.items() if at == venue}
+            want = wanted(venue_book, mine, configs, close)
+            judged = plan_venue(venue_book, want, leaving, prices, event, limits)
+            detail["equity"] = venue_book.equity
+            insert_orders(conn, allocation_id, event, judged.orders, detail, judged.decisions)
+
+
+def _send(
+    conn: psycopg.Connection,
+    allocation_id: str,
+    venue: Venue,
+    broker: Broker,
+    report: ExecutionReport,
+) -> bool:
+    """Send the venue's unsent orders; False when the allocation stopped being ACTIVE."""
+    for stored in allocation_orders(conn, allocation_id, UNSENT):
+        if Venue.of(stored.broker, stored.account) != venue:
+            continue
+        coid = stored.request.client_order_id
+        status = allocation_status(conn, allocation_id)
+        if status != "ACTIVE":
+            for left in allocation_orders(conn, allocation_id, ("INTENT",)):
+                why = f"allocation {allocation_id} became {status} before it was sent"
+                record_status(conn, left.request.client_order_id, "CANCELED", {"reason": why})
+            report.superseded = True
+            return False
+        if stored.status == "SUBMITTED":
+            existing = broker.get_order(coid)
+            if existing is not None:
+                report.fills += record_broker_order(conn, existing)
+                report.reconciled += 1
+                continue
+        else:
+            record_status(conn, coid, "SUBMITTED", {})
+        try:
+            answer = broker.submit_order(stored.request)
+        except OutcomeUnknownError as e:
+            note(conn, coid, "SUBMITTED", {"outcome_unknown": str(e)})
+            raise
+        report.sent += 1
+        report.fills += record_broker_order(conn, answer)
+    return True
+
+
+def _follow(
+    conn: psycopg.Connection,
+    allocation_id: str,
+    brokers: dict[Venue, Broker],
+    settings: ExecutionSettings,
+) -> None:
+    """Sync the allocation's working orders until they are final or the wait is over."""
+    deadline = time.monotonic() + settings.fill_wait_seconds
+    while True:
+        working = allocation_orders(conn, allocation_id, WORKING)
+        if not working or time.monotonic() > deadline:
             return
-        approval_event_id = activation_event_id(conn, allocation_id)
-        if approval_event_id is None:
-            raise ExecutionRefusedError(f"allocation {allocation_id} has no approval event")
-        weights = get_allocation(conn, allocation_id).weights
-        configs = strategy_configs(conn, list(weights))
-        for sid, weight in weights.items():
-            config = configs[sid]
-            if weight > 0 and config.status != "ACTIVE":
-                raise ExecutionRefusedError(
-                    f"strategy {sid} is {config.status}; only ACTIVE strategies are traded"
-                )
-            if weight > 0 and config.trading_mode != broker.trading_mode:
-                raise ExecutionRefusedError(
-                    f"strategy {sid} trades in {config.trading_mode} mode; the {broker.name} "
-                    f"broker takes {broker.trading_mode} strategies only"
-                )
-        params = {sid: configs[sid].params for sid, w in weights.items() if w > 0}
-        lookback = max(int(p["slow"]) for p in params.values()) + 1
-        bars = load_recent_bars(conn, lookback)
-        if bars.is_empty():
-            raise ExecutionRefusedError("no bars stored; cannot compute target positions")
-        panel = price_panel(bars)
-        prices = {symbol: close for symbol, (_, close) in latest_prices(conn).items()}
-        account = broker.account()
-        positions = broker.positions()
-        if not (math.isfinite(account.equity) and account.equity > 0):
-            raise ExecutionRefusedError(f"broker equity is {account.equity}; nothing is sent")
-        per_strategy = strategy_targets(weights, params, panel.close, account.equity)
-        targets = per_strategy.sum(axis=1)
-        orders = orders_for_targets(targets, prices, positions, approval_event_id)
-        latest = latest_session_returns(weights, params, panel.close)
-        exposures = [
-            StrategyExposure(
-                sid, configs[sid].risk_limits, per_strategy[sid].to_dict(), latest[sid]
-            )
-            for sid in per_strategy.columns
-            if configs[sid].risk_limits
-        ]
-        decisions = evaluate(orders, positions, prices, account.equity, limits)
-        decisions += evaluate_strategy_limits(orders, positions, account.equity, exposures)
-        blocked = {d.client_order_id for d in decisions if not d.passed}
-        insert_orders(
-            conn,
-            allocation_id,
-            approval_event_id,
-            broker.name,
-            [(o, "BLOCKED" if o.client_order_id in blocked else "INTENT") for o in orders],
-            {"equity": account.equity, "target_positions_from": str(panel.end)},
-            decisions,
-        )
+        time.sleep(settings.poll_seconds)
+        for venue, broker in brokers.items():
+            here = [o for o in working if Venue.of(o.broker, o.account) == venue]
+            sync_orders(conn, broker, here)
+
+
+def _summarise(conn: psycopg.Connection, report: ExecutionReport) -> None:
+    report.statuses, report.fills = order_counts(conn, report.allocation_id)
+    report.planned = sum(report.statuses.values())
+    report.blocked = report.statuses.get("BLOCKED", 0)
+    report.not_sent = report.statuses.get("NOT_SENT", 0)
+    report.filled = report.statuses.get("FILLED", 0)
+    report.rejected = report.statuses.get("REJECTED", 0)
+    report.orders = order_table(conn, report.allocation_id, limit=1000)

@@ -1,10 +1,10 @@
 """Target positions from an allocation and the latest signals, and each strategy's latest
 session return (for its daily-loss limit).
 
-Each strategy owns ``weight`` of equity, split equally across the universe (the symbols with a bar
-on the latest day); a symbol is held where the strategy's signal is long on the latest bar. The
-targets of all strategies add up per symbol and become whole-share orders against the broker's
-current positions.
+Each strategy owns ``weight`` of its account's equity, split equally across the universe (the
+symbols with a bar on the latest day); a symbol is held where the strategy's signal is long on
+the latest bar. Each strategy's targets become whole-share orders against what the strategy
+holds (its fills, and what its open orders still want), so every fill belongs to one strategy.
 """
 
 from __future__ import annotations
@@ -65,15 +65,17 @@ def latest_session_returns(
     return returns
 
 
-def orders_for_targets(
+def strategy_orders(
+    strategy_id: str,
     targets: pd.Series,
     prices: dict[str, float],
-    positions: dict[str, Decimal],
+    holdings: dict[str, Decimal],
     approval_event_id: int,
 ) -> list[OrderRequest]:
-    """Whole-share orders moving ``positions`` to ``targets``; sells first (they free cash)."""
+    """Whole-share orders moving the strategy's ``holdings`` to its ``targets`` (market value
+    per symbol; a held symbol without a target is closed)."""
     orders = []
-    for symbol in sorted(set(targets.index) | set(positions)):
+    for symbol in sorted(set(targets.index) | set(holdings)):
         price = prices.get(symbol, math.nan)
         priced = math.isfinite(price) and price > 0
         target = float(targets.get(symbol, 0.0))
@@ -81,17 +83,16 @@ def orders_for_targets(
             raise ValueError(f"cannot size a position in {symbol}: no price")
         # An unpriced position to close still becomes an order; the risk rules block it.
         wanted = Decimal(math.floor(target / price)) if target > 0 else Decimal(0)
-        current = positions.get(symbol, Decimal(0))
-        delta = wanted - current
+        delta = wanted - holdings.get(symbol, Decimal(0))
         if delta == 0:
             continue
         orders.append(
             OrderRequest(
-                client_order_id=client_order_id(approval_event_id, "portfolio", symbol, 0),
+                client_order_id=client_order_id(approval_event_id, strategy_id, symbol, 0),
                 symbol=symbol,
                 side=Side.BUY if delta > 0 else Side.SELL,
                 qty=abs(delta),
                 reference_price=price,
             )
         )
-    return sorted(orders, key=lambda o: (o.side is Side.BUY, o.symbol))
+    return orders

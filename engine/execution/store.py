@@ -1,29 +1,93 @@
-"""The execution tables: orders (status only moves forward), order_events, fills and
-risk_decisions (append-only). Every write runs in the caller's transaction unless it says so."""
+"""The execution tables: orders (status only moves forward), order_events, fills,
+risk_decisions and position_adjustments (append-only), and the book they make. Every write runs
+in the caller's transaction unless it says otherwise."""
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import psycopg
+from psycopg.rows import dict_row
 
 from engine.brokers.base import BrokerOrder, OrderRequest, Side
 from engine.risk.limits import RiskDecision
 
-FINAL_STATUSES = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED", "BLOCKED"})
+UNSENT = ("INTENT", "SUBMITTED")  # SUBMITTED: sent, or about to be; the broker is asked first
+OPEN = ("SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED")
+WORKING = ("ACCEPTED", "PARTIALLY_FILLED")  # at the broker and not done
+FINAL_STATUSES = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED", "BLOCKED", "NOT_SENT"})
 
 
-def try_lock_execution(conn: psycopg.Connection, key: str) -> bool:
+@dataclass(frozen=True)
+class StoredOrder:
+    request: OrderRequest
+    status: str
+    strategy_id: str | None
+    allocation_id: str | None
+    broker: str
+    account: str
+    broker_order_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class PlannedOrder:
+    request: OrderRequest
+    status: str  # INTENT, BLOCKED or NOT_SENT
+    strategy_id: str
+    broker: str
+    account: str
+
+
+_SELECT = """SELECT client_order_id, symbol, side, qty, reference_price, order_type, limit_price,
+                    time_in_force, take_profit_price, stop_loss_price, status, strategy_id,
+                    allocation_id, broker, account, broker_order_id, created_at
+             FROM orders"""
+
+
+def _stored(row: dict) -> StoredOrder:
+    price = row["reference_price"]
+    return StoredOrder(
+        request=OrderRequest(
+            client_order_id=row["client_order_id"],
+            symbol=row["symbol"],
+            side=Side(row["side"]),
+            qty=Decimal(row["qty"]),
+            reference_price=math.nan if price is None else price,
+            order_type=row["order_type"],
+            limit_price=row["limit_price"],
+            time_in_force=row["time_in_force"],
+            take_profit_price=row["take_profit_price"],
+            stop_loss_price=row["stop_loss_price"],
+        ),
+        status=row["status"],
+        strategy_id=row["strategy_id"],
+        allocation_id=row["allocation_id"],
+        broker=row["broker"],
+        account=row["account"],
+        broker_order_id=row["broker_order_id"],
+        created_at=row["created_at"],
+    )
+
+
+def _orders(conn: psycopg.Connection, where: str, params: tuple) -> list[StoredOrder]:
+    cur = conn.cursor(row_factory=dict_row)
+    rows = cur.execute(_SELECT + " WHERE " + where + " ORDER BY side = 'buy', symbol", params)
+    return [_stored(row) for row in rows.fetchall()]
+
+
+def try_lock(conn: psycopg.Connection, key: str) -> bool:
     """A session lock on ``key``: False when another session holds it."""
-    got = conn.execute("SELECT pg_try_advisory_lock(hashtext('execute:' || %s))", (key,))
-    row = got.fetchone()
+    row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
     return bool(row and row[0])
 
 
-def unlock_execution(conn: psycopg.Connection, key: str) -> None:
-    conn.execute("SELECT pg_advisory_unlock(hashtext('execute:' || %s))", (key,))
+def unlock(conn: psycopg.Connection, key: str) -> None:
+    conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
 
 
 def has_orders(conn: psycopg.Connection, allocation_id: str) -> bool:
@@ -37,34 +101,45 @@ def insert_orders(
     conn: psycopg.Connection,
     allocation_id: str,
     approval_event_id: int,
-    broker: str,
-    orders: list[tuple[OrderRequest, str]],
+    orders: list[PlannedOrder],
     detail: dict,
     decisions: list[RiskDecision],
 ) -> None:
-    """A planned batch: each (order, INTENT or BLOCKED) with its first event, and every risk
-    decision."""
-    for order, status in orders:
+    """A planned batch: each order with its first event, and every risk decision."""
+    for planned in orders:
+        order = planned.request
         conn.execute(
-            """INSERT INTO orders (client_order_id, allocation_id, approval_event_id, symbol,
-                   side, qty, reference_price, status, broker)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            """INSERT INTO orders (client_order_id, allocation_id, approval_event_id, strategy_id,
+                   symbol, side, qty, order_type, limit_price, time_in_force, take_profit_price,
+                   stop_loss_price, reference_price, status, broker, account)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             (
                 order.client_order_id,
                 allocation_id,
                 approval_event_id,
+                planned.strategy_id,
                 order.symbol,
                 order.side.value,
                 order.qty,
+                order.order_type,
+                order.limit_price,
+                order.time_in_force,
+                order.take_profit_price,
+                order.stop_loss_price,
                 order.reference_price if math.isfinite(order.reference_price) else None,
-                status,
-                broker,
+                planned.status,
+                planned.broker,
+                planned.account,
             ),
         )
         conn.execute(
             "INSERT INTO order_events (client_order_id, status, detail) VALUES (%s, %s, %s)",
-            (order.client_order_id, status, json.dumps(detail)),
+            (order.client_order_id, planned.status, json.dumps(detail)),
         )
+    insert_decisions(conn, decisions)
+
+
+def insert_decisions(conn: psycopg.Connection, decisions: list[RiskDecision]) -> None:
     with conn.cursor() as cur:
         cur.executemany(
             """INSERT INTO risk_decisions (client_order_id, rule, passed, value, limit_value,
@@ -73,18 +148,27 @@ def insert_orders(
         )
 
 
-def open_orders(conn: psycopg.Connection, allocation_id: str) -> list[tuple[OrderRequest, str]]:
-    """The allocation's orders not yet final, sells first, with their status."""
-    rows = conn.execute(
-        """SELECT client_order_id, symbol, side, qty, reference_price, status FROM orders
-           WHERE allocation_id = %s AND status <> ALL(%s)
-           ORDER BY side = 'buy', symbol""",
-        (allocation_id, list(FINAL_STATUSES)),
-    ).fetchall()
-    return [
-        (OrderRequest(coid, symbol, Side(side), Decimal(qty), price), status)
-        for coid, symbol, side, qty, price, status in rows
-    ]
+def allocation_orders(
+    conn: psycopg.Connection, allocation_id: str, statuses: tuple[str, ...]
+) -> list[StoredOrder]:
+    """The allocation's orders in ``statuses``, sells first."""
+    return _orders(conn, "allocation_id = %s AND status = ANY(%s)", (allocation_id, list(statuses)))
+
+
+def venue_orders(
+    conn: psycopg.Connection, broker: str, account: str, statuses: tuple[str, ...]
+) -> list[StoredOrder]:
+    """Every allocation's orders at one broker and account in ``statuses``, sells first."""
+    return _orders(
+        conn, "broker = %s AND account = %s AND status = ANY(%s)", (broker, account, list(statuses))
+    )
+
+
+def status_of(conn: psycopg.Connection, client_order_id: str) -> str | None:
+    row = conn.execute(
+        "SELECT status FROM orders WHERE client_order_id = %s", (client_order_id,)
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def record_status(
@@ -100,40 +184,148 @@ def record_status(
         conn.execute(
             "UPDATE orders SET status = %s WHERE client_order_id = %s", (status, client_order_id)
         )
-        conn.execute(
-            "INSERT INTO order_events (client_order_id, status, detail) VALUES (%s, %s, %s)",
-            (client_order_id, status, json.dumps(detail)),
-        )
+        note(conn, client_order_id, status, detail)
 
 
-def record_broker_order(conn: psycopg.Connection, order: BrokerOrder) -> None:
-    """The broker's view of an order: its id, its fills and its status, in one transaction."""
+def note(conn: psycopg.Connection, client_order_id: str, status: str, detail: dict) -> None:
+    """An event on an order (its status unchanged, or just changed by the caller)."""
+    conn.execute(
+        "INSERT INTO order_events (client_order_id, status, detail) VALUES (%s, %s, %s)",
+        (client_order_id, status, json.dumps(detail)),
+    )
+
+
+def record_broker_order(conn: psycopg.Connection, order: BrokerOrder) -> int:
+    """The broker's view of an order: its id, the fill since the last one recorded (brokers
+    report cumulative quantities), and its status, in one transaction. Returns fills added."""
+    added = 0
     with conn.transaction():
-        conn.execute(
-            "UPDATE orders SET broker_order_id = %s WHERE client_order_id = %s "
-            "AND broker_order_id IS NULL",
-            (order.broker_order_id, order.client_order_id),
-        )
-        for fill in order.fills:
+        if order.broker_order_id:
+            conn.execute(
+                "UPDATE orders SET broker_order_id = %s WHERE client_order_id = %s "
+                "AND broker_order_id IS NULL",
+                (order.broker_order_id, order.client_order_id),
+            )
+        row = conn.execute(
+            """SELECT coalesce(sum(qty), 0), coalesce(sum(qty * price::numeric), 0),
+                      coalesce(sum(commission), 0)
+               FROM fills WHERE client_order_id = %s""",
+            (order.client_order_id,),
+        ).fetchone()
+        assert row is not None
+        qty, notional, commission = Decimal(row[0]), Decimal(row[1]), float(row[2])
+        delta = order.filled_qty - qty
+        if delta > 0 and order.filled_avg_price:
+            price = (Decimal(str(order.filled_avg_price)) * order.filled_qty - notional) / delta
+            if price <= 0:  # rounding of a broker's average: the average is the better price
+                price = Decimal(str(order.filled_avg_price))
             conn.execute(
                 """INSERT INTO fills (fill_id, client_order_id, symbol, side, qty, price,
                        commission, filled_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT (fill_id) DO NOTHING""",
                 (
-                    fill.fill_id,
+                    f"{order.broker_order_id}@{order.filled_qty}",
                     order.client_order_id,
                     order.symbol,
                     order.side.value,
-                    fill.qty,
-                    fill.price,
-                    fill.commission,
-                    fill.filled_at,
+                    delta,
+                    float(price),
+                    max(order.commission - commission, 0.0),
+                    order.updated_at or datetime.now(UTC),
                 ),
             )
-        detail = {"broker_order_id": order.broker_order_id}
+            added = 1
+        detail: dict[str, object] = {"broker_order_id": order.broker_order_id}
+        if order.filled_qty:
+            detail["filled_qty"] = str(order.filled_qty)
         if order.reject_reason:
             detail["reject_reason"] = order.reject_reason
         record_status(conn, order.client_order_id, order.status, detail)
+    return added
+
+
+def known_client_order_ids(conn: psycopg.Connection, client_order_ids: list[str]) -> set[str]:
+    rows = conn.execute(
+        "SELECT client_order_id FROM orders WHERE client_order_id = ANY(%s)", (client_order_ids,)
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def adopt_order(
+    conn: psycopg.Connection,
+    order: BrokerOrder,
+    broker: str,
+    account: str,
+    allocation_id: str | None,
+    approval_event_id: int | None,
+) -> None:
+    """An order the broker has under our prefix and this database did not: into the book, with
+    its fills, marked as adopted."""
+    with conn.transaction():
+        conn.execute(
+            """INSERT INTO orders (client_order_id, allocation_id, approval_event_id, symbol,
+                   side, qty, status, broker, account, origin)
+               VALUES (%s, %s, %s, %s, %s, %s, 'SUBMITTED', %s, %s, 'adopted')""",
+            (
+                order.client_order_id,
+                allocation_id,
+                approval_event_id,
+                order.symbol,
+                order.side.value,
+                order.qty,
+                broker,
+                account,
+            ),
+        )
+        note(conn, order.client_order_id, "SUBMITTED", {"adopted_from": broker})
+        record_broker_order(conn, order)
+
+
+Book = dict[tuple[str | None, str], Decimal]  # (strategy or None, symbol) -> quantity
+
+
+def book(conn: psycopg.Connection, broker: str, account: str) -> Book:
+    """Our positions at a broker and account: (strategy, symbol) -> quantity; strategy None for
+    adjustments a person made."""
+    rows = conn.execute(
+        "SELECT strategy_id, symbol, qty FROM book_positions WHERE broker = %s AND account = %s",
+        (broker, account),
+    ).fetchall()
+    return {(s, symbol): Decimal(qty) for s, symbol, qty in rows}
+
+
+def pending(conn: psycopg.Connection, broker: str, account: str) -> Book:
+    """What working orders at a broker and account still want, signed: (strategy, symbol) ->
+    quantity not yet filled."""
+    rows = conn.execute(
+        """SELECT o.strategy_id, o.symbol,
+                  sum(CASE o.side WHEN 'buy' THEN 1 ELSE -1 END
+                      * (o.qty - coalesce((SELECT sum(f.qty) FROM fills f
+                                           WHERE f.client_order_id = o.client_order_id), 0)))
+           FROM orders o
+           WHERE o.broker = %s AND o.account = %s AND o.status = ANY(%s)
+           GROUP BY o.strategy_id, o.symbol""",
+        (broker, account, list(WORKING)),
+    ).fetchall()
+    return {(s, symbol): Decimal(qty) for s, symbol, qty in rows if qty}
+
+
+def insert_adjustment(
+    conn: psycopg.Connection,
+    broker: str,
+    account: str,
+    symbol: str,
+    qty: Decimal,
+    book_qty: Decimal,
+    broker_qty: Decimal,
+    actor: str,
+    reason: str,
+) -> None:
+    conn.execute(
+        """INSERT INTO position_adjustments (broker, account, symbol, qty, book_qty, broker_qty,
+               actor, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+        (broker, account, symbol, qty, book_qty, broker_qty, actor, reason),
+    )
 
 
 def order_counts(conn: psycopg.Connection, allocation_id: str) -> tuple[dict[str, int], int]:
@@ -148,3 +340,37 @@ def order_counts(conn: psycopg.Connection, allocation_id: str) -> tuple[dict[str
         (allocation_id,),
     ).fetchone()
     return {str(status): int(n) for status, n in rows}, int(fills[0]) if fills else 0
+
+
+def order_table(
+    conn: psycopg.Connection, allocation_id: str | None = None, limit: int = 50
+) -> list[dict]:
+    """Orders, newest first: symbol, side, qty, filled qty and average price, status, strategy,
+    broker, account, and the reason of a block or a rejection."""
+    rows = conn.cursor(row_factory=dict_row).execute(
+        """SELECT o.created_at, o.client_order_id, o.allocation_id, o.strategy_id, o.symbol,
+                  o.side, o.qty, o.order_type, o.limit_price, o.status, o.broker, o.account,
+                  f.filled, f.average,
+                  coalesce(
+                      (SELECT e.detail->>'reject_reason' FROM order_events e
+                       WHERE e.client_order_id = o.client_order_id
+                         AND e.detail ? 'reject_reason' ORDER BY e.event_id DESC LIMIT 1),
+                      (SELECT string_agg(d.reason, '; ') FROM risk_decisions d
+                       WHERE d.client_order_id = o.client_order_id AND NOT d.passed)) AS why
+           FROM orders o
+           LEFT JOIN LATERAL (
+               SELECT sum(qty) AS filled, sum(qty * price::numeric) / sum(qty) AS average
+               FROM fills WHERE client_order_id = o.client_order_id) f ON true
+           WHERE %s::text IS NULL OR o.allocation_id = %s
+           ORDER BY o.created_at DESC, o.client_order_id LIMIT %s""",
+        (allocation_id, allocation_id, limit),
+    )
+    return rows.fetchall()
+
+
+def book_table(conn: psycopg.Connection) -> list[tuple]:
+    """(broker, account, strategy, symbol, qty) of every position in our book."""
+    return conn.execute(
+        """SELECT broker, account, strategy_id, symbol, qty FROM book_positions
+           ORDER BY broker, account, strategy_id NULLS LAST, symbol"""
+    ).fetchall()

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from engine.errors import AllocationError
 
+# Sums and caps are met within TOLERANCE; a weight itself must lie in [0, 1], as the database
+# requires (allocation_weights' CHECK), with no tolerance.
 TOLERANCE = 1e-6
 
 
@@ -39,8 +41,10 @@ def check_weights(weights: dict[str, float], constraints: AllocationConstraints)
     for sid, w in weights.items():
         if not math.isfinite(w):
             raise AllocationError(f"weight of {sid} is {w}, not a number")
-        if w < -TOLERANCE:
-            raise AllocationError(f"weight of {sid} is {w:.4f}; allocations are long-only")
+        if w < 0:
+            raise AllocationError(f"weight of {sid} is {w:g}; allocations are long-only")
+        if w > 1:
+            raise AllocationError(f"weight of {sid} is {w:g}; no weight can exceed 1")
         if w > constraints.max_weight + TOLERANCE:
             raise AllocationError(
                 f"weight of {sid} is {w:.4f}, above the cap of {constraints.max_weight:.4f}"

@@ -3,17 +3,18 @@
 Rules, each evaluated per order and recorded whether it passed or not:
 
 - ``inputs_valid``: the reference price and the account equity are finite and > 0;
-- ``max_position_pct``: |position after the order| x price / equity <= ``max_position_pct``;
+- ``max_position_pct``: |position after the batch| x price / equity <= ``max_position_pct``;
 - ``max_gross_leverage``: the batch's gross exposure after all orders / equity <=
-  ``max_gross_leverage``; when it is exceeded, every order that adds exposure is blocked.
+  ``max_gross_leverage``.
 
-Per strategy, from its configuration (``engine.strategies.config``), on every order that adds
-exposure to a symbol the strategy targets:
+Per strategy, from its configuration (``engine.strategies.config``), on the strategy's own orders:
 
 - ``strategy_max_position_pct``: the strategy's target in the symbol / equity <= its limit;
 - ``strategy_max_daily_loss_pct``: the strategy's loss on the latest session (as a fraction of
-  its capital) <= its limit; a loss that cannot be computed blocks.
+  its capital) <= its limit; a loss that cannot be computed fails.
 
+A rule may block an order that adds exposure (moves its symbol's position away from zero); it
+never blocks one that only reduces exposure: its decision is recorded as passed, with the reason.
 An order with any failed rule is BLOCKED and never sent.
 """
 
@@ -87,49 +88,28 @@ def evaluate(
 
     for order in orders:
         coid = order.client_order_id
+        adds = _adds_exposure(order, positions)
         price = order.reference_price
         inputs_ok = math.isfinite(price) and price > 0 and math.isfinite(equity) and equity > 0
-        decisions.append(
-            RiskDecision(
-                coid,
-                "inputs_valid",
-                inputs_ok,
-                None,
-                None,
-                "price and equity available"
-                if inputs_ok
-                else f"cannot evaluate: price={price}, equity={equity}",
-            )
+        reason = (
+            "price and equity available"
+            if inputs_ok
+            else f"cannot evaluate: price={price}, equity={equity}"
         )
+        decisions.append(_decision(coid, "inputs_valid", inputs_ok, adds, None, None, reason))
         if inputs_ok:
             pct = abs(float(after[order.symbol])) * price / equity
-            ok = pct <= limits.max_position_pct + 1e-12
-            decisions.append(
-                RiskDecision(
-                    coid,
-                    "max_position_pct",
-                    ok,
-                    pct,
-                    limits.max_position_pct,
-                    f"position after order {pct:.2%} of equity "
-                    f"{'<=' if ok else '>'} {limits.max_position_pct:.2%}",
-                )
-            )
-        adds_exposure = _adds_exposure(order, positions)
+            cap = limits.max_position_pct
+            ok = pct <= cap + 1e-12
+            reason = f"position after order {pct:.2%} of equity {'<=' if ok else '>'} {cap:.2%}"
+            decisions.append(_decision(coid, "max_position_pct", ok, adds, pct, cap, reason))
+        cap = limits.max_gross_leverage
         if leverage is None:
             ok, reason = False, "cannot evaluate gross leverage: a price or the equity is missing"
         else:
-            ok = leverage <= limits.max_gross_leverage + 1e-12 or not adds_exposure
-            reason = (
-                f"gross leverage after batch {leverage:.2f} "
-                f"{'<=' if leverage <= limits.max_gross_leverage else '>'} "
-                f"{limits.max_gross_leverage:.2f}"
-            )
-        decisions.append(
-            RiskDecision(
-                coid, "max_gross_leverage", ok, leverage, limits.max_gross_leverage, reason
-            )
-        )
+            ok = leverage <= cap + 1e-12
+            reason = f"gross leverage after batch {leverage:.2f} {'<=' if ok else '>'} {cap:.2f}"
+        decisions.append(_decision(coid, "max_gross_leverage", ok, adds, leverage, cap, reason))
     return decisions
 
 
@@ -138,14 +118,20 @@ def evaluate_strategy_limits(
     positions: dict[str, Decimal],
     equity: float,
     exposures: list[StrategyExposure],
+    strategy_of: dict[str, str] | None = None,
 ) -> list[RiskDecision]:
     """The per-strategy rules, for every order that adds exposure to a symbol a strategy with a
-    limit wants to hold."""
+    limit wants to hold (with ``strategy_of``, client_order_id -> strategy: the strategy's own
+    orders only)."""
     decisions: list[RiskDecision] = []
     for order in orders:
         if not _adds_exposure(order, positions):
             continue  # reducing exposure is always allowed
         for exposure in exposures:
+            if strategy_of is not None and strategy_of.get(order.client_order_id) != (
+                exposure.strategy_id
+            ):
+                continue
             target = exposure.targets.get(order.symbol, 0.0)
             if target <= 0:
                 continue
@@ -177,6 +163,21 @@ def evaluate_strategy_limits(
                     )
                 )
     return decisions
+
+
+def _decision(
+    coid: str,
+    rule: str,
+    ok: bool,
+    adds_exposure: bool,
+    value: float | None,
+    limit: float | None,
+    reason: str,
+) -> RiskDecision:
+    """A rule's decision; one an order that only reduces exposure would fail passes, saying so."""
+    if not ok and not adds_exposure:
+        return RiskDecision(coid, rule, True, value, limit, reason + "; the order only reduces")
+    return RiskDecision(coid, rule, ok, value, limit, reason)
 
 
 def _within(

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import polars as pl
-import vectorbt as vbt
 
 from engine.signals.prices import PricePanel
 
@@ -191,6 +190,8 @@ def scan_universe(panel: PricePanel, params: ScanParams = ScanParams()) -> ScanR
             )
         )
 
+    import vectorbt as vbt  # here, not at import: execution and the CLI do not need it
+
     # SMA cross (vectorbt moving averages).
     fast = vbt.MA.run(close, window=params.fast).ma.set_axis(close.columns, axis=1)
     slow = vbt.MA.run(close, window=params.slow).ma.set_axis(close.columns, axis=1)
@@ -306,9 +307,11 @@ def scan_universe(panel: PricePanel, params: ScanParams = ScanParams()) -> ScanR
 
 
 def sma_cross_state(close: pd.DataFrame, fast: int, slow: int) -> pd.Series:
-    """Per symbol: True where the fast SMA is above the slow SMA on the last bar (long)."""
-    fast_ma = vbt.MA.run(close, window=fast).ma.iloc[-1].to_numpy()
-    slow_ma = vbt.MA.run(close, window=slow).ma.iloc[-1].to_numpy()
+    """Per symbol: True where the fast SMA is above the slow SMA on the last bar (long). The
+    same simple moving averages as vectorbt's MA (NaN until a full window), from pandas, so
+    execution does not load vectorbt and numba."""
+    fast_ma = close.rolling(fast).mean().iloc[-1].to_numpy()
+    slow_ma = close.rolling(slow).mean().iloc[-1].to_numpy()
     with np.errstate(invalid="ignore"):
         state = np.nan_to_num(fast_ma) > np.nan_to_num(slow_ma, nan=np.inf)
     return pd.Series(state, index=close.columns)

@@ -3,8 +3,10 @@ own risk limits. Every change is an append-only ``strategy_config_events`` row (
 field, from what, to what, why); the CLI edits through ``update_strategy``.
 
 - ``status``: ACTIVE (may be allocated to), INACTIVE (retired), TESTING (research only).
-- ``trading_mode``: where its orders may go: LIVE, PAPER, SIMULATION (the simulated broker) or
-  VALIDATION (never traded).
+- ``trading_mode``: where its orders may go: LIVE (Alpaca live), PAPER (Alpaca paper),
+  SIMULATION (the simulated broker) or VALIDATION (stored, never sent).
+- ``account``: the named account it trades in (``engine.brokers.routing``); ``default`` unless
+  set.
 - ``include_in_optimization``: only ACTIVE strategies with this on reach the optimizer.
 - risk limits (fractions, unset = none): ``max_position_pct`` of account equity that one
   position of the strategy may reach; ``max_daily_loss_pct`` of the strategy's capital it may
@@ -57,6 +59,7 @@ def update_strategy(
     trading_mode: str | None = None,
     include_in_optimization: bool | None = None,
     risk_limits: dict[str, float | None] | None = None,
+    account: str | None = None,
 ) -> list[tuple[str, Any, Any]]:
     """Apply the given changes in one transaction; return (field, old, new) of each change.
     A risk limit set to None is removed."""
@@ -66,6 +69,10 @@ def update_strategy(
     if trading_mode is not None and trading_mode not in TRADING_MODES:
         raise ConfigurationError(
             f"trading mode {trading_mode!r} is not one of {', '.join(TRADING_MODES)}"
+        )
+    if account is not None and not NAME_PATTERN.match(account):
+        raise ConfigurationError(
+            f"account name {account!r}: lower case letters, digits, _ and -, at most 40"
         )
     for name, value in (risk_limits or {}).items():
         if name not in RISK_LIMITS:
@@ -87,6 +94,7 @@ def update_strategy(
             ("status", status),
             ("trading_mode", trading_mode),
             ("include_in_optimization", include_in_optimization),
+            ("account", account),
         ):
             old = getattr(current, field)
             if new is not None and new != old:

@@ -22,10 +22,11 @@ class StrategyConfig:
     trading_mode: str
     include_in_optimization: bool
     risk_limits: dict[str, float]
+    account: str = "default"
 
 
 _SELECT = """SELECT strategy_id, family, params, status, trading_mode, include_in_optimization,
-                    risk_limits FROM strategies"""
+                    risk_limits, account FROM strategies"""
 
 
 def find_strategy(
@@ -97,7 +98,8 @@ def set_strategy_column(
     conn: psycopg.Connection, strategy_id: str, column: str, value: Any
 ) -> None:
     """One configuration column (status, trading_mode, include_in_optimization, risk_limits)."""
-    if column not in ("status", "trading_mode", "include_in_optimization", "risk_limits"):
+    columns = ("status", "trading_mode", "include_in_optimization", "risk_limits", "account")
+    if column not in columns:
         raise ValueError(f"{column} is not a strategy configuration column")
     conn.execute(
         f"UPDATE strategies SET {column} = %s WHERE strategy_id = %s",  # noqa: S608

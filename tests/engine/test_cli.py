@@ -1,10 +1,17 @@
+from datetime import date
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from engine.approvals.workflow import approve
+from engine.brokers.routing import AccountSettings, BrokerRouter
+from engine.brokers.simulated import SimulatedBroker
 from engine.cli import main
-from tests.helpers import pending_allocation
+from engine.data.store import latest_prices
+from engine.execution.executor import execute_allocation
+from engine.risk.limits import RiskLimits
+from tests.helpers import pending_allocation, store_synthetic_bars
 
 
 @pytest.fixture
@@ -139,3 +146,49 @@ def test_a_signal_strategy_is_added_and_subscribed_from_the_command_line(
     assert main(["subscribe", "dips", "rsi_oversold", "--min-confidence", "60"]) == 0
     assert main(["strategy", "set", "dips", "--by", "alice", "--status", "ACTIVE"]) == 1
     assert "only sma_cross strategies are validated" in capsys.readouterr().err
+
+
+def test_a_weight_the_database_would_refuse_is_refused_first_with_one_clear_line(
+    cli_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with psycopg.connect(cli_env) as conn:
+        pending_allocation(conn, "a1", {"sma_cross_10_100": 0.5, "sma_cross_20_150": 0.5})
+    weights = tmp_path / "w.csv"
+    weights.write_text("strategy_id,weight\nsma_cross_10_100,0.5\nsma_cross_20_150,-5e-7\n")
+    assert main(["custom", str(weights), "--by", "bob", "--reason", "mine"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "tradeflow: custom weights refused: weight of sma_cross_20_150 is -5e-07; allocations "
+        "are long-only\n"
+    )
+
+
+def test_orders_positions_and_the_live_warning_from_the_command_line(
+    cli_env: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weights = {"sma_cross_10_100": 0.5, "sma_cross_20_50": 0.5}
+    with psycopg.connect(cli_env) as conn:
+        store_synthetic_bars(conn, date(2023, 1, 1), date(2024, 6, 28), n_symbols=8)
+        pending_allocation(conn, "a1", weights)
+        approve(conn, "a1", by="alice")
+        prices = {s: p for s, (_, p) in latest_prices(conn).items()}
+    broker = SimulatedBroker(cli_env, prices.get)
+    router = BrokerRouter({"default": AccountSettings()}, lambda account: broker)
+    report = execute_allocation(cli_env, "a1", router, RiskLimits(max_position_pct=0.25))
+    assert main(["orders", "--allocation", "a1"]) == 0
+    orders = capsys.readouterr().out.splitlines()
+    assert len(orders) == 1 + report.planned
+    assert all(" FILLED " in line and "simulated/default" in line for line in orders[1:])
+    assert main(["positions"]) == 0
+    positions = capsys.readouterr().out.splitlines()
+    held = {line.split()[2] for line in positions}
+    assert held == set(broker.positions())
+    assert main(["positions", "adopt", "--mode", "SIMULATION", "--by", "al", "--reason", "x"]) == 0
+    assert "our book already equals the broker's positions" in capsys.readouterr().out
+
+    monkeypatch.delenv("TRADEFLOW_ALLOW_LIVE", raising=False)
+    args = ["strategy", "set", "sma_cross_10_100", "--mode", "LIVE", "--account", "growth"]
+    assert main([*args, "--by", "alice"]) == 0
+    captured = capsys.readouterr()
+    assert "account default -> growth" in captured.out
+    assert "live trading is not enabled (TRADEFLOW_ALLOW_LIVE=yes is not set)" in captured.err

@@ -104,6 +104,7 @@ def test_a_custom_allocation_enters_active_and_archives_the_previous(
     [
         ({A: 0.6, B: 0.4}, f"weight of {A} is 0.6000, above the cap of 0.5000"),
         ({A: -0.1, B: 0.5}, "long-only"),
+        ({A: 0.5, B: 0.5, C: -5e-7}, f"weight of {C} is -5e-07; allocations are long-only"),
         ({A: float("nan"), B: 0.5}, "not a number"),
         ({A: 0.5, "sma_cross_5_500": 0.5}, "unknown strategy 'sma_cross_5_500'"),
         ({A: 0.5, C: 0.5}, f"strategy {C} is INACTIVE, not ACTIVE"),

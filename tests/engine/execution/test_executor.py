@@ -1,6 +1,9 @@
 import math
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 import pandas as pd
@@ -8,7 +11,8 @@ import psycopg
 import pytest
 
 from engine.approvals.workflow import approve
-from engine.brokers.base import BrokerError, BrokerOrder, OrderRequest, Side
+from engine.brokers.base import Broker, BrokerError, BrokerOrder, OrderRequest, Side
+from engine.brokers.routing import AccountSettings, BrokerRouter
 from engine.brokers.simulated import SimulatedBroker
 from engine.data.store import latest_prices
 from engine.errors import ExecutionRefusedError
@@ -31,6 +35,11 @@ def active(conn: psycopg.Connection) -> str:
     return "a1"
 
 
+def route(broker: Broker) -> BrokerRouter:
+    """Every SIMULATION strategy of the account to ``broker``."""
+    return BrokerRouter({broker.account_name: AccountSettings()}, lambda account: broker)
+
+
 def _broker(db: str, conn: psycopg.Connection, **kwargs) -> SimulatedBroker:
     prices = {s: p for s, (_, p) in latest_prices(conn).items()}
     return SimulatedBroker(db, prices.get, **kwargs)
@@ -48,9 +57,9 @@ def test_executes_once_and_a_rerun_sends_nothing(
     db: str, conn: psycopg.Connection, active: str
 ) -> None:
     broker = _broker(db, conn)
-    first = execute_allocation(db, active, broker, LIMITS)
+    first = execute_allocation(db, active, route(broker), LIMITS)
     assert first.planned > 0 and first.sent == first.planned == first.filled == first.fills
-    second = execute_allocation(db, active, broker, LIMITS)
+    second = execute_allocation(db, active, route(broker), LIMITS)
     assert second.sent == 0 and second.reconciled == 0 and second.filled == first.filled
     assert _broker_order_count(conn) == first.planned
     ours = dict(conn.execute("SELECT symbol, qty FROM positions").fetchall())
@@ -65,7 +74,7 @@ def test_fills_carry_slippage_and_commission(
     db: str, conn: psycopg.Connection, active: str
 ) -> None:
     broker = _broker(db, conn, slippage_bps=10.0, commission_bps=2.0)
-    execute_allocation(db, active, broker, LIMITS)
+    execute_allocation(db, active, route(broker), LIMITS)
     rows = conn.execute(
         """SELECT o.side, o.reference_price, f.price, f.qty, f.commission
            FROM fills f JOIN orders o USING (client_order_id)"""
@@ -83,12 +92,10 @@ class CrashAfterSends:
 
     inner: SimulatedBroker
     sends_before_crash: int
-    name: str = "simulated"
-    trading_mode: str = "SIMULATION"
     sent: list[str] = field(default_factory=list)
 
-    def get_order(self, client_order_id: str) -> BrokerOrder | None:
-        return self.inner.get_order(client_order_id)
+    def __getattr__(self, name: str):  # noqa: ANN204 - the rest is the simulated broker's
+        return getattr(self.inner, name)
 
     def submit_order(self, order: OrderRequest) -> BrokerOrder:
         result = self.inner.submit_order(order)
@@ -97,26 +104,27 @@ class CrashAfterSends:
             raise KeyboardInterrupt("process killed")
         return result
 
-    def account(self):  # noqa: ANN201
-        return self.inner.account()
 
-    def positions(self) -> dict[str, Decimal]:
-        return self.inner.positions()
+def _crash_after(db: str, active: str, broker: SimulatedBroker, sends: int) -> list[str]:
+    """Execute ``active`` until the broker has accepted ``sends`` orders, then die before the
+    last is recorded; return the orders sent."""
+    crashing = CrashAfterSends(broker, sends_before_crash=sends)
+    with pytest.raises(KeyboardInterrupt):
+        execute_allocation(db, active, route(crashing), LIMITS)
+    return crashing.sent
 
 
 def test_a_crash_between_send_and_record_is_reconciled_not_resent(
     db: str, conn: psycopg.Connection, active: str
 ) -> None:
     broker = _broker(db, conn)
-    crashing = CrashAfterSends(broker, sends_before_crash=2)
-    with pytest.raises(KeyboardInterrupt):
-        execute_allocation(db, active, crashing, LIMITS)
+    sent = _crash_after(db, active, broker, 2)
     statuses = _statuses(conn)
-    assert statuses[crashing.sent[0]] == "FILLED"
-    assert statuses[crashing.sent[1]] == "SUBMITTED"  # sent, outcome not recorded
+    assert statuses[sent[0]] == "FILLED"
+    assert statuses[sent[1]] == "SUBMITTED"  # sent, outcome not recorded
     assert _broker_order_count(conn) == 2
 
-    report = execute_allocation(db, active, broker, LIMITS)
+    report = execute_allocation(db, active, route(broker), LIMITS)
     assert report.reconciled == 1
     assert report.sent == report.planned - 2
     assert set(_statuses(conn).values()) == {"FILLED"}
@@ -131,25 +139,20 @@ class TimesOutOnSend:
     """A broker that can be asked and can plan, but whose order endpoint times out."""
 
     inner: SimulatedBroker
-    name: str = "simulated"
-    trading_mode: str = "SIMULATION"
 
-    def get_order(self, client_order_id: str) -> BrokerOrder | None:
-        return self.inner.get_order(client_order_id)
+    def __getattr__(self, name: str):  # noqa: ANN204 - the rest is the simulated broker's
+        return getattr(self.inner, name)
 
     def submit_order(self, order: OrderRequest) -> BrokerOrder:
         raise BrokerError("timeout")
-
-    def account(self):  # noqa: ANN201
-        return self.inner.account()
-
-    def positions(self) -> dict[str, Decimal]:
-        return self.inner.positions()
 
 
 @dataclass
 class Unreachable(TimesOutOnSend):
     def get_order(self, client_order_id: str) -> BrokerOrder | None:
+        raise BrokerError("connection refused")
+
+    def orders_since(self, since: datetime) -> list[BrokerOrder]:
         raise BrokerError("connection refused")
 
 
@@ -158,12 +161,12 @@ def test_broker_errors_fail_closed_and_a_rerun_completes(
 ) -> None:
     broker = _broker(db, conn)
     with pytest.raises(BrokerError, match="timeout"):
-        execute_allocation(db, active, TimesOutOnSend(broker), LIMITS)
+        execute_allocation(db, active, route(TimesOutOnSend(broker)), LIMITS)
     assert sorted(set(_statuses(conn).values())) == ["INTENT", "SUBMITTED"]
     with pytest.raises(BrokerError, match="connection refused"):
-        execute_allocation(db, active, Unreachable(broker), LIMITS)
+        execute_allocation(db, active, route(Unreachable(broker)), LIMITS)
     assert _broker_order_count(conn) == 0
-    report = execute_allocation(db, active, broker, LIMITS)
+    report = execute_allocation(db, active, route(broker), LIMITS)
     assert report.filled == report.planned == report.sent > 0
     assert _broker_order_count(conn) == report.planned
 
@@ -173,19 +176,19 @@ def test_a_risk_limit_blocks_orders_and_they_are_never_sent(
 ) -> None:
     broker = _broker(db, conn)
     tight = RiskLimits(max_position_pct=0.001, max_gross_leverage=1.0)
-    report = execute_allocation(db, active, broker, tight)
+    report = execute_allocation(db, active, route(broker), tight)
     assert report.planned > 0 and report.blocked == report.planned and report.sent == 0
     assert _broker_order_count(conn) == 0
     failed = conn.execute("SELECT DISTINCT rule FROM risk_decisions WHERE NOT passed").fetchall()
     assert failed == [("max_position_pct",)]
-    assert execute_allocation(db, active, broker, LIMITS).sent == 0  # the plan is final
+    assert execute_allocation(db, active, route(broker), LIMITS).sent == 0  # the plan is final
 
 
 def test_a_broker_rejection_is_recorded_with_its_reason(
     db: str, conn: psycopg.Connection, active: str
 ) -> None:
     blind = SimulatedBroker(db, lambda symbol: None)  # the broker's own price feed is down
-    report = execute_allocation(db, active, blind, LIMITS)
+    report = execute_allocation(db, active, route(blind), LIMITS)
     assert report.planned > 0 and report.rejected == report.planned and report.fills == 0
     reasons = conn.execute(
         "SELECT detail->>'reject_reason' FROM order_events WHERE status = 'REJECTED'"
@@ -200,14 +203,14 @@ def test_planning_refuses_an_allocation_that_is_not_active(
     store_synthetic_bars(conn, date(2023, 1, 1), date(2024, 6, 28), n_symbols=4)
     pending_allocation(conn, "p1", WEIGHTS)
     with pytest.raises(ExecutionRefusedError, match="p1 is PENDING_APPROVAL"):
-        execute_allocation(db, "p1", _broker(db, conn), LIMITS)
+        execute_allocation(db, "p1", route(_broker(db, conn)), LIMITS)
     assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 0
 
 
 def test_an_order_status_never_moves_backwards(
     db: str, conn: psycopg.Connection, active: str
 ) -> None:
-    execute_allocation(db, active, _broker(db, conn), LIMITS)
+    execute_allocation(db, active, route(_broker(db, conn)), LIMITS)
     with pytest.raises(psycopg.errors.CheckViolation, match="FILLED -> SUBMITTED"):
         conn.execute("UPDATE orders SET status = 'SUBMITTED'")
     conn.rollback()
@@ -238,7 +241,7 @@ def test_a_strategy_position_limit_blocks_only_the_buys_it_wants(
 ) -> None:
     update_strategy(conn, "sma_cross_20_50", "alice", risk_limits={"max_position_pct": 0.01})
     conn.commit()
-    report = execute_allocation(db, active, _broker(db, conn), LIMITS)
+    report = execute_allocation(db, active, route(_broker(db, conn)), LIMITS)
     assert 0 < report.blocked < report.planned and report.sent == report.planned - report.blocked
     failed = conn.execute(
         """SELECT DISTINCT o.symbol, d.rule, d.reason FROM risk_decisions d
@@ -258,11 +261,11 @@ def test_strategies_in_another_trading_mode_or_not_active_are_not_traded(
     update_strategy(conn, "sma_cross_10_100", "alice", trading_mode="PAPER")
     conn.commit()
     with pytest.raises(ExecutionRefusedError, match="sma_cross_10_100 trades in PAPER mode"):
-        execute_allocation(db, active, _broker(db, conn), LIMITS)
+        execute_allocation(db, active, route(_broker(db, conn)), LIMITS)
     update_strategy(conn, "sma_cross_10_100", "alice", trading_mode="SIMULATION", status="TESTING")
     conn.commit()
     with pytest.raises(ExecutionRefusedError, match="sma_cross_10_100 is TESTING"):
-        execute_allocation(db, active, _broker(db, conn), LIMITS)
+        execute_allocation(db, active, route(_broker(db, conn)), LIMITS)
     assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 0
 
 
@@ -299,3 +302,145 @@ def test_a_strategy_daily_loss_limit_blocks_its_buys_and_fails_closed() -> None:
     assert rules(-0.01) == {("c1", "strategy_max_daily_loss_pct"): True}  # sells: no rule
     assert rules(-0.03) == {("c1", "strategy_max_daily_loss_pct"): False}
     assert rules(float("nan")) == {("c1", "strategy_max_daily_loss_pct"): False}
+
+
+def test_orders_that_only_reduce_a_position_are_never_blocked() -> None:
+    positions = {"AAA": Decimal(100)}  # 100 x 50 = 5% of 100,000
+    limits = RiskLimits(max_position_pct=0.02, max_gross_leverage=1.0)
+    sell = OrderRequest("sell", "AAA", Side.SELL, Decimal(40), 50.0)  # down to 3%: still > 2%
+    decisions = evaluate([sell], positions, {"AAA": 50.0}, 100_000.0, limits)
+    assert all(d.passed for d in decisions)
+    reason = next(d.reason for d in decisions if d.rule == "max_position_pct")
+    assert reason == "position after order 3.00% of equity > 2.00%; the order only reduces"
+    buy = OrderRequest("buy", "AAA", Side.BUY, Decimal(1), 50.0)
+    assert not all(d.passed for d in evaluate([buy], positions, {"AAA": 50.0}, 1e5, limits))
+    unpriced = OrderRequest("sell2", "AAA", Side.SELL, Decimal(40), math.nan)
+    assert all(d.passed for d in evaluate([unpriced], positions, {}, 100_000.0, limits))
+
+
+@dataclass
+class ApprovesAnotherMidway:
+    """Allocation A's broker: right after A's second order, a person approves B (the same
+    weights) and B's execution starts at once, as the approvals sensor would start it."""
+
+    inner: SimulatedBroker
+    on_second_send: Callable[[], None]
+    sends: int = 0
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - the rest is the simulated broker's
+        return getattr(self.inner, name)
+
+    def submit_order(self, order: OrderRequest) -> BrokerOrder:
+        result = self.inner.submit_order(order)
+        self.sends += 1
+        if self.sends == 2:
+            self.on_second_send()
+        return result
+
+
+def test_a_newer_allocation_waits_for_the_running_one_which_stops_sending(
+    db: str, conn: psycopg.Connection, active: str
+) -> None:
+    pending_allocation(conn, "b1", WEIGHTS)
+    broker = _broker(db, conn)
+    runs: dict[str, object] = {}
+
+    def approve_b_and_execute() -> None:
+        with psycopg.connect(db) as other:
+            approve(other, "b1", by="bob")
+        thread = threading.Thread(
+            target=lambda: runs.setdefault("b", execute_allocation(db, "b1", route(broker), LIMITS))
+        )
+        thread.start()
+        runs["thread"] = thread
+        time.sleep(0.5)  # time enough for B to plan and send, were nothing holding it back
+
+    a = execute_allocation(
+        db, active, route(ApprovesAnotherMidway(broker, approve_b_and_execute)), LIMITS
+    )
+    runs["thread"].join(60)  # type: ignore[attr-defined]
+    b = runs["b"]
+    assert a.superseded and a.sent == 2 and b.sent > 0  # type: ignore[attr-defined]
+    a_statuses = conn.execute(
+        "SELECT status, count(*) FROM orders WHERE allocation_id = 'a1' GROUP BY 1"
+    ).fetchall()
+    assert dict(a_statuses) == {"FILLED": 2, "CANCELED": a.planned - 2}
+    archived = conn.execute(
+        "SELECT at FROM approval_events WHERE allocation_id = 'a1' AND to_status = 'ARCHIVED'"
+    ).fetchone()[0]
+    sent_after = conn.execute(
+        """SELECT count(*) FROM order_events e JOIN orders o USING (client_order_id)
+           WHERE o.allocation_id = 'a1' AND e.status = 'SUBMITTED' AND e.at > %s""",
+        (archived,),
+    ).fetchone()[0]
+    assert sent_after == 0
+    positions = broker.positions()
+    assert dict(conn.execute("SELECT symbol, qty FROM positions").fetchall()) == positions
+    assert all(qty > 0 for qty in positions.values())  # long-only: nothing went short
+    prices = {s: p for s, (_, p) in latest_prices(conn).items()}
+    equity = broker.account().equity
+    gross = sum(float(q) * prices[s] for s, q in positions.items())
+    assert gross <= equity * LIMITS.max_gross_leverage  # one book, not two
+    assert all(float(q) * prices[s] <= equity * 0.25 for s, q in positions.items())
+
+
+def test_a_crash_then_a_newer_approval_is_reconciled_before_the_new_plan(
+    db: str, conn: psycopg.Connection, active: str
+) -> None:
+    broker = _broker(db, conn)
+    sent = _crash_after(db, active, broker, 2)
+    pending_allocation(conn, "b1", WEIGHTS)
+    approve(conn, "b1", by="bob")
+    conn.commit()
+    execute_allocation(db, "b1", route(broker), LIMITS)
+    statuses = _statuses(conn)
+    assert statuses[sent[1]] == "FILLED"  # synced although a1 is ARCHIVED
+    unsent = conn.execute(
+        """SELECT DISTINCT status FROM orders
+           WHERE allocation_id = 'a1' AND client_order_id <> ALL(%s)""",
+        (sent,),
+    ).fetchall()
+    assert unsent == [("CANCELED",)]
+    ours = conn.execute("SELECT count(*) FROM fills").fetchone()[0]
+    theirs = conn.execute("SELECT count(*) FROM sim_broker.fills").fetchone()[0]
+    assert ours == theirs
+    assert dict(conn.execute("SELECT symbol, qty FROM positions").fetchall()) == broker.positions()
+
+
+@pytest.mark.parametrize(
+    ("change", "limits", "failing"),
+    [
+        ({"sma_cross_10_100": {"status": "INACTIVE"}}, LIMITS, {"strategy_active"}),
+        ({"sma_cross_10_100": {"trading_mode": "VALIDATION"}}, LIMITS, {"strategy_venue"}),
+        ({}, RiskLimits(max_position_pct=0.001, max_gross_leverage=1.0), {"max_position_pct"}),
+    ],
+)
+def test_a_rerun_judges_the_unsent_orders_on_todays_configuration_and_limits(
+    db: str,
+    conn: psycopg.Connection,
+    active: str,
+    change: dict,
+    limits: RiskLimits,
+    failing: set[str],
+) -> None:
+    broker = _broker(db, conn)
+    _crash_after(db, active, broker, 1)
+    for sid, fields in change.items():
+        update_strategy(conn, sid, "alice", **fields)
+    conn.commit()
+    targeted = set(change) or {"sma_cross_10_100", "sma_cross_20_50"}
+    report = execute_allocation(db, active, route(broker), limits)
+    rows = conn.execute(
+        """SELECT o.strategy_id, o.status, array_agg(d.rule) FILTER (WHERE NOT d.passed)
+           FROM orders o LEFT JOIN risk_decisions d USING (client_order_id)
+           WHERE o.status IN ('BLOCKED', 'FILLED') GROUP BY 1, 2, o.client_order_id"""
+    ).fetchall()
+    blocked = [(sid, set(rules or [])) for sid, status, rules in rows if status == "BLOCKED"]
+    assert blocked and all(sid in targeted and rules == failing for sid, rules in blocked)
+    assert report.sent == report.planned - report.blocked - 1  # the rest, and only the rest
+    sent_by_targeted = conn.execute(
+        """SELECT count(*) FROM orders WHERE strategy_id = ANY(%s) AND status = 'FILLED'
+           AND side = 'buy'""",
+        (list(targeted),),
+    ).fetchone()[0]
+    assert sent_by_targeted <= 1  # at most the order sent before the crash

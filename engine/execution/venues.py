@@ -1,0 +1,229 @@
+"""Where a strategy's orders go (its trading mode and account: a venue), what a venue holds, and
+the plan or re-check of one venue's orders against its equity, positions and the risk rules."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import pandas as pd
+import psycopg
+
+from engine.brokers.base import Broker, OrderRequest, Side
+from engine.brokers.routing import BROKER_NAMES
+from engine.errors import ExecutionRefusedError
+from engine.execution.planning import latest_session_returns, strategy_orders, strategy_targets
+from engine.execution.store import PlannedOrder, StoredOrder, book, pending
+from engine.risk.limits import (
+    RiskDecision,
+    RiskLimits,
+    StrategyExposure,
+    evaluate,
+    evaluate_strategy_limits,
+)
+from engine.strategies.store import StrategyConfig
+
+
+@dataclass(frozen=True, order=True)
+class Venue:
+    mode: str  # SIMULATION, PAPER, LIVE or VALIDATION
+    account: str
+
+    @property
+    def broker_name(self) -> str:
+        return BROKER_NAMES[self.mode]
+
+    @property
+    def key(self) -> str:
+        return f"{self.broker_name}:{self.account}"
+
+    @property
+    def sends(self) -> bool:
+        return self.mode != "VALIDATION"
+
+    def __str__(self) -> str:
+        return f"{self.broker_name} account {self.account!r}"
+
+    @classmethod
+    def of(cls, broker_name: str, account: str) -> Venue:
+        """The venue of orders stored with ``broker_name``."""
+        modes = {name: mode for mode, name in BROKER_NAMES.items()}
+        return cls(modes[broker_name], account)
+
+
+def venue_of(config: StrategyConfig) -> Venue:
+    return Venue(config.trading_mode, config.account)
+
+
+@dataclass
+class VenueBook:
+    """One venue as the plan sees it: the account's equity and positions (with what its open
+    orders still want), and what each strategy holds there (the same way)."""
+
+    venue: Venue
+    equity: float
+    positions: dict[str, Decimal]
+    holdings: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+
+
+def read_book(
+    conn: psycopg.Connection, venue: Venue, broker: Broker | None, validation_capital: float
+) -> VenueBook:
+    """The venue's book: from the broker (equity, positions) and ours (by strategy); a
+    VALIDATION venue is a shadow book of ``validation_capital`` and its unsent orders."""
+    ours = book(conn, venue.broker_name, venue.account)
+    wanted = pending(conn, venue.broker_name, venue.account)
+    holdings: dict[str, dict[str, Decimal]] = {}
+    for (sid, symbol), qty in [*ours.items(), *wanted.items()]:
+        if sid is not None:
+            held = holdings.setdefault(sid, {})
+            held[symbol] = held.get(symbol, Decimal(0)) + qty
+    if broker is None:
+        equity = validation_capital
+        positions: dict[str, Decimal] = {}
+        for (_, symbol), qty in ours.items():
+            positions[symbol] = positions.get(symbol, Decimal(0)) + qty
+    else:
+        equity = broker.account().equity
+        positions = dict(broker.positions())
+    if not (math.isfinite(equity) and equity > 0):
+        raise ExecutionRefusedError(f"{venue}: equity is {equity}; nothing is sent")
+    for (_, symbol), qty in wanted.items():
+        positions[symbol] = positions.get(symbol, Decimal(0)) + qty
+    return VenueBook(venue, equity, positions, holdings)
+
+
+@dataclass
+class Judged:
+    orders: list[PlannedOrder]
+    decisions: list[RiskDecision]
+
+    @property
+    def failed(self) -> dict[str, list[RiskDecision]]:
+        out: dict[str, list[RiskDecision]] = {}
+        for d in self.decisions:
+            if not d.passed:
+                out.setdefault(d.client_order_id, []).append(d)
+        return out
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What a venue's weighted strategies want, from the latest bars: target value by symbol
+    (rows) and strategy (columns), and the limits the strategies' own rules judge them on."""
+
+    targets: pd.DataFrame
+    exposures: list[StrategyExposure]
+
+
+def wanted(
+    venue_book: VenueBook,
+    weights: dict[str, float],
+    configs: dict[str, StrategyConfig],
+    close: pd.DataFrame,
+) -> Wanted:
+    params = {sid: configs[sid].params for sid in weights}
+    targets = strategy_targets(weights, params, close, venue_book.equity)
+    latest = latest_session_returns(weights, params, close)
+    exposures = [
+        StrategyExposure(sid, configs[sid].risk_limits, targets[sid].to_dict(), latest[sid])
+        for sid in targets.columns
+        if configs[sid].risk_limits
+    ]
+    return Wanted(targets, exposures)
+
+
+def plan_venue(
+    venue_book: VenueBook,
+    want: Wanted,
+    closing: set[str],
+    prices: dict[str, float],
+    approval_event_id: int,
+    limits: RiskLimits,
+) -> Judged:
+    """The venue's orders: each weighted strategy to its target, each strategy in ``closing``
+    (no weight, still holding here) to nothing; judged by the risk rules."""
+    requests: list[OrderRequest] = []
+    strategy_of: dict[str, str] = {}
+    for sid in sorted(set(want.targets.columns) | closing):
+        targets = want.targets[sid] if sid in want.targets else pd.Series(dtype=float)
+        held = venue_book.holdings.get(sid, {})
+        for order in strategy_orders(sid, targets, prices, held, approval_event_id):
+            requests.append(order)
+            strategy_of[order.client_order_id] = sid
+    requests.sort(key=lambda o: (o.side is Side.BUY, o.symbol, o.client_order_id))
+    decisions = _judge(requests, strategy_of, venue_book, want, prices, limits)
+    failed = {d.client_order_id for d in decisions if not d.passed}
+    sends = venue_book.venue.sends
+    orders = [
+        PlannedOrder(
+            request=o,
+            status="BLOCKED" if o.client_order_id in failed else "INTENT" if sends else "NOT_SENT",
+            strategy_id=strategy_of[o.client_order_id],
+            broker=venue_book.venue.broker_name,
+            account=venue_book.venue.account,
+        )
+        for o in requests
+    ]
+    return Judged(orders, decisions)
+
+
+def recheck_venue(
+    unsent: list[StoredOrder],
+    venue_book: VenueBook,
+    want: Wanted,
+    configs: dict[str, StrategyConfig],
+    prices: dict[str, float],
+    limits: RiskLimits,
+) -> list[RiskDecision]:
+    """Orders planned by an earlier run and not sent yet, judged again on the configuration and
+    limits of now: a strategy no longer ACTIVE or trading elsewhere, or a tighter limit, blocks
+    the orders that add exposure (and every order of a strategy that moved to another venue)."""
+    requests = [o.request for o in unsent]
+    strategy_of = {o.request.client_order_id: str(o.strategy_id) for o in unsent}
+    decisions = _judge(requests, strategy_of, venue_book, want, prices, limits)
+    for stored in unsent:
+        coid, sid = stored.request.client_order_id, str(stored.strategy_id)
+        config = configs.get(sid)
+        now = venue_of(config) if config else None
+        decisions.append(
+            RiskDecision(
+                coid,
+                "strategy_venue",
+                now == venue_book.venue,
+                None,
+                None,
+                f"{sid} trades in {config.trading_mode} mode in account {config.account!r}"
+                if config
+                else f"strategy {sid} is unknown",
+            )
+        )
+        adds = stored.request.side is Side.BUY  # strategies are long-only
+        active = config is not None and config.status == "ACTIVE"
+        decisions.append(
+            RiskDecision(
+                coid,
+                "strategy_active",
+                active or not adds,
+                None,
+                None,
+                f"{sid} is {config.status if config else 'unknown'}"
+                + ("" if active or not adds else "; only ACTIVE strategies add positions"),
+            )
+        )
+    return decisions
+
+
+def _judge(
+    requests: list[OrderRequest],
+    strategy_of: dict[str, str],
+    venue_book: VenueBook,
+    want: Wanted,
+    prices: dict[str, float],
+    limits: RiskLimits,
+) -> list[RiskDecision]:
+    equity, positions = venue_book.equity, venue_book.positions
+    decisions = evaluate(requests, positions, prices, equity, limits)
+    decisions += evaluate_strategy_limits(requests, positions, equity, want.exposures, strategy_of)
+    return decisions

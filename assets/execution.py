@@ -38,7 +38,7 @@ def executed_orders(
         )
     except OutcomeUnknownError as e:
         # The broker may have an order we could not confirm: a later attempt asks it first.
-        raise dg.RetryRequested(max_retries=3, seconds_to_wait=30) from e
+        raise dg.RetryRequested(max_retries=5, seconds_to_wait=30) from e
     for reconciliation in report.reconciliations:
         if reconciliation.adopted:
             context.log.warning(

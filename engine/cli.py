@@ -42,7 +42,7 @@ from engine.data.store import instrument_sectors, latest_prices, load_recent_bar
 from engine.errors import TradeflowError
 from engine.execution.reconcile import adopt_positions
 from engine.execution.store import book_table, order_table
-from engine.execution.venues import Venue
+from engine.execution.venues import Venue, locked
 from engine.portfolio.constraints import AllocationConstraints
 from engine.signals.scanners import Scanner, resolve
 from engine.signals.store import list_scanners, save_scanner
@@ -227,9 +227,12 @@ def _orders(conn: psycopg.Connection, args: argparse.Namespace) -> None:
 def _positions(conn: psycopg.Connection, args: argparse.Namespace) -> None:
     if args.positions_command == "adopt":
         venue = Venue(args.mode, args.account)
-        _router(conn).check("(adopting positions)", venue.mode, venue.account)
-        broker = _router(conn).broker(venue.mode, venue.account)
-        adjusted = adopt_positions(conn, venue, broker, args.by, args.reason)
+        router = _router(conn)
+        router.check("(adopting positions)", venue.mode, venue.account)
+        with locked(conn, [venue], wait=60.0):  # no execution on the account meanwhile
+            adjusted = adopt_positions(
+                conn, venue, router.broker(venue.mode, venue.account), args.by, args.reason
+            )
         for symbol, ours, theirs in adjusted:
             print(f"{venue}: {symbol} ours {ours} -> the broker's {theirs}")
         if not adjusted:

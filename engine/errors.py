@@ -41,3 +41,7 @@ class NotFoundError(TradeflowError):
 
 class ExecutionRefusedError(TradeflowError):
     """Execution was refused before any order was sent (fail closed)."""
+
+
+class ReconciliationError(ExecutionRefusedError):
+    """The broker's book and ours disagree: nothing is sent until a person looks."""

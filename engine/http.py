@@ -87,6 +87,7 @@ def retrying_session(
         backoff_factor=backoff,
         backoff_jitter=backoff,
         backoff_max=30.0,
+        retry_after_max=60,
         respect_retry_after_header=True,
         raise_on_status=False,
     )

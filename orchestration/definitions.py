@@ -12,7 +12,7 @@ from assets.market_data import bars_daily, bars_minute
 from assets.scans import signals
 from assets.signal_backtests import signal_backtests
 from assets.validations import validations
-from engine.brokers.routing import ALLOW_LIVE_ENV, account_names, key_variables
+from engine.brokers.routing import account_names
 from engine.storage.connection import DATABASE_URL_ENV
 from orchestration.jobs import (
     approve_allocation,
@@ -24,14 +24,7 @@ from orchestration.jobs import (
     refresh_correlations_job,
     research_pipeline,
 )
-from orchestration.resources import (
-    AccountConfig,
-    AlpacaKeysConfig,
-    BrokerConfig,
-    Database,
-    MarketData,
-    Settings,
-)
+from orchestration.resources import BrokerConfig, Database, MarketData, Settings
 from orchestration.schedules import correlations_intraday, daily_research, expiry_schedule
 from orchestration.sensors import approvals_sensor, reoptimization_sensor
 
@@ -50,7 +43,7 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "database": database,
         "market_data": market_data,
-        "broker": BrokerConfig(accounts=broker_accounts(), allow_live=_env(ALLOW_LIVE_ENV)),
+        "broker": BrokerConfig(accounts=account_names(os.environ)[1:]),
         "settings": Settings(),
     }
 
@@ -58,21 +51,6 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
 def _env(variable: str) -> str | None:
     """``dg.EnvVar(variable)`` when it is set: its value is read in the run, never here."""
     return dg.EnvVar(variable) if variable in os.environ else None
-
-
-def broker_accounts() -> list[AccountConfig]:
-    """The default account and those in TRADEFLOW_ACCOUNTS, each with the keys exported for it
-    (ALPACA_PAPER_API_KEY ... for the default account, ALPACA_<NAME>_PAPER_API_KEY ... for
-    another)."""
-
-    def keys(name: str, mode: str) -> AlpacaKeysConfig:
-        api_key, secret_key = key_variables(name, mode)
-        return AlpacaKeysConfig(api_key=_env(api_key), secret_key=_env(secret_key))
-
-    return [
-        AccountConfig(name=name, paper=keys(name, "PAPER"), live=keys(name, "LIVE"))
-        for name in account_names(os.environ)
-    ]
 
 
 def build_definitions(resources: dict[str, dg.ConfigurableResource]) -> dg.Definitions:

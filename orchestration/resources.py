@@ -10,7 +10,6 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from decimal import Decimal
 from typing import Literal
 
 import dagster as dg
@@ -18,10 +17,12 @@ import psycopg
 
 from engine.backtest.sma_sweep import SweepParams
 from engine.brokers.routing import (
+    ALLOW_LIVE_ENV,
     AccountSettings,
     AlpacaKeys,
     AlpacaSettings,
     BrokerRouter,
+    key_variables,
     live_allowed,
 )
 from engine.brokers.simulated import PriceSource, SimulatedBroker
@@ -117,29 +118,18 @@ class MarketData(dg.ConfigurableResource):
         return SyntheticSource(n_symbols=self.n_symbols, seed=self.seed)
 
 
-class AlpacaKeysConfig(dg.Config):
-    """One set of Alpaca keys (bind them with ``dg.EnvVar``), and another endpoint if any."""
-
-    api_key: str | None = None
-    secret_key: str | None = None
-    base_url: str | None = None
-
-
-class AccountConfig(dg.Config):
-    """A named account: its Alpaca paper keys and its live keys."""
-
-    name: str = "default"
-    paper: AlpacaKeysConfig = AlpacaKeysConfig()
-    live: AlpacaKeysConfig = AlpacaKeysConfig()
-
-
 class BrokerConfig(dg.ConfigurableResource):
-    """Where each strategy's orders go (its trading mode and account): the simulated broker
-    (its book in the same database), Alpaca paper or Alpaca live (needs ``allow_live`` = yes,
-    from TRADEFLOW_ALLOW_LIVE, as well as live keys); and how execution follows them."""
+    """Where each strategy's orders go (its trading mode and account): the simulated broker (its
+    book in the same database), Alpaca paper or Alpaca live; and how execution follows them.
 
-    accounts: list[AccountConfig] = []  # the "default" account is always there, keys or not
-    allow_live: str | None = None
+    Keys and the live opt-in are not configuration (run config could change them, and Dagster
+    would store them): each account's keys are read through ``dg.EnvVar`` when a run needs them,
+    from ALPACA_PAPER_API_KEY ... for the default account and ALPACA_<NAME>_PAPER_API_KEY ... for
+    a named one; live trading also needs TRADEFLOW_ALLOW_LIVE=yes in the run's environment."""
+
+    accounts: list[str] = []  # named accounts besides "default" (TRADEFLOW_ACCOUNTS)
+    paper_url: str | None = None  # another endpoint for Alpaca paper (a proxy, a test server)
+    live_url: str | None = None
     initial_cash: float = 100_000.0
     slippage_bps: float = 5.0
     commission_bps: float = 1.0
@@ -149,16 +139,21 @@ class BrokerConfig(dg.ConfigurableResource):
     fill_wait_seconds: float = 30.0
     poll_seconds: float = 1.0
     lock_wait_seconds: float = 300.0
-    position_tolerance: float = 0.0
 
     def router(self, database_url: str, price_of: PriceSource) -> BrokerRouter:
-        def keys(config: AlpacaKeysConfig) -> AlpacaKeys:
-            return AlpacaKeys(config.api_key, config.secret_key, config.base_url)
+        def keys(account: str, mode: str, url: str | None) -> AlpacaKeys:
+            api_key, secret_key = key_variables(account, mode)
+            return AlpacaKeys(
+                dg.EnvVar(api_key).get_value(), dg.EnvVar(secret_key).get_value(), url
+            )
 
-        accounts = {"default": AccountSettings()}
-        accounts |= {a.name: AccountSettings(keys(a.paper), keys(a.live)) for a in self.accounts}
         return BrokerRouter(
-            accounts=accounts,
+            accounts={
+                name: AccountSettings(
+                    keys(name, "PAPER", self.paper_url), keys(name, "LIVE", self.live_url)
+                )
+                for name in ["default", *self.accounts]
+            },
             simulated=lambda account: SimulatedBroker(
                 database_url=database_url,
                 price_of=price_of,
@@ -167,7 +162,7 @@ class BrokerConfig(dg.ConfigurableResource):
                 slippage_bps=self.slippage_bps,
                 commission_bps=self.commission_bps,
             ),
-            allow_live=live_allowed(self.allow_live),
+            allow_live=live_allowed(dg.EnvVar(ALLOW_LIVE_ENV).get_value()),
             alpaca=AlpacaSettings(self.timeout_seconds, self.retries, self.requests_per_minute),
         )
 
@@ -176,7 +171,6 @@ class BrokerConfig(dg.ConfigurableResource):
             fill_wait_seconds=self.fill_wait_seconds,
             poll_seconds=self.poll_seconds,
             lock_wait_seconds=self.lock_wait_seconds,
-            position_tolerance=Decimal(str(self.position_tolerance)),
             validation_capital=self.initial_cash,
         )
 

@@ -72,3 +72,32 @@ INSERT INTO sim_broker.account (account_id, initial_cash)
     ON CONFLICT DO NOTHING;
 UPDATE sim_broker.orders SET account_id = 'default' WHERE account_id = 'sim';
 DELETE FROM sim_broker.account WHERE account_id = 'sim';
+
+-- An order's terms never change once stored: only its status (forward, as before), the
+-- broker's id (once) and the time of the change.
+CREATE OR REPLACE FUNCTION order_transition_allowed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (NEW.client_order_id, NEW.allocation_id, NEW.approval_event_id, NEW.strategy_id,
+        NEW.symbol, NEW.side, NEW.qty, NEW.order_type, NEW.limit_price, NEW.time_in_force,
+        NEW.take_profit_price, NEW.stop_loss_price, NEW.reference_price, NEW.broker,
+        NEW.account, NEW.origin, NEW.created_at)
+       IS DISTINCT FROM
+       (OLD.client_order_id, OLD.allocation_id, OLD.approval_event_id, OLD.strategy_id,
+        OLD.symbol, OLD.side, OLD.qty, OLD.order_type, OLD.limit_price, OLD.time_in_force,
+        OLD.take_profit_price, OLD.stop_loss_price, OLD.reference_price, OLD.broker,
+        OLD.account, OLD.origin, OLD.created_at)
+       OR (OLD.broker_order_id IS NOT NULL
+           AND NEW.broker_order_id IS DISTINCT FROM OLD.broker_order_id) THEN
+        RAISE EXCEPTION 'order %: only its status and the broker''s id may change',
+            OLD.client_order_id USING ERRCODE = 'check_violation';
+    END IF;
+    IF NEW.status IS DISTINCT FROM OLD.status AND (
+           order_status_rank(OLD.status) = 4
+        OR order_status_rank(NEW.status) < order_status_rank(OLD.status)
+        OR (NEW.status = 'BLOCKED' AND OLD.status <> 'INTENT')) THEN
+        RAISE EXCEPTION 'order %: % -> % is not allowed', OLD.client_order_id, OLD.status, NEW.status
+            USING ERRCODE = 'check_violation';
+    END IF;
+    NEW.updated_at := now();
+    RETURN NEW;
+END $$;

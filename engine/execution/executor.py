@@ -21,8 +21,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -39,9 +37,10 @@ from engine.execution.store import (
     OPEN,
     UNSENT,
     WORKING,
+    adopted_client_order_ids,
     allocation_orders,
     book_table,
-    has_orders,
+    has_plan,
     insert_decisions,
     insert_orders,
     note,
@@ -49,12 +48,11 @@ from engine.execution.store import (
     order_table,
     record_broker_order,
     record_status,
-    try_lock,
-    unlock,
 )
 from engine.execution.venues import (
     Venue,
     VenueBook,
+    locked,
     plan_venue,
     read_book,
     recheck_venue,
@@ -104,22 +102,17 @@ def execute_allocation(
     # Autocommit: every transaction below is explicit, so each state change is durable before
     # the next network call.
     with psycopg.connect(database_url, autocommit=True) as conn:
-        try:
-            allocation = get_allocation(conn, allocation_id)
-        except NotFoundError as e:
-            raise ExecutionRefusedError(str(e)) from e
-        weights = {sid: w for sid, w in allocation.weights.items() if w > 0}
-        venues: set[Venue] = set()
-        if allocation.status == "ACTIVE" and not has_orders(conn, allocation_id):
-            # A new plan: every strategy must be tradable now. (A plan's unsent orders are
-            # judged again instead, order by order, on a re-run.)
-            configs = strategy_configs(conn, list(allocation.weights))
-            _check_strategies(weights, configs, router)
-            venues = {venue_of(configs[sid]) for sid in weights}
-            venues |= set(_closing(conn, weights, router).values())
-        unfinished = allocation_orders(conn, allocation_id, ("INTENT", *OPEN))
-        venues |= {Venue.of(o.broker, o.account) for o in unfinished}
-        with _locked(conn, sorted(venues), settings.lock_wait_seconds):
+        venues = _venues(conn, allocation_id, router)
+        with locked(conn, sorted(venues), settings.lock_wait_seconds):
+            # What was decided while waiting for the locks is decided again: a strategy may
+            # have changed its mode or account meanwhile.
+            again = _venues(conn, allocation_id, router)
+            if not again <= venues:
+                raise ExecutionRefusedError(
+                    f"the venues of allocation {allocation_id} changed while this run waited "
+                    f"for the accounts ({', '.join(sorted(str(v) for v in again - venues))}); "
+                    "nothing was sent; run it again"
+                )
             brokers = {v: router.broker(v.mode, v.account) for v in venues if v.sends}
             for venue, broker in sorted(brokers.items()):
                 reconciliation = reconcile(conn, venue, broker, settings.position_tolerance)
@@ -131,14 +124,50 @@ def execute_allocation(
                     f"allocation {allocation_id} is {status}; only the ACTIVE allocation is "
                     "executed (its orders at the broker were synced)"
                 )
+            _require_resolved(report.reconciliations, allocation_id)
             _require_open_markets(brokers)
-            _plan_or_recheck(conn, allocation_id, weights, router, brokers, limits, settings)
+            _plan_or_recheck(conn, allocation_id, router, brokers, limits, settings)
             for venue, broker in sorted(brokers.items()):
                 if not _send(conn, allocation_id, venue, broker, report):
                     break
             _follow(conn, allocation_id, brokers, settings)
         _summarise(conn, report)
     return report
+
+
+def _venues(conn: psycopg.Connection, allocation_id: str, router: BrokerRouter) -> set[Venue]:
+    """The venues a run of the allocation touches: those of its unfinished orders, and for a new
+    plan those of its strategies and of the strategies it closes (each checked: tradable now,
+    and routable before any network call)."""
+    try:
+        allocation = get_allocation(conn, allocation_id)
+    except NotFoundError as e:
+        raise ExecutionRefusedError(str(e)) from e
+    unfinished = allocation_orders(conn, allocation_id, ("INTENT", *OPEN))
+    venues = {Venue.of(o.broker, o.account) for o in unfinished}
+    if allocation.status == "ACTIVE" and not has_plan(conn, allocation_id):
+        weights = {sid: w for sid, w in allocation.weights.items() if w > 0}
+        configs = strategy_configs(conn, list(weights))
+        _check_strategies(weights, configs, router)
+        venues |= {venue_of(configs[sid]) for sid in weights}
+        venues |= set(_closing(conn, weights, router).values())
+    return venues
+
+
+def _require_resolved(reconciliations: list[Reconciliation], allocation_id: str) -> None:
+    """No plan or send beside an order whose outcome is not known yet (its own run resends or
+    cancels it); the run is tried again later."""
+    waiting = [
+        f"{coid} ({owner or 'no allocation'})"
+        for r in reconciliations
+        for coid, owner in r.unresolved.items()
+        if owner != allocation_id
+    ]
+    if waiting:
+        raise OutcomeUnknownError(
+            f"orders were sent and the broker has not confirmed them yet: {', '.join(waiting)}; "
+            "nothing more is sent on their accounts until it does (the run is tried again)"
+        )
 
 
 def _check_strategies(
@@ -171,29 +200,6 @@ def _closing(
     return closing
 
 
-@contextmanager
-def _locked(conn: psycopg.Connection, venues: list[Venue], wait: float) -> Iterator[None]:
-    """One execution per venue: take every venue's lock (in order), waiting for a run that
-    holds one up to ``wait`` seconds."""
-    held: list[str] = []
-    deadline = time.monotonic() + wait
-    try:
-        for venue in venues:
-            key = f"execute:{venue.key}"
-            while not try_lock(conn, key):
-                if time.monotonic() > deadline:
-                    raise ExecutionRefusedError(
-                        f"another execution on {venue} has run for more than {wait:.0f} s; "
-                        "nothing was sent"
-                    )
-                time.sleep(0.2)
-            held.append(key)
-        yield
-    finally:
-        for key in held:
-            unlock(conn, key)
-
-
 def _require_open_markets(brokers: dict[Venue, Broker]) -> None:
     for venue, broker in brokers.items():
         clock = broker.clock()
@@ -207,18 +213,21 @@ def _require_open_markets(brokers: dict[Venue, Broker]) -> None:
 def _plan_or_recheck(
     conn: psycopg.Connection,
     allocation_id: str,
-    weights: dict[str, float],
     router: BrokerRouter,
     brokers: dict[Venue, Broker],
     limits: RiskLimits,
     settings: ExecutionSettings,
 ) -> None:
-    planned = has_orders(conn, allocation_id)
+    planned = has_plan(conn, allocation_id)
     unsent = allocation_orders(conn, allocation_id, UNSENT)
     if planned and not unsent:
         return
+    allocation = get_allocation(conn, allocation_id)
+    weights = {sid: w for sid, w in allocation.weights.items() if w > 0}
     closing = _closing(conn, weights, router)
     configs = strategy_configs(conn, [*weights, *closing])
+    if not planned:  # as the configuration is now, not as it was before the locks
+        _check_strategies(weights, configs, router)
     lookback = max(int(configs[sid].params["slow"]) for sid in weights) + 1
     bars = load_recent_bars(conn, lookback)
     if bars.is_empty():
@@ -230,6 +239,8 @@ def _plan_or_recheck(
         by_venue.setdefault(venue_of(configs[sid]), {})[sid] = weight
 
     def book_of(venue: Venue) -> VenueBook:
+        if venue.sends and venue not in brokers:
+            raise ExecutionRefusedError(f"{venue} was not locked and reconciled by this run")
         return read_book(conn, venue, brokers.get(venue), settings.validation_capital)
 
     if planned:  # a re-run: what was not sent is judged again on today's configuration
@@ -239,24 +250,35 @@ def _plan_or_recheck(
             want = wanted(venue_book, by_venue.get(venue, {}), configs, close)
             decisions = recheck_venue(here, venue_book, want, configs, prices, limits)
             failed = {d.client_order_id: d.reason for d in decisions if not d.passed}
+            unknown = [
+                o.request.client_order_id
+                for o in here
+                if o.status == "SUBMITTED" and o.request.client_order_id in failed
+            ]
+            if unknown:  # sent, not at the broker, and no longer wanted: wait until it is sure
+                raise OutcomeUnknownError(
+                    f"orders {', '.join(unknown)} were sent, are not at the broker yet and "
+                    "fail their re-check; nothing is sent until the broker's answer is sure "
+                    "(the run is tried again)"
+                )
             with conn.transaction():
                 insert_decisions(conn, decisions)
                 for stored in here:
                     coid = stored.request.client_order_id
                     if coid in failed:
-                        final = "BLOCKED" if stored.status == "INTENT" else "CANCELED"
-                        record_status(conn, coid, final, {"recheck": failed[coid]})
+                        record_status(conn, coid, "BLOCKED", {"recheck": failed[coid]})
         return
     event = activation_event_id(conn, allocation_id)
     if event is None:
         raise ExecutionRefusedError(f"allocation {allocation_id} has no approval event")
+    taken = frozenset(adopted_client_order_ids(conn, event))
     detail: dict[str, object] = {"target_positions_from": str(close.index[-1].date())}
     with conn.transaction():  # the whole plan or nothing
         for venue, mine in sorted(by_venue.items()):
             venue_book = book_of(venue)
             leaving = {sid for sid, at in closing.items() if at == venue}
             want = wanted(venue_book, mine, configs, close)
-            judged = plan_venue(venue_book, want, leaving, prices, event, limits)
+            judged = plan_venue(venue_book, want, leaving, prices, event, limits, taken)
             detail["equity"] = venue_book.equity
             insert_orders(conn, allocation_id, event, judged.orders, detail, judged.decisions)
 

@@ -49,19 +49,24 @@ def latest_session_returns(
     weights: dict[str, float], strategy_params: dict[str, dict], close: pd.DataFrame
 ) -> dict[str, float]:
     """Each strategy's return on the latest session, as a fraction of its capital: the book it
-    held at the previous close times each symbol's move. NaN (unknown) when a symbol with an
-    earlier history has no previous close, since whether it was held cannot be told."""
-    close = close[close.columns[close.iloc[-1].notna()]]
-    previous = close.iloc[-2]
-    unknown = bool((previous.isna() & close.iloc[:-2].notna().any()).any())
-    moves = close.iloc[-1] / previous - 1
+    held at the previous close times each symbol's move. NaN (unknown) when a symbol it held has
+    no latest close (a halt, a missing bar), or a symbol with an earlier history has no previous
+    close, since whether it was held cannot be told."""
+    latest = close.iloc[-1].notna()
+    universe = close[close.columns[latest]]
+    previous = universe.iloc[-2]
+    unknown = bool((previous.isna() & universe.iloc[:-2].notna().any()).any())
+    moves = universe.iloc[-1] / previous - 1
     returns: dict[str, float] = {}
     for sid, weight in weights.items():
         if weight <= 0:
             continue
         params = strategy_params[sid]
         held = sma_cross_state(close.iloc[:-1], int(params["fast"]), int(params["slow"]))
-        returns[sid] = float("nan") if unknown else float(moves[held].sum() / close.shape[1])
+        if unknown or bool((held & ~latest).any()):
+            returns[sid] = float("nan")
+        else:
+            returns[sid] = float(moves[held[latest]].sum() / universe.shape[1])
     return returns
 
 
@@ -71,9 +76,11 @@ def strategy_orders(
     prices: dict[str, float],
     holdings: dict[str, Decimal],
     approval_event_id: int,
+    taken: frozenset[str] = frozenset(),
 ) -> list[OrderRequest]:
     """Whole-share orders moving the strategy's ``holdings`` to its ``targets`` (market value
-    per symbol; a held symbol without a target is closed)."""
+    per symbol; a held symbol without a target is closed). An id in ``taken`` (an order the
+    broker had under it, adopted before this plan) moves the order to the next leg."""
     orders = []
     for symbol in sorted(set(targets.index) | set(holdings)):
         price = prices.get(symbol, math.nan)
@@ -86,9 +93,12 @@ def strategy_orders(
         delta = wanted - holdings.get(symbol, Decimal(0))
         if delta == 0:
             continue
+        leg = 0
+        while client_order_id(approval_event_id, strategy_id, symbol, leg) in taken:
+            leg += 1
         orders.append(
             OrderRequest(
-                client_order_id=client_order_id(approval_event_id, strategy_id, symbol, 0),
+                client_order_id=client_order_id(approval_event_id, strategy_id, symbol, leg),
                 symbol=symbol,
                 side=Side.BUY if delta > 0 else Side.SELL,
                 qty=abs(delta),

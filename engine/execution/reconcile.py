@@ -2,18 +2,24 @@
 
 1. Every order of ours at the broker that is not final (any allocation's) is synced from the
    broker: status, fills (partial ones as they come).
-2. Orders of an allocation that is no longer ACTIVE and that never reached the broker are
-   CANCELED (INTENT at once; SUBMITTED once the broker has not had it for ``STALE``).
-3. Orders the broker has under our client_order_id prefix and this database does not are
-   adopted into the book (with their allocation, when the approval is known).
-4. The broker's positions are compared with our book; a difference beyond the tolerance stops
-   the run with a report (fail closed), unless a person adopts the broker's positions
-   (``adopt_positions``: an append-only adjustment with who and why).
+2. Orders the broker has under our client_order_id prefix and this database does not are
+   adopted into the book; the client_order_id's hash names their strategy and allocation when it
+   matches one of ours, else they are adopted as nobody's.
+3. Orders of an allocation that is no longer ACTIVE are finished: working ones are canceled at
+   the broker (and followed until final), and ones that never reached the broker are CANCELED
+   here once the broker has not had them for ``STALE`` since they were sent.
+4. An order sent without a known outcome (SUBMITTED, not at the broker yet) is unresolved: no
+   other allocation plans or sends on the venue until it is resolved (``OutcomeUnknownError``:
+   the run is retried).
+5. The broker's positions are compared with our book; a difference stops the run with a report
+   (fail closed), unless a person adopts the broker's positions (``adopt_positions``: an
+   append-only adjustment with who and why).
 """
 
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -21,11 +27,13 @@ from decimal import Decimal
 import psycopg
 
 from engine.approvals.store import allocation_of_event, allocation_status
-from engine.brokers.base import Broker, BrokerOrder
-from engine.errors import ExecutionRefusedError
+from engine.brokers.base import Broker, BrokerOrder, OutcomeUnknownError
+from engine.errors import ExecutionRefusedError, ReconciliationError
+from engine.execution.planning import client_order_id
 from engine.execution.store import (
     OPEN,
     UNSENT,
+    WORKING,
     StoredOrder,
     adopt_order,
     book,
@@ -34,16 +42,15 @@ from engine.execution.store import (
     record_broker_order,
     record_status,
     status_of,
+    submitted_at,
     venue_orders,
 )
 from engine.execution.venues import Venue
+from engine.strategies.store import list_strategies
 
 CLIENT_ORDER_ID = re.compile(r"^tf-(\d+)-[0-9a-f]+$")
-STALE = timedelta(minutes=5)
-
-
-class ReconciliationError(ExecutionRefusedError):
-    """The broker's positions and ours differ: nothing is sent until a person looks."""
+STALE = timedelta(minutes=2)  # far beyond the time a broker takes to register an order
+CANCEL_WAIT = 10.0  # seconds to wait for the broker to confirm a cancel
 
 
 @dataclass
@@ -54,6 +61,7 @@ class Reconciliation:
     fills: int = 0
     canceled: int = 0
     adopted: list[str] = field(default_factory=list)
+    unresolved: dict[str, str | None] = field(default_factory=dict)  # order -> its allocation
     mismatches: list[tuple[str, Decimal, Decimal]] = field(default_factory=list)
 
 
@@ -80,14 +88,9 @@ def sync_orders(
     return found, fills
 
 
-def reconcile(
-    conn: psycopg.Connection,
-    venue: Venue,
-    broker: Broker,
-    tolerance: Decimal,
-    lookback: timedelta = timedelta(days=7),
+def _sync_and_adopt(
+    conn: psycopg.Connection, venue: Venue, broker: Broker, lookback: timedelta
 ) -> Reconciliation:
-    """Sync, cancel what never left, adopt what we lost, compare; raise on a difference."""
     report = Reconciliation(venue)
     now = datetime.now(UTC)
     unfinished = venue_orders(conn, venue.broker_name, venue.account, ("INTENT", *OPEN))
@@ -100,24 +103,22 @@ def reconcile(
         for o in sent
         if o.status == "SUBMITTED" and status_of(conn, o.request.client_order_id) != "SUBMITTED"
     )
-
-    for stored in venue_orders(conn, venue.broker_name, venue.account, UNSENT):
-        status = allocation_status(conn, stored.allocation_id) if stored.allocation_id else None
-        stale = stored.status == "INTENT" or stored.created_at < now - STALE
-        if status != "ACTIVE" and stale:
-            why = f"allocation {stored.allocation_id} is {status}; the order never reached"
-            record_status(
-                conn, stored.request.client_order_id, "CANCELED", {"reason": f"{why} {venue}"}
-            )
-            report.canceled += 1
-
     ours = [o for o in listed.values() if CLIENT_ORDER_ID.match(o.client_order_id)]
     known = known_client_order_ids(conn, [o.client_order_id for o in ours])
+    strategies = [s.strategy_id for s in list_strategies(conn)] if ours else []
     for order in ours:
         if order.client_order_id in known:
             continue
         event = int(CLIENT_ORDER_ID.match(order.client_order_id).group(1))  # type: ignore[union-attr]
-        allocation = allocation_of_event(conn, event)
+        owner = next(
+            (
+                sid
+                for sid in strategies
+                if client_order_id(event, sid, order.symbol, 0) == order.client_order_id
+            ),
+            None,
+        )
+        allocation = allocation_of_event(conn, event) if owner else None
         adopt_order(
             conn,
             order,
@@ -125,14 +126,28 @@ def reconcile(
             venue.account,
             allocation,
             event if allocation else None,
+            owner if allocation else None,
         )
         report.adopted.append(order.client_order_id)
+    return report
 
+
+def reconcile(
+    conn: psycopg.Connection,
+    venue: Venue,
+    broker: Broker,
+    tolerance: Decimal = Decimal(0),
+    lookback: timedelta = timedelta(days=7),
+) -> Reconciliation:
+    """Sync and adopt, finish what superseded allocations left, compare; raise on a
+    difference."""
+    report = _sync_and_adopt(conn, venue, broker, lookback)
+    _finish_superseded(conn, venue, broker, report)
     report.mismatches = compare_positions(conn, venue, broker, tolerance)
-    if report.mismatches and venue_orders(conn, venue.broker_name, venue.account, OPEN):
+    if report.mismatches and venue_orders(conn, venue.broker_name, venue.account, WORKING):
         # A fill may have landed between the sync and the positions: once more.
         again = venue_orders(conn, venue.broker_name, venue.account, OPEN)
-        found, fills = sync_orders(conn, broker, again)
+        _, fills = sync_orders(conn, broker, again)
         report.fills += fills
         report.mismatches = compare_positions(conn, venue, broker, tolerance)
     if report.mismatches:
@@ -144,6 +159,54 @@ def reconcile(
             "--reason TEXT"
         )
     return report
+
+
+def _finish_superseded(
+    conn: psycopg.Connection, venue: Venue, broker: Broker, report: Reconciliation
+) -> None:
+    """Cancel at the broker what allocations no longer ACTIVE still have working; cancel here
+    what never reached the broker; list what is sent and not yet known."""
+    now = datetime.now(UTC)
+    working = [
+        o
+        for o in venue_orders(conn, venue.broker_name, venue.account, WORKING)
+        if _status(conn, o) != "ACTIVE"
+    ]
+    for stored in working:
+        if stored.broker_order_id:
+            broker.cancel_order(stored.broker_order_id)
+    deadline = time.monotonic() + CANCEL_WAIT
+    while working:
+        sync_orders(conn, broker, working)
+        working = [
+            o
+            for o in working
+            if status_of(conn, o.request.client_order_id) in ("ACCEPTED", "PARTIALLY_FILLED")
+        ]
+        if working and time.monotonic() > deadline:
+            raise OutcomeUnknownError(
+                f"{venue}: the broker has not confirmed the cancel of "
+                f"{', '.join(o.request.client_order_id for o in working)} (orders of allocations "
+                "no longer ACTIVE); nothing was sent; the run is tried again"
+            )
+        if working:
+            time.sleep(0.2)
+    unsent = venue_orders(conn, venue.broker_name, venue.account, UNSENT)
+    sent_at = submitted_at(conn, [o.request.client_order_id for o in unsent])
+    for stored in unsent:
+        coid = stored.request.client_order_id
+        allocation_state = _status(conn, stored)
+        sent = sent_at.get(coid)
+        if stored.status == "SUBMITTED" and sent is not None and sent > now - STALE:
+            report.unresolved[coid] = stored.allocation_id
+        elif allocation_state != "ACTIVE":
+            why = f"allocation {stored.allocation_id} is {allocation_state}; never reached"
+            record_status(conn, coid, "CANCELED", {"reason": f"{why} {venue}"})
+            report.canceled += 1
+
+
+def _status(conn: psycopg.Connection, stored: StoredOrder) -> str | None:
+    return allocation_status(conn, stored.allocation_id) if stored.allocation_id else None
 
 
 def compare_positions(
@@ -162,13 +225,19 @@ def compare_positions(
 
 
 def adopt_positions(
-    conn: psycopg.Connection, venue: Venue, broker: Broker, by: str, reason: str
+    conn: psycopg.Connection,
+    venue: Venue,
+    broker: Broker,
+    by: str,
+    reason: str,
+    lookback: timedelta = timedelta(days=7),
 ) -> list[tuple[str, Decimal, Decimal]]:
-    """Take the broker's positions as ours: after a sync, each difference becomes an
-    adjustment (who, when, why) in one transaction. Returns what was adjusted."""
+    """Take the broker's positions as ours: after a sync and the adoption of orders under our
+    prefix, each difference becomes an adjustment (who, when, why) in one transaction. The
+    caller holds the venue's execution lock. Returns what was adjusted."""
     if not (by or "").strip() or not (reason or "").strip():
         raise ExecutionRefusedError("adopting the broker's positions needs --by and --reason")
-    sync_orders(conn, broker, venue_orders(conn, venue.broker_name, venue.account, OPEN))
+    _sync_and_adopt(conn, venue, broker, lookback)
     differences = compare_positions(conn, venue, broker, Decimal(0))
     with conn.transaction():
         for symbol, ours, theirs in differences:

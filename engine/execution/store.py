@@ -14,6 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from engine.brokers.base import BrokerOrder, OrderRequest, Side
+from engine.errors import ReconciliationError
 from engine.risk.limits import RiskDecision
 
 UNSENT = ("INTENT", "SUBMITTED")  # SUBMITTED: sent, or about to be; the broker is asked first
@@ -90,11 +91,24 @@ def unlock(conn: psycopg.Connection, key: str) -> None:
     conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
 
 
-def has_orders(conn: psycopg.Connection, allocation_id: str) -> bool:
+def has_plan(conn: psycopg.Connection, allocation_id: str) -> bool:
+    """Whether the allocation's orders were planned (an order adopted from the broker is not a
+    plan)."""
     row = conn.execute(
-        "SELECT 1 FROM orders WHERE allocation_id = %s LIMIT 1", (allocation_id,)
+        "SELECT 1 FROM orders WHERE allocation_id = %s AND origin = 'planned' LIMIT 1",
+        (allocation_id,),
     ).fetchone()
     return row is not None
+
+
+def submitted_at(conn: psycopg.Connection, client_order_ids: list[str]) -> dict[str, datetime]:
+    """When each order was last recorded SUBMITTED (about to be sent)."""
+    rows = conn.execute(
+        """SELECT client_order_id, max(at) FROM order_events
+           WHERE client_order_id = ANY(%s) AND status = 'SUBMITTED' GROUP BY 1""",
+        (client_order_ids,),
+    ).fetchall()
+    return {str(coid): at for coid, at in rows}
 
 
 def insert_orders(
@@ -195,25 +209,43 @@ def note(conn: psycopg.Connection, client_order_id: str, status: str, detail: di
     )
 
 
+# Our order statuses in the order they may move (every final one last).
+_RANK = {"INTENT": 0, "SUBMITTED": 1, "ACCEPTED": 2, "PARTIALLY_FILLED": 3}
+
+
 def record_broker_order(conn: psycopg.Connection, order: BrokerOrder) -> int:
     """The broker's view of an order: its id, the fill since the last one recorded (brokers
-    report cumulative quantities), and its status, in one transaction. Returns fills added."""
+    report cumulative quantities), and its status, in one transaction with the order's row
+    locked (two syncs of one order record each fill once). Returns fills added.
+
+    Raises ``ReconciliationError`` when the broker contradicts what is recorded: less filled
+    than our fills (a trade bust), or another final status than ours."""
     added = 0
+    coid = order.client_order_id
     with conn.transaction():
+        row = conn.execute(
+            "SELECT status FROM orders WHERE client_order_id = %s FOR UPDATE", (coid,)
+        ).fetchone()
+        current = str(row[0]) if row else None
         if order.broker_order_id:
             conn.execute(
                 "UPDATE orders SET broker_order_id = %s WHERE client_order_id = %s "
                 "AND broker_order_id IS NULL",
-                (order.broker_order_id, order.client_order_id),
+                (order.broker_order_id, coid),
             )
         row = conn.execute(
             """SELECT coalesce(sum(qty), 0), coalesce(sum(qty * price::numeric), 0),
                       coalesce(sum(commission), 0)
                FROM fills WHERE client_order_id = %s""",
-            (order.client_order_id,),
+            (coid,),
         ).fetchone()
         assert row is not None
         qty, notional, commission = Decimal(row[0]), Decimal(row[1]), float(row[2])
+        if order.filled_qty < qty:
+            raise ReconciliationError(
+                f"order {coid}: the broker reports {order.filled_qty} filled, we recorded {qty}"
+                " (a busted trade?); nothing is sent until a person looks"
+            )
         delta = order.filled_qty - qty
         if delta > 0 and order.filled_avg_price:
             price = (Decimal(str(order.filled_avg_price)) * order.filled_qty - notional) / delta
@@ -225,7 +257,7 @@ def record_broker_order(conn: psycopg.Connection, order: BrokerOrder) -> int:
                    ON CONFLICT (fill_id) DO NOTHING""",
                 (
                     f"{order.broker_order_id}@{order.filled_qty}",
-                    order.client_order_id,
+                    coid,
                     order.symbol,
                     order.side.value,
                     delta,
@@ -240,8 +272,25 @@ def record_broker_order(conn: psycopg.Connection, order: BrokerOrder) -> int:
             detail["filled_qty"] = str(order.filled_qty)
         if order.reject_reason:
             detail["reject_reason"] = order.reject_reason
-        record_status(conn, order.client_order_id, order.status, detail)
+        status = order.status
+        if current in FINAL_STATUSES and status != current:
+            raise ReconciliationError(
+                f"order {coid} is {current} here and {status} at the broker; nothing is sent "
+                "until a person looks"
+            )
+        if current is not None and _RANK.get(status, 4) < _RANK.get(current, 4):
+            detail["broker_status"] = status  # an older answer: the status stays where it is
+            status = current
+        record_status(conn, coid, status, detail)
     return added
+
+
+def adopted_client_order_ids(conn: psycopg.Connection, approval_event_id: int) -> set[str]:
+    rows = conn.execute(
+        "SELECT client_order_id FROM orders WHERE approval_event_id = %s AND origin = 'adopted'",
+        (approval_event_id,),
+    ).fetchall()
+    return {str(r[0]) for r in rows}
 
 
 def known_client_order_ids(conn: psycopg.Connection, client_order_ids: list[str]) -> set[str]:
@@ -258,18 +307,20 @@ def adopt_order(
     account: str,
     allocation_id: str | None,
     approval_event_id: int | None,
+    strategy_id: str | None,
 ) -> None:
     """An order the broker has under our prefix and this database did not: into the book, with
     its fills, marked as adopted."""
     with conn.transaction():
         conn.execute(
-            """INSERT INTO orders (client_order_id, allocation_id, approval_event_id, symbol,
-                   side, qty, status, broker, account, origin)
-               VALUES (%s, %s, %s, %s, %s, %s, 'SUBMITTED', %s, %s, 'adopted')""",
+            """INSERT INTO orders (client_order_id, allocation_id, approval_event_id,
+                   strategy_id, symbol, side, qty, status, broker, account, origin)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, 'SUBMITTED', %s, %s, 'adopted')""",
             (
                 order.client_order_id,
                 allocation_id,
                 approval_event_id,
+                strategy_id,
                 order.symbol,
                 order.side.value,
                 order.qty,

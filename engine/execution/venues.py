@@ -4,6 +4,9 @@ the plan or re-check of one venue's orders against its equity, positions and the
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -14,7 +17,7 @@ from engine.brokers.base import Broker, OrderRequest, Side
 from engine.brokers.routing import BROKER_NAMES
 from engine.errors import ExecutionRefusedError
 from engine.execution.planning import latest_session_returns, strategy_orders, strategy_targets
-from engine.execution.store import PlannedOrder, StoredOrder, book, pending
+from engine.execution.store import PlannedOrder, StoredOrder, book, pending, try_lock, unlock
 from engine.risk.limits import (
     RiskDecision,
     RiskLimits,
@@ -54,6 +57,29 @@ class Venue:
 
 def venue_of(config: StrategyConfig) -> Venue:
     return Venue(config.trading_mode, config.account)
+
+
+@contextmanager
+def locked(conn: psycopg.Connection, venues: list[Venue], wait: float) -> Iterator[None]:
+    """One execution per venue: take every venue's lock (in order, so two runs cannot deadlock),
+    waiting for a run that holds one up to ``wait`` seconds."""
+    held: list[str] = []
+    deadline = time.monotonic() + wait
+    try:
+        for venue in venues:
+            key = f"execute:{venue.key}"
+            while not try_lock(conn, key):
+                if time.monotonic() > deadline:
+                    raise ExecutionRefusedError(
+                        f"another execution on {venue} has run for more than {wait:.0f} s; "
+                        "nothing was sent"
+                    )
+                time.sleep(0.2)
+            held.append(key)
+        yield
+    finally:
+        for key in held:
+            unlock(conn, key)
 
 
 @dataclass
@@ -141,6 +167,7 @@ def plan_venue(
     prices: dict[str, float],
     approval_event_id: int,
     limits: RiskLimits,
+    taken: frozenset[str] = frozenset(),
 ) -> Judged:
     """The venue's orders: each weighted strategy to its target, each strategy in ``closing``
     (no weight, still holding here) to nothing; judged by the risk rules."""
@@ -149,7 +176,7 @@ def plan_venue(
     for sid in sorted(set(want.targets.columns) | closing):
         targets = want.targets[sid] if sid in want.targets else pd.Series(dtype=float)
         held = venue_book.holdings.get(sid, {})
-        for order in strategy_orders(sid, targets, prices, held, approval_event_id):
+        for order in strategy_orders(sid, targets, prices, held, approval_event_id, taken):
             requests.append(order)
             strategy_of[order.client_order_id] = sid
     requests.sort(key=lambda o: (o.side is Side.BUY, o.symbol, o.client_order_id))

@@ -5,7 +5,9 @@ Rules, each evaluated per order and recorded whether it passed or not:
 - ``inputs_valid``: the reference price and the account equity are finite and > 0;
 - ``max_position_pct``: |position after the batch| x price / equity <= ``max_position_pct``;
 - ``max_gross_leverage``: the batch's gross exposure after all orders / equity <=
-  ``max_gross_leverage``.
+  ``max_gross_leverage``;
+- ``long_only``: a sell never takes the account's position below zero (the batch in order,
+  sells first): strategies are long-only, whatever our book says they hold.
 
 Per strategy, from its configuration (``engine.strategies.config``), on the strategy's own orders:
 
@@ -59,8 +61,11 @@ def _signed(order: OrderRequest) -> Decimal:
 
 
 def _adds_exposure(order: OrderRequest, positions: dict[str, Decimal]) -> bool:
+    """The order moves its symbol's position away from zero, or across it (a sell of more than
+    is held opens a short: that adds)."""
     before = positions.get(order.symbol, Decimal(0))
-    return abs(before + _signed(order)) > abs(before)
+    after = before + _signed(order)
+    return abs(after) > abs(before) or (after != 0 and (after > 0) != (before > 0))
 
 
 def evaluate(
@@ -86,9 +91,18 @@ def evaluate(
         gross += abs(float(qty)) * price
     leverage = gross / equity if gross_known else None
 
+    held = dict(positions)  # as the batch goes, sells first
     for order in orders:
         coid = order.client_order_id
         adds = _adds_exposure(order, positions)
+        before = held.get(order.symbol, Decimal(0))
+        held[order.symbol] = before + _signed(order)
+        if order.side is Side.SELL:
+            short = held[order.symbol] < 0
+            reason = f"sells {order.qty} {order.symbol}; the account holds {before}" + (
+                ": the book is long-only" if short else ""
+            )
+            decisions.append(RiskDecision(coid, "long_only", not short, None, None, reason))
         price = order.reference_price
         inputs_ok = math.isfinite(price) and price > 0 and math.isfinite(equity) and equity > 0
         reason = (

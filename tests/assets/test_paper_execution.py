@@ -1,6 +1,7 @@
 """The execute_allocation job at Alpaca paper (the fake Alpaca on 127.0.0.1, the real client),
-with the account's keys bound through dg.EnvVar: the orders reach the broker, the asset shows
-them, and the keys appear nowhere: not in logs, errors, metadata, run config or the database."""
+with the account's keys read through dg.EnvVar: the orders reach the broker, the asset shows
+them, and the keys appear nowhere: not in logs, errors, metadata, run config or the database;
+nor can run config set keys or allow live trading."""
 
 from datetime import date
 
@@ -12,14 +13,7 @@ from engine.approvals.workflow import approve
 from engine.data.store import latest_prices
 from engine.strategies.config import update_strategy
 from orchestration.definitions import build_definitions
-from orchestration.resources import (
-    AccountConfig,
-    AlpacaKeysConfig,
-    BrokerConfig,
-    Database,
-    MarketData,
-    Settings,
-)
+from orchestration.resources import BrokerConfig, Database, MarketData, Settings
 from tests.fake_alpaca import serve_alpaca
 from tests.helpers import pending_allocation, store_synthetic_bars
 
@@ -59,17 +53,12 @@ def test_paper_orders_through_the_job_and_the_keys_appear_nowhere(
     instance = dg.DagsterInstance.ephemeral()
     run_config = {"ops": {"executed_orders": {"config": {"allocation_id": "a1"}}}}
     with serve_alpaca(KEY, SECRET, prices=prices) as fake:
-        paper = AlpacaKeysConfig(
-            api_key=dg.EnvVar("ALPACA_PAPER_API_KEY"),
-            secret_key=dg.EnvVar("ALPACA_PAPER_SECRET_KEY"),
-            base_url=fake.base_url,
-        )
         defs = build_definitions(
             {
                 "database": Database(url=db),
                 "market_data": MarketData(n_symbols=8, seed=7),
                 "broker": BrokerConfig(
-                    accounts=[AccountConfig(name="default", paper=paper)],
+                    paper_url=fake.base_url,
                     fill_wait_seconds=5.0,
                     poll_seconds=0.02,
                 ),
@@ -77,6 +66,11 @@ def test_paper_orders_through_the_job_and_the_keys_appear_nowhere(
             }
         )
         job = defs.resolve_job_def("execute_allocation")
+        for sneaked in ({"allow_live": "yes"}, {"live_api_key": "PK-X"}, {"accounts": [{}]}):
+            with pytest.raises(dg.DagsterInvalidConfigError):
+                dg.validate_run_config(
+                    job, {**run_config, "resources": {"broker": {"config": sneaked}}}
+                )
         monkeypatch.setenv("ALPACA_PAPER_API_KEY", WRONG_KEY)
         monkeypatch.setenv("ALPACA_PAPER_SECRET_KEY", WRONG_SECRET)
         refused = job.execute_in_process(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
+import numpy as np
 import pandas as pd
 import psycopg
 import pytest
@@ -444,3 +445,18 @@ def test_a_rerun_judges_the_unsent_orders_on_todays_configuration_and_limits(
         (list(targeted),),
     ).fetchone()[0]
     assert sent_by_targeted <= 1  # at most the order sent before the crash
+
+
+def test_a_sell_of_more_than_is_held_adds_exposure_and_a_halted_holding_is_an_unknown_loss() -> (
+    None
+):
+    flip = OrderRequest("flip", "XYZ", Side.SELL, Decimal(199), 100.0)
+    decisions = evaluate([flip], {"XYZ": Decimal(100)}, {"XYZ": 100.0}, 10_000.0, RiskLimits())
+    failed = {d.rule for d in decisions if not d.passed}
+    assert failed == {"long_only", "max_position_pct"}  # a short of 99% is not "reducing"
+    days = pd.bdate_range("2024-01-01", periods=6)
+    close = pd.DataFrame(
+        {"UP": [1, 2, 3, 4, 5, 4.5], "HALTED": [1, 2, 3, 4, 5, np.nan]}, index=days
+    )
+    returns = latest_session_returns({"s": 1.0}, {"s": {"fast": 2, "slow": 3}}, close)
+    assert math.isnan(returns["s"])  # HALTED was held and has no latest close

@@ -17,9 +17,10 @@ from engine.approvals.workflow import approve
 from engine.brokers.routing import AccountSettings, AlpacaKeys, AlpacaSettings, BrokerRouter
 from engine.brokers.simulated import SimulatedBroker
 from engine.data.store import latest_prices
-from engine.errors import ExecutionRefusedError
+from engine.errors import ExecutionRefusedError, ReconciliationError
 from engine.execution.executor import ExecutionSettings, execute_allocation
-from engine.execution.reconcile import ReconciliationError, adopt_positions
+from engine.execution.planning import client_order_id
+from engine.execution.reconcile import adopt_positions
 from engine.execution.venues import Venue
 from engine.risk.limits import RiskLimits
 from engine.strategies.config import update_strategy
@@ -166,26 +167,48 @@ def test_a_broker_position_we_do_not_know_stops_the_run_until_a_person_adopts_it
         conn.execute("DELETE FROM position_adjustments")
 
 
-def test_an_order_under_our_prefix_the_database_lost_is_adopted_into_the_book(
+def test_orders_under_our_prefix_the_database_lost_are_adopted_and_the_plan_still_runs(
     db: str, conn: psycopg.Connection, fake: FakeAlpaca, prices: dict[str, float]
 ) -> None:
     modes(conn, **{A: "PAPER", B: "PAPER"})
     fake.fill_on_submit = True
     event = activation_event_id(conn, "a1")
-    lost = f"tf-{event}-0123456789abcdef0123"
-    TradingClient(KEY, SECRET, paper=True, url_override=fake.base_url).submit_order(
-        MarketOrderRequest(
-            symbol="SYN002",
-            qty=3,
-            side=OrderSide.BUY,
-            time_in_force=TimeInForce.DAY,
-            client_order_id=lost,
+    assert event is not None
+    lost = client_order_id(event, A, "SYN002", 0)  # ours: its hash names A and SYN002
+    foreign = f"tf-{event}-00c0ffee00c0ffee00c0"  # our format, nobody's hash
+    by_hand = TradingClient(KEY, SECRET, paper=True, url_override=fake.base_url)
+    for coid, symbol in ((lost, "SYN002"), (foreign, "SYN006")):
+        by_hand.submit_order(
+            MarketOrderRequest(
+                symbol=symbol,
+                qty=3,
+                side=OrderSide.BUY,
+                time_in_force=TimeInForce.DAY,
+                client_order_id=coid,
+            )
         )
-    )
     report = execute_allocation(db, "a1", router(db, fake, prices), LIMITS, FAST)
-    assert report.reconciliations[0].adopted == [lost]
-    row = conn.execute(
-        "SELECT origin, allocation_id, status FROM orders WHERE client_order_id = %s", (lost,)
-    ).fetchone()
-    assert row == ("adopted", "a1", "FILLED")
+    assert sorted(report.reconciliations[0].adopted) == sorted([lost, foreign])
+    rows = conn.execute(
+        """SELECT client_order_id, origin, allocation_id, strategy_id, status FROM orders
+           WHERE origin = 'adopted' ORDER BY client_order_id"""
+    ).fetchall()
+    assert sorted(rows) == sorted(
+        [(lost, "adopted", "a1", A, "FILLED"), (foreign, "adopted", None, None, "FILLED")]
+    )
+    assert report.sent > 0  # the adopted order did not pass for a plan
+    assert book(conn, "alpaca-paper") == fake.positions()
+
+
+def test_orders_alpaca_refuses_are_rejected_with_its_reason_and_the_rest_trade(
+    db: str, conn: psycopg.Connection, fake: FakeAlpaca, prices: dict[str, float]
+) -> None:
+    modes(conn, **{A: "PAPER", B: "PAPER"})
+    fake.fill_on_submit = True
+    del fake.prices["SYN002"]  # Alpaca will not trade it
+    report = execute_allocation(db, "a1", router(db, fake, prices), LIMITS, FAST)
+    rejected = [o for o in report.orders if o["status"] == "REJECTED"]
+    assert rejected and {o["symbol"] for o in rejected} == {"SYN002"}
+    assert all("HTTP 422" in o["why"] and "not tradable" in o["why"] for o in rejected)
+    assert report.filled == report.planned - len(rejected) > 0
     assert book(conn, "alpaca-paper") == fake.positions()

@@ -11,7 +11,7 @@ import argparse
 import time
 from datetime import date
 
-from engine.data.sources import SyntheticSource
+from engine.data.synthetic import SyntheticSource
 from engine.signals.prices import price_panel
 from engine.signals.scans import scan_universe
 

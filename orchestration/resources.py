@@ -28,7 +28,8 @@ from engine.brokers.routing import (
 from engine.brokers.simulated import PriceSource, SimulatedBroker
 from engine.data.alpaca_source import AlpacaSource
 from engine.data.polygon_source import PolygonSource
-from engine.data.sources import LocalFileSource, MarketDataSource, SyntheticSource
+from engine.data.sources import LocalFileSource, MarketDataSource
+from engine.data.synthetic import SyntheticSource
 from engine.errors import ConfigurationError
 from engine.execution.executor import ExecutionSettings
 from engine.portfolio.constraints import AllocationConstraints

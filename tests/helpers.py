@@ -6,8 +6,8 @@ from datetime import date
 import psycopg
 
 from engine.data.quality import check_bars
-from engine.data.sources import SyntheticSource
 from engine.data.store import load_bars, write_bars
+from engine.data.synthetic import SyntheticSource
 from engine.signals.prices import price_panel
 from engine.signals.scans import scan_universe
 from engine.signals.store import write_signals

@@ -13,7 +13,7 @@ from dagster._core.storage.tags import (
 )
 
 from assets.market_data import DAILY, partition_key_range
-from engine.data.sources import SyntheticSource
+from engine.data.synthetic import SyntheticSource
 from orchestration.definitions import build_definitions
 from orchestration.demo import DEMO_END, DEMO_START
 from orchestration.resources import BrokerConfig, Database, MarketData, Settings

@@ -5,7 +5,8 @@ import polars as pl
 import pytest
 
 from engine.data.calendar import trading_days
-from engine.data.sources import BAR_SCHEMA, LocalFileSource, SyntheticSource
+from engine.data.sources import BAR_SCHEMA, LocalFileSource
+from engine.data.synthetic import SyntheticSource
 from engine.errors import SourceDataError
 from tests.conftest import write_bars_csv
 

@@ -13,8 +13,9 @@ import pytest
 from engine.approvals.reoptimization import refresh_correlations
 from engine.approvals.workflow import approve, get_allocation
 from engine.data.quality import check_bars
-from engine.data.sources import LocalFileSource, MarketDataSource, SyntheticSource
+from engine.data.sources import LocalFileSource, MarketDataSource
 from engine.data.store import write_bars
+from engine.data.synthetic import SyntheticSource
 from engine.portfolio.correlation import (
     from_pairs,
     regime_shift,

@@ -2,8 +2,8 @@ import polars as pl
 import psycopg
 import pytest
 
-from engine.data.sources import SyntheticSource
 from engine.data.store import load_bars
+from engine.data.synthetic import SyntheticSource
 from engine.errors import ConfigurationError
 from engine.signals.scanners import Scanner, resolve
 from tests.helpers import pending_allocation, store_bars_and_signals

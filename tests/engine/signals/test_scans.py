@@ -5,7 +5,7 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from engine.data.sources import SyntheticSource
+from engine.data.synthetic import SyntheticSource
 from engine.signals.prices import PricePanel, price_panel
 from engine.signals.scanners import SIGNAL_TYPES
 from engine.signals.scans import ScanParams, scan_universe, sma_cross_state

@@ -3,7 +3,7 @@
 import psycopg
 import pytest
 
-from engine.data.sources import SyntheticSource
+from engine.data.synthetic import SyntheticSource
 from engine.errors import ConfigurationError, NotFoundError
 from engine.signals.scanners import Scanner
 from engine.signals.store import save_scanner

@@ -10,7 +10,8 @@ from engine.approvals.workflow import record_recommendation
 from engine.backtest.store import latest_backtest_run, load_strategy_returns
 from engine.errors import AllocationError
 from engine.markdown import markdown_table
-from engine.portfolio.optimize import Recommendation, optimize
+from engine.portfolio.correlation import NearDuplicates, latest_near_duplicates
+from engine.portfolio.optimize import AllocationResult, Recommendation, optimize
 from engine.portfolio.store import record_failed_optimization
 from engine.validation.store import eligible_strategies
 from orchestration.resources import Database, Settings
@@ -21,9 +22,11 @@ def allocation_recommendation(
     context: dg.AssetExecutionContext, database: Database, settings: Settings
 ) -> dg.MaterializeResult:
     """Weights across the validated ACTIVE strategies that are in optimization, by the configured
-    method (falling back to a shrunk covariance, then HRP), waiting for approval."""
+    method (falling back to a shrunk covariance, then HRP), near-duplicates capped together,
+    waiting for approval."""
     constraints = settings.constraints()
     method = settings.allocation_method
+    longest = max(settings.correlation_windows)
     with database.connect() as conn:
         run_id, data_start, data_end = latest_backtest_run(conn)
         eligible, excluded = eligible_strategies(conn, run_id)
@@ -32,7 +35,14 @@ def allocation_recommendation(
         try:
             if not eligible:
                 raise AllocationError("no strategy is eligible for allocation (see the log)")
-            result = optimize(load_strategy_returns(conn, run_id, eligible), method, constraints)
+            returns = load_strategy_returns(conn, run_id, eligible)
+            # The same matrix the correlations asset flags them in: the latest of the longest
+            # window, over the eligible strategies of this backtest run.
+            duplicates = latest_near_duplicates(returns, longest, constraints.duplicate_threshold)
+            if duplicates is None:
+                context.log.info(f"near-duplicates not checked: no {longest}-day strategy matrix")
+            groups = duplicates.groups if duplicates else ()
+            result = optimize(returns, method, constraints, groups)
         except AllocationError as e:
             conn.rollback()
             record_failed_optimization(
@@ -56,6 +66,8 @@ def allocation_recommendation(
                 )
         for sid, why in result.excluded.items():
             context.log.info(f"excluded by the optimizer: {sid}: {why}")
+        if result.cap_reason:
+            context.log.warning(result.cap_reason)
         expires_at = datetime.now(UTC) + timedelta(hours=settings.pending_expiry_hours)
         recommendation = Recommendation(run_id, data_start, data_end, constraints, result, excluded)
         allocation_id = record_recommendation(conn, recommendation, expires_at)
@@ -80,6 +92,30 @@ def allocation_recommendation(
                     ["strategy", "weight"], [(s, f"{w:.2%}") for s, w in weights.items()]
                 )
             ),
+            "near_duplicate_groups": dg.MetadataValue.md(
+                _groups_markdown(result, duplicates, longest, constraints.duplicate_threshold)
+            ),
+            "duplicate_cap_reason": result.cap_reason or "",
             "approve_with": f"tradeflow approve {allocation_id} --by YOUR_NAME",
         }
     )
+
+
+def _groups_markdown(
+    result: AllocationResult, duplicates: NearDuplicates | None, window: int, threshold: float
+) -> str:
+    """Each group of near-duplicates with its combined weight and cap, and why a cap was raised."""
+    if duplicates is None:
+        return f"not checked: no {window}-day strategy matrix"
+    where = f"|rho| > {threshold} over the {window} days to {duplicates.as_of}"
+    if not result.duplicate_groups:
+        return f"no near-duplicates among the strategies allocated to ({where})"
+    table = markdown_table(
+        ["strategies", "members", "combined weight", "cap"],
+        [
+            (len(g.strategies), ", ".join(g.strategies), f"{g.weight:.2%}", f"{g.cap:.2%}")
+            for g in result.duplicate_groups
+        ],
+    )
+    reason = f"\n\n{result.cap_reason}" if result.cap_reason else ""
+    return f"{where}\n\n{table}{reason}"

@@ -5,11 +5,15 @@ import dagster as dg
 from assets.market_data import bars_daily
 from engine.backtest.readings import reading
 from engine.backtest.sma_sweep import sma_cross_sweep
-from engine.backtest.store import record_backtest
-from engine.markdown import markdown_image
+from engine.backtest.store import StrategyTrades, record_backtest, strategy_trades
+from engine.markdown import markdown_image, markdown_table
 from engine.plots import equity_png
 from engine.signals.prices import load_research_prices
 from orchestration.resources import Database, Settings
+
+# The best strategy's newest trades shown in the metadata (every trade is stored; the CLI's
+# `tradeflow backtest trades STRATEGY` lists them all).
+TRADES_SHOWN = 20
 
 
 @dg.asset(deps=[bars_daily], group_name="research")
@@ -23,8 +27,9 @@ def backtests(
         run_id = record_backtest(
             conn, result, panel.start, panel.end, len(panel.symbols), context.run_id
         )
-    table = result.metrics.sort_values("sharpe", ascending=False)
-    best = table.index[0]
+        table = result.metrics.sort_values("sharpe", ascending=False)
+        best = str(table.index[0])
+        best_trades = strategy_trades(conn, best, run_id, limit=TRADES_SHOWN)
     picture = equity_png(
         result.equity, list(table.index[:3]), f"best equity curves, {panel.start} .. {panel.end}"
     )
@@ -40,5 +45,41 @@ def backtests(
             f"reading ({best})": dg.MetadataValue.md(
                 "\n".join(f"- {reading(name, value)}" for name, value in table.loc[best].items())
             ),
+            f"trades ({best})": dg.MetadataValue.md(_trades_markdown(best_trades)),
         }
     )
+
+
+def _trades_markdown(trades: StrategyTrades) -> str:
+    """The newest trades of a strategy, and how many of its trades that is."""
+    shown = len(trades.trades)
+    header = (
+        f"the newest {shown} of {trades.total} trades (best Sharpe); open trades are valued at "
+        f"the close of {trades.data_end}"
+    )
+    rows = [
+        (
+            t.symbol,
+            t.direction,
+            t.entry_day,
+            f"{t.entry_price:.2f}",
+            t.exit_day or "open",
+            "-" if t.exit_price is None else f"{t.exit_price:.2f}",
+            f"{t.size:,.2f}",
+            f"{t.ret:.2%}",
+            f"{t.pnl:,.2f}",
+        )
+        for t in trades.trades
+    ]
+    columns = [
+        "symbol",
+        "side",
+        "entry",
+        "entry price",
+        "exit",
+        "exit price",
+        "size",
+        "return",
+        "P&L",
+    ]
+    return f"{header}\n\n{markdown_table(columns, rows)}"

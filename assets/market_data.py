@@ -7,22 +7,18 @@ import dagster as dg
 import polars as pl
 
 from engine.data.calendar import nyse, trading_days, weekday_holidays
-from engine.data.quality import RULES, check_bars, check_minute_bars, missing_sessions
-from engine.data.store import (
-    closes_before,
-    corporate_action_days,
-    write_bars,
-    write_minute_bars,
-)
+from engine.data.load import LoadReport, load_daily_bars
+from engine.data.quality import MINUTE_RULES, RULES, check_minute_bars
+from engine.data.store import write_minute_bars
 from engine.markdown import markdown_table
-from orchestration.resources import Database, MarketData
+from orchestration.resources import Database, MarketData, Settings
 
-PARTITIONS_START = date(2015, 1, 1)
+PARTITIONS_START = date(2000, 1, 1)
 TIMEZONE = "America/New_York"
 
 
 def trading_day_partitions() -> dg.DailyPartitionsDefinition:
-    """One partition per NYSE session from 2015: weekends and exchange holidays are excluded.
+    """One partition per NYSE session from 2000: weekends and exchange holidays are excluded.
 
     ``end_offset=1`` makes today's partition exist during the day, so the after-close schedule
     can ask for it.
@@ -58,54 +54,60 @@ COMPLETENESS_CHECK = "bars_complete"
     partitions_def=DAILY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="market_data",
+    kinds={"postgres", "great_expectations"},
     check_specs=[
         dg.AssetCheckSpec(
             QUALITY_CHECK,
             asset="bars_daily",
             blocking=True,
-            description="great-expectations suite (prices > 0 and finite, OHLC consistent, "
-            "volume >= 0, unique (symbol, ts)) and one-day moves not explained by a split or "
-            "dividend; failing rows are quarantined",
+            description="the load is safe: no row off the NYSE calendar, and on every day no "
+            "more of the universe missing or held back than max_missing_share; rows failing a "
+            "rule (great-expectations suite, min price, spike-and-revert, extreme move, stale "
+            "price) are held back in quarantine, not a stop",
         ),
         dg.AssetCheckSpec(
             COMPLETENESS_CHECK,
             asset="bars_daily",
-            description="every NYSE session between a symbol's first and last bar has a bar "
-            "(gaps are reported; halts and listings make some legitimate)",
+            description="every session inside each symbol's span has a bar (gaps are reported "
+            "with their length; halts, listings and delistings make some legitimate)",
         ),
     ],
 )
 def bars_daily(
-    context: dg.AssetExecutionContext, database: Database, market_data: MarketData
+    context: dg.AssetExecutionContext,
+    database: Database,
+    market_data: MarketData,
+    settings: Settings,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """Daily OHLCV bars for the universe; failing rows are quarantined with their rule."""
+    """Daily OHLCV bars for the universe, adjusted from corporate actions; rows failing a rule
+    are held back in quarantine; the load is written whole or not at all."""
     key_range = context.partition_key_range
     start, end = date.fromisoformat(key_range.start), date.fromisoformat(key_range.end)
     source = market_data.create_source()
-    bars = source.daily_bars(start, end)
-    actions = source.corporate_actions(start, end)
     with database.connect() as conn:
-        explained = corporate_action_days(conn, start, end) | set(
-            zip(actions["symbol"], actions["ex_date"], strict=True)
-        )
-        report = check_bars(bars, closes_before(conn, start), explained, market_data.max_daily_move)
-        written, quarantined = write_bars(
-            conn, report, start, end, source.sectors(), actions, source.name
-        )
-    context.log.info(f"{source.name}: {written} bars changed, {quarantined} quarantined")
+        load = load_daily_bars(conn, source, start, end, settings.bars_gate())
+    report = load.quality
+    for failed, why in load.failures.items():
+        context.log.warning(f"{source.name}: nothing for {failed}: {why}")
+    context.log.info(
+        f"{load.source}: {load.written} bars changed, {report.violations.height} held back, "
+        f"{load.retracted} stored bars retracted; " + ("safe" if load.passed else "REFUSED")
+    )
     yield dg.MaterializeResult(
         metadata={
-            "source": source.name,
+            "source": load.source,
             "range": f"{start} .. {end}",
-            "rows_changed": dg.MetadataValue.int(written),
-            "rows_quarantined": dg.MetadataValue.int(quarantined),
+            "rows_changed": dg.MetadataValue.int(load.written),
+            "rows_held_back": dg.MetadataValue.int(report.violations.height),
+            "versions_kept": dg.MetadataValue.int(load.versions),
+            "stored_bars_retracted": dg.MetadataValue.int(load.retracted),
+            "history_adjusted_again": ", ".join(load.readjusted) or "none",
             "symbols": dg.MetadataValue.int(report.clean["symbol"].n_unique()),
-            "corporate_actions": dg.MetadataValue.int(actions.height),
+            "source_failures": dg.MetadataValue.json(load.failures),
         }
     )
-    yield _quality_result(QUALITY_CHECK, report.violations)
-
-    gaps = missing_sessions(report.clean, start, end)
+    yield _quality_result(QUALITY_CHECK, report.violations, load)
+    gaps = load.gaps
     yield dg.AssetCheckResult(
         check_name=COMPLETENESS_CHECK,
         passed=gaps.is_empty(),
@@ -113,12 +115,19 @@ def bars_daily(
         description=(
             "no missing sessions"
             if gaps.is_empty()
-            else f"{int(gaps['missing'].sum())} missing sessions in {gaps.height} symbols"
+            else f"{int(gaps['sessions'].sum())} missing sessions in {gaps.height} gaps of "
+            f"{gaps['symbol'].n_unique()} symbols (longest {int(gaps['sessions'].max())})"  # type: ignore[arg-type]
         ),
         metadata={
-            "missing_sessions": dg.MetadataValue.int(int(gaps["missing"].sum())),
-            "symbols_with_gaps": dg.MetadataValue.int(gaps.height),
-            "worst": dg.MetadataValue.md(markdown_table(gaps.columns, gaps.head(10).rows())),
+            "missing_sessions": dg.MetadataValue.int(int(gaps["sessions"].sum())),
+            "gaps": dg.MetadataValue.int(gaps.height),
+            "longest": dg.MetadataValue.md(markdown_table(gaps.columns, gaps.head(10).rows())),
+            "days": dg.MetadataValue.md(
+                markdown_table(
+                    load.days.columns,
+                    load.days.sort("missing_share", descending=True).head(10).rows(),
+                )
+            ),
         },
     )
 
@@ -164,19 +173,33 @@ def bars_minute(
     yield _quality_result(MINUTE_CHECK, violations)
 
 
-def _quality_result(check_name: str, violations: pl.DataFrame) -> dg.AssetCheckResult:
-    """Pass only without violations; metadata counts each rule and shows a sample."""
-    counts = {rule: 0 for rule in RULES}
+def _quality_result(
+    check_name: str, violations: pl.DataFrame, load: LoadReport | None = None
+) -> dg.AssetCheckResult:
+    """Daily bars: pass unless the load was unsafe (held-back rows are holes, not a stop); minute
+    bars: pass without violations. Metadata counts each rule and shows a sample."""
+    counts = {rule: 0 for rule in (RULES if load else MINUTE_RULES)}
     counts.update(dict(violations.group_by("rule").len().iter_rows()))
+    if load is not None:
+        counts = load.quality.counts_by_rule()
     failing = {rule: n for rule, n in counts.items() if n}
     sample = violations.head(10).select("symbol", "ts", "rule", "reason", "origin")
+    held = ", ".join(f"{rule}={n}" for rule, n in failing.items())
+    if load is not None:
+        passed = load.passed
+        description = (
+            ("safe" + (f"; held back: {held}" if held else ""))
+            if passed
+            else "refused: " + "; ".join(load.reasons)
+        )
+    else:
+        passed = not failing
+        description = "all rows passed" if passed else f"rows failed: {held}"
     return dg.AssetCheckResult(
         check_name=check_name,
-        passed=not failing,
+        passed=passed,
         severity=dg.AssetCheckSeverity.ERROR,
-        description="all rows passed"
-        if not failing
-        else "rows failed: " + ", ".join(f"{rule}={n}" for rule, n in failing.items()),
+        description=description,
         metadata={
             **{f"failed_{rule}": dg.MetadataValue.int(n) for rule, n in counts.items()},
             "sample": dg.MetadataValue.md(markdown_table(sample.columns, sample.rows())),

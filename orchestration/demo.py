@@ -1,14 +1,18 @@
-"""The demo: the whole graph on the embedded defaults, an approval only when asked for, and the
-sensor-launched execution, then a summary.
+"""The demo: the whole graph on the embedded defaults (or on your files), an approval only when
+asked for, and the sensor-launched execution, then a summary.
 
     python -m orchestration.demo [--start 2020-12-01] [--end 2024-12-31] [--approve-as NAME]
+    python -m orchestration.demo --data PATH [--sectors PATH] [--approve-as NAME]
 
-The window is fixed so the demo is reproducible: on it, the synthetic data's SMA strategies pass
-the validation gate. On other windows the gate may, rightly, pass fewer than the two strategies
-an allocation needs; the demo then prints the gate's reasons.
+On the synthetic default the window is fixed so the demo is reproducible. With --data (a Parquet
+or CSV file, or a folder of them, with sectors.csv beside them or named by --sectors) the window
+is the file's whole range unless --start/--end narrow it. When the validation gate passes fewer
+than the two strategies an allocation needs, as it rightly may, the demo prints the gate's
+reasons and stops there.
 """
 
 import argparse
+import os
 import sys
 import warnings
 from datetime import date
@@ -29,31 +33,38 @@ from assets.market_data import partition_key_range  # noqa: E402
 from engine.approvals.store import last_activation_event_id, latest_pending_id  # noqa: E402
 from engine.approvals.workflow import approve, list_allocations  # noqa: E402
 from engine.backtest.store import latest_backtest_run  # noqa: E402
+from engine.data.sources import LocalFileSource  # noqa: E402
 from engine.data.store import stored_counts  # noqa: E402
 from engine.execution.store import order_counts  # noqa: E402
 from engine.portfolio.store import latest_correlation_matrices, latest_optimization  # noqa: E402
 from engine.signals.store import signal_count  # noqa: E402
+from engine.storage.connection import DATABASE_URL_ENV  # noqa: E402
 from engine.validation.store import failed_verdicts, verdict_counts  # noqa: E402
-from orchestration.definitions import defs  # noqa: E402
+from orchestration.definitions import build_definitions, default_resources  # noqa: E402
+from orchestration.resources import Database, MarketData  # noqa: E402
 
 DEMO_START, DEMO_END = date(2020, 12, 1), date(2024, 12, 31)
 # Dagster's step-by-step log goes to the run (see it in ./run ui); the demo prints a summary.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def _run_sensor(instance: dg.DagsterInstance, cursor: str) -> list[dg.RunRequest]:
+def _run_sensor(
+    defs: dg.Definitions, instance: dg.DagsterInstance, database: Database, cursor: str
+) -> list[dg.RunRequest]:
     """One evaluation of the approvals sensor, as the daemon would make it."""
     sensor = defs.resolve_sensor_def("approvals_sensor")
     context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"database": defs.resources["database"]}
+        instance=instance, cursor=cursor, resources={"database": database}
     )
     return list(sensor(context).run_requests or [])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--start", type=date.fromisoformat, default=DEMO_START)
-    parser.add_argument("--end", type=date.fromisoformat, default=DEMO_END)
+    parser.add_argument("--start", type=date.fromisoformat, default=None)
+    parser.add_argument("--end", type=date.fromisoformat, default=None)
+    parser.add_argument("--data", metavar="PATH", help="your bars: a Parquet/CSV file or folder")
+    parser.add_argument("--sectors", metavar="PATH", help="symbol,sector CSV for --data")
     parser.add_argument(
         "--approve-as",
         metavar="NAME",
@@ -61,9 +72,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    resources = default_resources()
+    start, end = args.start or DEMO_START, args.end or DEMO_END
+    what = "synthetic"
+    if args.data:
+        files = LocalFileSource(args.data, args.sectors)
+        resources["market_data"] = MarketData(
+            source="files", path=args.data, sectors_path=args.sectors or ""
+        )
+        days = files.daily_bars(date(2000, 1, 1), date.today())["ts"]
+        if days.is_empty():
+            print(f"{args.data}: no bars", file=sys.stderr)
+            return 1
+        start, end = args.start or days.min(), args.end or days.max()  # type: ignore[assignment]
+        what = str(args.data)
+    elif args.sectors:
+        parser.error("--sectors goes with --data")
+    defs = build_definitions(resources)
+    # The demo's own connection; the jobs read TRADEFLOW_DATABASE_URL through dg.EnvVar.
+    database = Database(url=os.environ.get(DATABASE_URL_ENV) or None)
+    where = "TRADEFLOW_DATABASE_URL" if os.environ.get(DATABASE_URL_ENV) else "embedded database"
+
     instance = dg.DagsterInstance.get()
-    keys = partition_key_range(args.start, args.end)
-    print(f"research_pipeline on bars {keys.start} .. {keys.end} (synthetic, embedded database)")
+    keys = partition_key_range(start, end)
+    print(f"research_pipeline on bars {keys.start} .. {keys.end} ({what}, {where})")
     result = defs.resolve_job_def("research_pipeline").execute_in_process(
         instance=instance,
         run_config=QUIET,
@@ -74,12 +106,20 @@ def main(argv: list[str] | None = None) -> int:
         raise_on_error=False,
     )
     if not result.success:
-        print("research_pipeline failed; see the run in the Dagster UI (./run ui)", file=sys.stderr)
-        with defs.resources["database"].connect() as conn:
-            _gate_reasons(conn)
+        failed = {e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"}
+        with database.connect() as conn:
+            if failed == {"allocation_recommendation"}:
+                print("\nthe validation gate passed too few strategies for an allocation:")
+                _gate_reasons(conn)
+                _summary(conn)
+                return 0
+            print(
+                f"research_pipeline failed at {', '.join(sorted(failed))}; see the run in the "
+                "Dagster UI (./run ui)",
+                file=sys.stderr,
+            )
         return 1
 
-    database = defs.resources["database"]
     with database.connect() as conn:
         allocation_id = latest_pending_id(conn)
         if allocation_id is None:
@@ -98,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{allocation_id} approved by {args.approve_as}")
 
     execute = defs.resolve_job_def("execute_allocation")
-    for request in _run_sensor(instance, cursor):
+    for request in _run_sensor(defs, instance, database, cursor):
         print(f"approvals_sensor -> execute_allocation (run_key {request.run_key})")
         run = execute.execute_in_process(
             instance=instance,
@@ -124,7 +164,7 @@ def _gate_reasons(conn) -> None:
     run_id, _, _ = latest_backtest_run(conn)
     for strategy, reasons in failed_verdicts(conn, run_id):
         failed = [r for r in reasons if " < " in r or " > " in r or "could not" in r]
-        print(f"  {strategy}: {'; '.join(failed)}", file=sys.stderr)
+        print(f"  {strategy}: {'; '.join(failed)}")
 
 
 def _summary(conn) -> None:

@@ -28,6 +28,7 @@ from engine.brokers.routing import (
 from engine.brokers.simulated import PriceSource, SimulatedBroker
 from engine.data.alpaca_source import AlpacaSource
 from engine.data.polygon_source import PolygonSource
+from engine.data.quality import GateSettings
 from engine.data.sources import LocalFileSource, MarketDataSource
 from engine.data.synthetic import SyntheticSource
 from engine.errors import ConfigurationError
@@ -64,7 +65,11 @@ class Database(dg.ConfigurableResource):
 class MarketData(dg.ConfigurableResource):
     """Where bars come from: ``synthetic`` (seeded, offline), ``files`` (Parquet/CSV),
     ``polygon`` or ``alpaca`` (``symbols``; keys from ``EnvVar``: POLYGON_API_KEY,
-    ALPACA_API_KEY and ALPACA_SECRET_KEY)."""
+    ALPACA_API_KEY and ALPACA_SECRET_KEY).
+
+    A key field left unset is read from its variable when the source is made: run config that
+    picks a vendor in the launchpad rebuilds the resource from its fields alone, without the
+    ``EnvVar`` the definitions bound, and a key must never be typed into run config."""
 
     source: Literal["synthetic", "files", "polygon", "alpaca"] = "synthetic"
     path: str = ""
@@ -79,7 +84,6 @@ class MarketData(dg.ConfigurableResource):
     alpaca_secret_key: str | None = None
     alpaca_feed: str = "iex"
     alpaca_base_url: str | None = None
-    max_daily_move: float = 0.75  # larger adj_close moves need a split or dividend to explain
     vendor_timeout_seconds: float = 10.0
     vendor_retries: int = 3
 
@@ -89,12 +93,8 @@ class MarketData(dg.ConfigurableResource):
                 raise ConfigurationError("market_data.path must name a Parquet or CSV file")
             return LocalFileSource(self.path, self.sectors_path or None)
         if self.source == "polygon":
-            if not self.polygon_api_key:
-                raise ConfigurationError(
-                    "market_data.polygon_api_key is not set: export POLYGON_API_KEY"
-                )
             return PolygonSource(
-                api_key=self.polygon_api_key,
+                api_key=self._key("polygon_api_key", "POLYGON_API_KEY"),
                 symbols=tuple(self.symbols),
                 base_url=self.polygon_base_url,
                 requests_per_minute=self.polygon_requests_per_minute,
@@ -102,21 +102,22 @@ class MarketData(dg.ConfigurableResource):
                 retries=self.vendor_retries,
             )
         if self.source == "alpaca":
-            for setting, variable in (
-                ("alpaca_api_key", "ALPACA_API_KEY"),
-                ("alpaca_secret_key", "ALPACA_SECRET_KEY"),
-            ):
-                if not getattr(self, setting):
-                    raise ConfigurationError(f"market_data.{setting} is not set: export {variable}")
             return AlpacaSource(
-                api_key=str(self.alpaca_api_key),
-                secret_key=str(self.alpaca_secret_key),
+                api_key=self._key("alpaca_api_key", "ALPACA_API_KEY"),
+                secret_key=self._key("alpaca_secret_key", "ALPACA_SECRET_KEY"),
                 symbols=tuple(self.symbols),
                 feed=self.alpaca_feed,
                 base_url=self.alpaca_base_url,
                 timeout_seconds=self.vendor_timeout_seconds,
             )
         return SyntheticSource(n_symbols=self.n_symbols, seed=self.seed)
+
+    def _key(self, setting: str, variable: str) -> str:
+        """The resource's key, else the variable's value; never put into a message."""
+        key = getattr(self, setting) or dg.EnvVar(variable).get_value()
+        if not key:
+            raise ConfigurationError(f"market_data.{setting} is not set: export {variable}")
+        return key
 
 
 class BrokerConfig(dg.ConfigurableResource):
@@ -209,6 +210,14 @@ class Settings(dg.ConfigurableResource):
     regime_shift_threshold: float = 0.10
     max_position_pct: float = 0.10
     max_gross_leverage: float = 1.0
+    # the data quality gate (engine/data/quality.py)
+    min_price: float = 0.05
+    spike_threshold: float = 0.40
+    revert_band: float = 0.15
+    revert_days: int = 5
+    max_daily_move: float = 0.75
+    stale_days: int = 5
+    max_missing_share: float = 0.10
 
     def sweep(self) -> SweepParams:
         return SweepParams(
@@ -242,6 +251,17 @@ class Settings(dg.ConfigurableResource):
             min_weight=self.min_weight,
             l2_gamma=self.l2_gamma,
             target_volatility=self.target_volatility,
+        )
+
+    def bars_gate(self) -> GateSettings:
+        return GateSettings(
+            min_price=self.min_price,
+            spike_threshold=self.spike_threshold,
+            revert_band=self.revert_band,
+            revert_days=self.revert_days,
+            max_daily_move=self.max_daily_move,
+            stale_days=self.stale_days,
+            max_missing_share=self.max_missing_share,
         )
 
     def risk_limits(self) -> RiskLimits:

@@ -5,8 +5,8 @@ from datetime import date
 
 import psycopg
 
-from engine.data.quality import check_bars
-from engine.data.store import load_bars, write_bars
+from engine.data.load import load_daily_bars
+from engine.data.store import load_bars
 from engine.data.synthetic import SyntheticSource
 from engine.signals.prices import price_panel
 from engine.signals.scans import scan_universe
@@ -16,17 +16,17 @@ from engine.signals.store import write_signals
 def store_synthetic_bars(
     conn: psycopg.Connection, start: date, end: date, n_symbols: int = 8, seed: int = 7
 ) -> int:
-    source = SyntheticSource(n_symbols=n_symbols, seed=seed)
-    written, _ = write_bars(conn, check_bars(source.daily_bars(start, end)), start, end, {})
+    load = load_daily_bars(conn, SyntheticSource(n_symbols=n_symbols, seed=seed), start, end)
     conn.commit()
-    return written
+    assert load.passed, load.reasons
+    return load.written
 
 
 def store_bars_and_signals(conn: psycopg.Connection) -> SyntheticSource:
     """Ten synthetic symbols with sectors, 2023-01 .. 2024-06, and every scan's signals."""
     source = SyntheticSource(n_symbols=10, seed=3)
     start, end = date(2023, 1, 1), date(2024, 6, 28)
-    write_bars(conn, check_bars(source.daily_bars(start, end)), start, end, source.sectors())
+    assert load_daily_bars(conn, source, start, end).passed
     write_signals(conn, scan_universe(price_panel(load_bars(conn))).signals)
     conn.commit()
     return source

@@ -197,7 +197,8 @@ def create_custom(
 def record_recommendation(
     conn: psycopg.Connection, recommendation: Recommendation, expires_at: datetime
 ) -> str:
-    """Store the optimization run and a PENDING_APPROVAL allocation; return its id."""
+    """Store the optimization run and a PENDING_APPROVAL allocation; return its id. A raised
+    near-duplicate cap is named in the allocation's creation reason as well."""
     result, run_id = recommendation.result, recommendation.backtest_run_id
     with conn.transaction():
         optimization_id = insert_optimization_run(conn, recommendation)
@@ -205,6 +206,9 @@ def record_recommendation(
         how = result.method
         if result.method != result.requested:
             how += f" (fallback: {result.requested} failed)"
+        why = f"{how} on backtest run {run_id}"
+        if result.cap_reason:  # the approval record says it too, not only the optimization run
+            why += f"; {result.cap_reason}"
         insert_allocation(
             conn,
             allocation_id,
@@ -212,7 +216,7 @@ def record_recommendation(
             result.method,
             "optimizer",
             result.weights,
-            f"{how} on backtest run {run_id}",
+            why,
             optimization_id=optimization_id,
             expected_return=result.expected_return,
             volatility=result.volatility,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ import psycopg
 from engine.errors import NotFoundError
 from engine.storage.bulk import copy_upsert
 from engine.strategies import SMA_CROSS
-from engine.strategies.store import register_strategies
+from engine.strategies.store import find_strategy, register_strategies
 
 if TYPE_CHECKING:  # the research libraries stay out of the CLI's start-up
     from engine.backtest.sma_sweep import SweepResult
@@ -136,3 +137,127 @@ def trial_count(conn: psycopg.Connection, family: str) -> int:
     """How many parameter sets of ``family`` have ever been backtested."""
     row = conn.execute("SELECT count(*) FROM strategy_trials WHERE family = %s", (family,))
     return int(row.fetchone()[0])  # type: ignore[index]
+
+
+@dataclass(frozen=True)
+class BacktestTrade:
+    """One trade of a backtest. An open trade (still held on the run's last day) has no exit;
+    its return and P&L are valued at that day's close."""
+
+    symbol: str
+    direction: str  # long | short
+    entry_day: date
+    entry_price: float
+    exit_day: date | None  # None: open
+    exit_price: float | None  # None: open
+    size: float  # shares
+    ret: float  # the trade's return on its entry value, after fees and slippage
+    pnl: float  # in the currency of the run's init_cash, after fees and slippage
+    status: str  # open | closed
+
+
+@dataclass(frozen=True)
+class StrategyTrades:
+    """A strategy's trades in one backtest run, newest entry first."""
+
+    strategy_id: str
+    run_id: uuid.UUID
+    family: str
+    data_start: date
+    data_end: date  # the day open trades are valued at
+    total: int  # trades of the strategy in the run, however many ``trades`` holds
+    trades: list[BacktestTrade]
+
+
+def strategy_trades(
+    conn: psycopg.Connection,
+    strategy_id: str,
+    run_id: uuid.UUID | None = None,
+    limit: int | None = None,
+) -> StrategyTrades:
+    """The trades of ``strategy_id`` in ``run_id``, by default in the latest run of its family
+    that backtested it; the newest ``limit`` of them (all when None), newest entry first.
+
+    ``NotFoundError`` when the strategy is unknown, when no stored run backtested it, or when
+    ``run_id`` does not exist or did not backtest it. A run in which it never traded gives an
+    empty list."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be a positive number of trades, got {limit}")
+    strategy = find_strategy(conn, strategy_id)
+    if strategy is None:
+        raise NotFoundError(f"strategy {strategy_id!r} does not exist")
+    if run_id is None:
+        row = conn.execute(
+            """SELECT r.run_id, r.family, r.data_start, r.data_end FROM backtest_runs r
+               JOIN backtest_metrics m ON m.run_id = r.run_id AND m.strategy_id = %s
+               WHERE r.family = %s ORDER BY r.created_at DESC LIMIT 1""",
+            (strategy_id, strategy.family),
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(
+                f"strategy {strategy_id} has no stored backtest run ({strategy.family}); "
+                "materialize its backtests first"
+            )
+    else:
+        row = conn.execute(
+            """SELECT run_id, family, data_start, data_end FROM backtest_runs
+               WHERE run_id = %s""",
+            (run_id,),
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"backtest run {run_id} does not exist")
+        backtested = conn.execute(
+            "SELECT 1 FROM backtest_metrics WHERE run_id = %s AND strategy_id = %s",
+            (run_id, strategy_id),
+        ).fetchone()
+        if backtested is None:
+            raise NotFoundError(f"backtest run {run_id} did not backtest {strategy_id}")
+    found_run, family, data_start, data_end = row
+    total = conn.execute(
+        "SELECT count(*) FROM backtest_trades WHERE run_id = %s AND strategy_id = %s",
+        (found_run, strategy_id),
+    ).fetchone()
+    rows = conn.execute(
+        """SELECT symbol, direction, entry_ts, entry_price, exit_ts, exit_price, size, ret, pnl,
+                  status
+           FROM backtest_trades WHERE run_id = %s AND strategy_id = %s
+           ORDER BY entry_ts DESC, symbol LIMIT %s""",
+        (found_run, strategy_id, limit),
+    ).fetchall()
+    return StrategyTrades(
+        strategy_id=strategy_id,
+        run_id=found_run,
+        family=family,
+        data_start=data_start,
+        data_end=data_end,
+        total=int(total[0]) if total else 0,
+        trades=[_trade(*row) for row in rows],
+    )
+
+
+def _trade(
+    symbol: str,
+    direction: str,
+    entry_day: date,
+    entry_price: float,
+    exit_day: date,
+    exit_price: float,
+    size: float,
+    ret: float,
+    pnl: float,
+    status: str,
+) -> BacktestTrade:
+    """A stored trade; an open one's stored exit is only the day and close it is valued at."""
+    is_open = status == "open"
+    return BacktestTrade(
+        symbol,
+        direction,
+        entry_day,
+        entry_price,
+        None if is_open else exit_day,
+        None if is_open else exit_price,
+        size,
+        ret,
+        pnl,
+        status,
+    )

@@ -81,27 +81,58 @@ class AlpacaSource:
                     raise SourceDataError(f"alpaca bar for {symbol} is malformed: {bar!r}") from e
         return pl.DataFrame(rows, schema=MINUTE_SCHEMA, orient="row")
 
-    def daily_bars(self, start: date, end: date) -> pl.DataFrame:
-        raw = self._bars(start, end, Adjustment.RAW, TimeFrame.Day)
-        adjusted = self._bars(start, end, Adjustment.ALL, TimeFrame.Day)
-        rows = []
+    def daily_bars(
+        self, start: date, end: date, failures: dict[str, str] | None = None
+    ) -> pl.DataFrame:
+        # One request carries every symbol, so when it fails every symbol fails with it.
+        try:
+            raw = self._bars(start, end, Adjustment.RAW, TimeFrame.Day)
+            adjusted = self._bars(start, end, Adjustment.ALL, TimeFrame.Day)
+        except VendorError as e:
+            if failures is None:
+                raise
+            failures.update(dict.fromkeys(self.symbols, str(e)))
+            return pl.DataFrame(schema=BAR_SCHEMA)
+        frames = []
         for symbol in self.symbols:
-            bars = raw.get(symbol) or []
-            if not bars:
-                raise SourceDataError(
-                    f"alpaca returned no daily bars for {symbol} between {start} and {end} "
-                    f"(unknown symbol, no trading in the range, or not on the {self.feed} feed)"
-                )
+            try:
+                frames.append(self._symbol_bars(symbol, start, end, raw, adjusted))
+            except SourceDataError as e:
+                if failures is None:
+                    raise
+                failures[symbol] = str(e)
+        return pl.concat(frames) if frames else pl.DataFrame(schema=BAR_SCHEMA)
+
+    def _symbol_bars(
+        self,
+        symbol: str,
+        start: date,
+        end: date,
+        raw: dict[str, list[dict]],
+        adjusted: dict[str, list[dict]],
+    ) -> pl.DataFrame:
+        bars = raw.get(symbol) or []
+        if not bars:
+            raise SourceDataError(
+                f"alpaca returned no daily bars for {symbol} between {start} and {end} "
+                f"(unknown symbol, no trading in the range, or not on the {self.feed} feed)"
+            )
+        rows = []
+        try:
             adj_close = {bar["t"]: bar["c"] for bar in adjusted.get(symbol) or []}
-            for bar in bars:
-                try:
-                    stamp = datetime.fromisoformat(str(bar["t"]).replace("Z", "+00:00"))
-                    day = stamp.astimezone(NEW_YORK).date()
-                    origin = f"alpaca {self.feed} {symbol} {bar['t']}"
-                    close = adj_close.get(bar["t"], bar["c"])
-                    rows.append(vendor_daily_row(symbol, day, bar, close, self.name, origin))
-                except (KeyError, TypeError, ValueError) as e:
-                    raise SourceDataError(f"alpaca bar for {symbol} is malformed: {bar!r}") from e
+        except (KeyError, TypeError) as e:
+            raise SourceDataError(
+                f"alpaca adjusted bars for {symbol} are malformed: {adjusted.get(symbol)!r}"[:500]
+            ) from e
+        for bar in bars:
+            try:
+                stamp = datetime.fromisoformat(str(bar["t"]).replace("Z", "+00:00"))
+                day = stamp.astimezone(NEW_YORK).date()
+                origin = f"alpaca {self.feed} {symbol} {bar['t']}"
+                close = adj_close.get(bar["t"], bar["c"])
+                rows.append(vendor_daily_row(symbol, day, bar, close, self.name, origin))
+            except (KeyError, TypeError, ValueError) as e:
+                raise SourceDataError(f"alpaca bar for {symbol} is malformed: {bar!r}") from e
         return pl.DataFrame(rows, schema=BAR_SCHEMA, orient="row")
 
     def _bars(

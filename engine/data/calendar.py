@@ -8,10 +8,12 @@ from functools import cache
 import exchange_calendars as xcals
 import pandas as pd
 
+FIRST_SESSION = "2000-01-01"  # exchange_calendars stops 20 years back unless told
+
 
 @cache
 def nyse() -> xcals.ExchangeCalendar:
-    return xcals.get_calendar("XNYS")
+    return xcals.get_calendar("XNYS", start=FIRST_SESSION)
 
 
 def trading_days(start: date, end: date) -> list[date]:

@@ -14,9 +14,10 @@ Bars: raw OHLCV (``adjusted=false``) joined with the split-adjusted close (``adj
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -37,6 +38,7 @@ from engine.errors import SourceDataError, VendorError
 from engine.http import RateLimiter
 
 NEW_YORK = ZoneInfo("America/New_York")
+T = TypeVar("T")
 
 
 @dataclass
@@ -66,13 +68,23 @@ class PolygonSource:
     def sectors(self) -> dict[str, str]:
         return {}
 
-    def daily_bars(self, start: date, end: date) -> pl.DataFrame:
-        frames = [self._symbol_bars(symbol, start, end) for symbol in self.symbols]
+    def daily_bars(
+        self, start: date, end: date, failures: dict[str, str] | None = None
+    ) -> pl.DataFrame:
+        frames = []
+        for symbol in self.symbols:
+            try:
+                frames.append(self._symbol_bars(symbol, start, end))
+            except (SourceDataError, VendorError) as e:
+                if failures is None:
+                    raise
+                failures[symbol] = str(e)
         return pl.concat(frames) if frames else pl.DataFrame(schema=BAR_SCHEMA)
 
     def corporate_actions(self, start: date, end: date) -> pl.DataFrame:
         rows: list[tuple] = []
         for symbol in self.symbols:
+            request = f"/v3/reference/splits (ticker {symbol}, {start}..{end})"
             for split in self._results(
                 "/v3/reference/splits",
                 {
@@ -82,9 +94,17 @@ class PolygonSource:
                     "limit": 1000,
                 },
             ):
-                ratio = float(split["split_to"]) / float(split["split_from"])
-                ex_date = date.fromisoformat(split["execution_date"])
-                rows.append((split.get("ticker", symbol), ex_date, "split", ratio, None, self.name))
+                split_to = _field(split, "split_to", request, float)
+                split_from = _field(split, "split_from", request, float)
+                if split_from <= 0 or split_to <= 0:
+                    raise SourceDataError(
+                        f"polygon {request}: split {split_from:g} -> {split_to:g} is not a "
+                        f"positive ratio: {split!r}"
+                    )
+                ex_date = _field(split, "execution_date", request, date.fromisoformat)
+                ticker = split.get("ticker", symbol)
+                rows.append((ticker, ex_date, "split", split_to / split_from, None, self.name))
+            request = f"/v3/reference/dividends (ticker {symbol}, {start}..{end})"
             for dividend in self._results(
                 "/v3/reference/dividends",
                 {
@@ -94,8 +114,8 @@ class PolygonSource:
                     "limit": 1000,
                 },
             ):
-                ex_date = date.fromisoformat(dividend["ex_dividend_date"])
-                cash = float(dividend["cash_amount"])
+                ex_date = _field(dividend, "ex_dividend_date", request, date.fromisoformat)
+                cash = _field(dividend, "cash_amount", request, float)
                 rows.append(
                     (dividend.get("ticker", symbol), ex_date, "dividend", None, cash, self.name)
                 )
@@ -126,9 +146,15 @@ class PolygonSource:
         path = f"/v2/aggs/ticker/{symbol}/range/1/day/{start.isoformat()}/{end.isoformat()}"
         params = {"sort": "asc", "limit": 50000}
         raw = self._results(path, {**params, "adjusted": "false"})
-        adjusted = {
-            bar["t"]: bar["c"] for bar in self._results(path, {**params, "adjusted": "true"})
-        }
+        adjusted: dict[int, float] = {}
+        for bar in self._results(path, {**params, "adjusted": "true"}):
+            try:
+                adjusted[int(bar["t"])] = float(bar["c"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise SourceDataError(
+                    f"polygon adjusted bar for {symbol} between {start} and {end} is malformed: "
+                    f"{bar!r}"
+                ) from e
         if not raw:
             raise SourceDataError(
                 f"polygon returned no daily bars for {symbol} between {start} and {end} "
@@ -189,3 +215,13 @@ class PolygonSource:
         if page.get("status") == "ERROR":
             raise VendorError(f"polygon {where}: {page.get('error') or page.get('message')}")
         return page
+
+
+def _field(result: object, name: str, request: str, parse: Callable[[Any], T]) -> T:
+    """A field of a reference result, parsed; absent or malformed is an error naming the request."""
+    value = result.get(name) if isinstance(result, dict) else None
+    try:
+        return parse(value)
+    except (TypeError, ValueError) as e:
+        what = "has no" if value is None else f"has a malformed ({value!r})"
+        raise SourceDataError(f"polygon {request}: result {what} '{name}': {result!r}") from e

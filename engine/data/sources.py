@@ -9,13 +9,17 @@ came from: a file and row number, or the generator), so a rejected row can be tr
 - ``LocalFileSource``: Parquet or CSV files in the long layout
   (symbol, date, open, high, low, close, adj_close, volume).
 Vendor sources (Polygon, Alpaca) implement the same ``MarketDataSource`` protocol.
+
+``daily_bars`` is strict by default: any symbol or file it cannot deliver is an error. Given a
+``failures`` dict it delivers what it can and records each symbol (or file) it could not, with the
+reason, so one delisted ticker or one corrupt file does not cost the rest of a backfill.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Protocol
 
@@ -62,8 +66,14 @@ class MarketDataSource(Protocol):
 
     name: str
 
-    def daily_bars(self, start: date, end: date) -> pl.DataFrame:
-        """Bars with ``start <= ts <= end`` in ``BAR_SCHEMA``."""
+    def daily_bars(
+        self, start: date, end: date, failures: dict[str, str] | None = None
+    ) -> pl.DataFrame:
+        """Bars with ``start <= ts <= end`` in ``BAR_SCHEMA``.
+
+        ``failures`` None: a symbol or file that cannot be delivered is an error. A dict: it is
+        recorded there instead (symbol, or file path, -> the error's text) and the rest returned.
+        """
         ...
 
     def sectors(self) -> dict[str, str]:
@@ -119,6 +129,10 @@ def no_corporate_actions() -> pl.DataFrame:
 
 
 _FILE_COLUMNS = ("symbol", "date", "open", "high", "low", "close", "adj_close", "volume")
+# A file of this name (any case) beside the bars files holds their sectors, never bars.
+SECTORS_FILE = "sectors.csv"
+NEW_YORK = "America/New_York"
+_VOLUME_LIMIT = 2.0**63  # volumes are stored as int64
 # The common Yahoo/Kaggle per-symbol layout; the symbol is the file's name (AAPL.csv).
 _YAHOO_COLUMNS = {
     "Date": "date",
@@ -137,7 +151,8 @@ class LocalFileSource:
 
     ``path`` is a file or a folder of files. A file is either in the long layout (symbol, date,
     open, high, low, close, adj_close, volume) or in the Yahoo/Kaggle layout (Date, Open, High,
-    Low, Close, Adj Close, Volume) named after its symbol.
+    Low, Close, Adj Close, Volume) named after its symbol. A folder's ``sectors.csv`` (symbol,
+    sector) is its sectors unless ``sectors_path`` names another file.
     """
 
     path: str
@@ -151,27 +166,74 @@ class LocalFileSource:
         raise SourceDataError(f"{self.path}: the files source has daily bars only, no minute bars")
 
     def sectors(self) -> dict[str, str]:
-        if not self.sectors_path:
+        path = self._sectors_file()
+        if path is None:
             return {}
-        table = pl.read_csv(self.sectors_path)
+        table = self._read(path)
+        missing = [c for c in ("symbol", "sector") if c not in table.columns]
+        if missing:
+            raise SourceDataError(f"{path}: missing column(s) {', '.join(missing)}")
+        table = table.filter(pl.col("symbol").is_not_null() & pl.col("sector").is_not_null())
         return dict(zip(table["symbol"].to_list(), table["sector"].to_list(), strict=True))
 
-    def daily_bars(self, start: date, end: date) -> pl.DataFrame:
+    def daily_bars(
+        self, start: date, end: date, failures: dict[str, str] | None = None
+    ) -> pl.DataFrame:
         root = Path(self.path)
-        if root.is_dir():
-            files = sorted(p for p in root.iterdir() if p.suffix.lower() in (".csv", ".parquet"))
-            if not files:
-                raise SourceDataError(f"{root}: no .csv or .parquet files in the folder")
-        else:
-            files = [root]
-        frames = [self._file_bars(path, start, end) for path in files]
+        if not root.is_dir():
+            # One file is the whole load: if it cannot be read there is nothing to deliver.
+            raw, _ = self._read_bars(root)
+            return self._file_bars(root, raw, start, end)
+        files = sorted(
+            p
+            for p in root.iterdir()
+            if p.suffix.lower() in (".csv", ".parquet") and p.name.lower() != SECTORS_FILE
+        )
+        if not files:
+            raise SourceDataError(f"{root}: no .csv or .parquet files in the folder")
+        frames = []
+        for path in files:
+            symbol = None
+            try:
+                raw, symbol = self._read_bars(path)
+                frames.append(self._file_bars(path, raw, start, end))
+            except SourceDataError as e:
+                if failures is None:
+                    raise
+                key = symbol or str(path)
+                failures[key] = f"{failures[key]}; {e}" if key in failures else str(e)
         return pl.concat(frames) if frames else pl.DataFrame(schema=BAR_SCHEMA)
 
-    def _file_bars(self, path: Path, start: date, end: date) -> pl.DataFrame:
+    def _sectors_file(self) -> Path | None:
+        if self.sectors_path:
+            return Path(self.sectors_path)
+        root = Path(self.path)
+        if not root.is_dir():
+            return None
+        found = sorted(p for p in root.iterdir() if p.name.lower() == SECTORS_FILE)
+        if len(found) > 1:
+            raise SourceDataError(
+                f"{root}: more than one sectors file ({', '.join(p.name for p in found)}); "
+                "keep one or set sectors_path"
+            )
+        return found[0] if found else None
+
+    def _read_bars(self, path: Path) -> tuple[pl.DataFrame, str | None]:
+        """The file's rows in the long layout, and its symbol when the file is one symbol's."""
         raw = self._read(path)
         if "symbol" not in raw.columns and set(_YAHOO_COLUMNS) <= set(raw.columns):
             symbol = path.stem.upper()
             raw = raw.rename(_YAHOO_COLUMNS).with_columns(pl.lit(symbol).alias("symbol"))
+            return raw, symbol if SYMBOL_PATTERN.match(symbol) else None
+        return raw, None
+
+    def _file_bars(self, path: Path, raw: pl.DataFrame, start: date, end: date) -> pl.DataFrame:
+        try:
+            return self._parse_bars(path, raw, start, end)
+        except pl.exceptions.PolarsError as e:  # a shape no check below foresaw: still name it
+            raise SourceDataError(f"{path}: cannot be read as bars: {e}") from e
+
+    def _parse_bars(self, path: Path, raw: pl.DataFrame, start: date, end: date) -> pl.DataFrame:
         missing = [c for c in _FILE_COLUMNS if c not in raw.columns]
         if missing:
             raise SourceDataError(f"{path}: missing column(s) {', '.join(missing)}")
@@ -184,13 +246,8 @@ class LocalFileSource:
                 raise SourceDataError(
                     f"{path}: row {empty['row'][0]}, column '{column}': value is empty"
                 )
-        date_expr = (
-            pl.col("date").cast(pl.Date)
-            if raw.schema["date"] in (pl.Date(), pl.Datetime())
-            else pl.col("date").cast(pl.String).str.to_date("%Y-%m-%d", strict=False)
-        )
         typed = raw.with_columns(
-            date_expr,
+            self._dates(path, raw),
             *[pl.col(c).cast(pl.Float64, strict=False) for c in _FILE_COLUMNS[2:]],
         )
         for column in _FILE_COLUMNS[1:]:
@@ -208,6 +265,14 @@ class LocalFileSource:
         if not fractional.is_empty():
             row = fractional["row"][0]
             raise SourceDataError(f"{path}: row {row}, column 'volume': not a whole number")
+        too_large = typed.filter(pl.col("volume").abs() >= _VOLUME_LIMIT)
+        if not too_large.is_empty():
+            row = too_large["row"][0]
+            value = raw.filter(pl.col("row") == row)["volume"][0]
+            raise SourceDataError(
+                f"{path}: row {row}, column 'volume': {value!r} is out of range "
+                f"(a share count must lie within +-{2**63 - 1})"
+            )
         bad_symbol = typed.filter(~pl.col("symbol").str.contains(SYMBOL_PATTERN.pattern))
         if not bad_symbol.is_empty():
             row, symbol = bad_symbol["row"][0], bad_symbol["symbol"][0]
@@ -225,6 +290,30 @@ class LocalFileSource:
             )
             .select(list(BAR_SCHEMA))
         )
+
+    @staticmethod
+    def _dates(path: Path, raw: pl.DataFrame) -> pl.Expr:
+        """The trading day of each row; null where the value is not a date.
+
+        Datetimes (pandas writes them, in any unit) are accepted: with a time zone, the day is
+        the New York day of the instant; without one, the time must be midnight, since any other
+        time would leave the day to a guess about the zone it was written in.
+        """
+        dtype = raw.schema["date"]
+        if isinstance(dtype, pl.Datetime):
+            if dtype.time_zone is not None:
+                return pl.col("date").dt.convert_time_zone(NEW_YORK).dt.date()
+            timed = raw.filter(pl.col("date").dt.time() != time(0))
+            if not timed.is_empty():
+                row, value = timed["row"][0], timed["date"][0]
+                raise SourceDataError(
+                    f"{path}: row {row}, column 'date': {value} has a time of day (a daily bar's "
+                    "date is midnight, or a datetime with a time zone)"
+                )
+            return pl.col("date").dt.date()
+        if dtype == pl.Date:
+            return pl.col("date")
+        return pl.col("date").cast(pl.String).str.to_date("%Y-%m-%d", strict=False)
 
     @staticmethod
     def _read(path: Path) -> pl.DataFrame:

@@ -30,8 +30,8 @@ from engine.approvals.store import activation_event_id, allocation_status
 from engine.approvals.workflow import get_allocation
 from engine.brokers.base import Broker, OutcomeUnknownError
 from engine.brokers.routing import BrokerRouter
-from engine.data.store import latest_prices, load_recent_bars
-from engine.errors import ExecutionRefusedError, NotFoundError
+from engine.data.store import latest_prices, load_recent_bars, require_clean_bars
+from engine.errors import ExecutionRefusedError, NotFoundError, QualityGateError
 from engine.execution.reconcile import Reconciliation, reconcile, sync_orders
 from engine.execution.store import (
     OPEN,
@@ -222,6 +222,10 @@ def _plan_or_recheck(
     unsent = allocation_orders(conn, allocation_id, UNSENT)
     if planned and not unsent:
         return
+    try:  # no plan on the prices of a load that failed or is incomplete
+        require_clean_bars(conn)
+    except QualityGateError as e:
+        raise ExecutionRefusedError(f"{e}; nothing was sent") from e
     allocation = get_allocation(conn, allocation_id)
     weights = {sid: w for sid, w in allocation.weights.items() if w > 0}
     closing = _closing(conn, weights, router)

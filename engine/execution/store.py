@@ -425,3 +425,9 @@ def book_table(conn: psycopg.Connection) -> list[tuple]:
         """SELECT broker, account, strategy_id, symbol, qty FROM book_positions
            ORDER BY broker, account, strategy_id NULLS LAST, symbol"""
     ).fetchall()
+
+
+def orders_at(conn: psycopg.Connection, brokers: tuple[str, ...]) -> int:
+    """How many orders this database holds that were meant for ``brokers``."""
+    row = conn.execute("SELECT count(*) FROM orders WHERE broker = ANY(%s)", (list(brokers),))
+    return int(row.fetchone()[0])  # type: ignore[index]

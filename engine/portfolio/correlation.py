@@ -1,20 +1,28 @@
-"""Rolling correlation matrices of daily returns (strategies, assets, sectors) and the regime-shift
-measure between two matrices.
+"""Rolling correlation matrices of daily returns (strategies, assets, sectors), the regime-shift
+measure between two matrices, and near-duplicate strategies.
 
 A matrix "as of" a day covers the last ``window`` trading days up to that day. Only the days every
 series has count (Pearson over the common days); a series with fewer than ``window`` of them, or
 that never moves, is left out and reported. Matrices are stored as unique pairs (a < b).
+
+Near-duplicates are the pairs of a strategy matrix whose |rho| is above a threshold (default
+``DUPLICATE_THRESHOLD``, 0.95); their groups are the connected components of those pairs (a~b and
+b~c put a, b and c in one group, even when a and c are a little further apart), and the allocation
+caps each group's combined weight.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import pandas as pd
 import polars as pl
 
 from engine.markdown import markdown_table
+from engine.portfolio.constraints import DUPLICATE_THRESHOLD
 
 WINDOWS = (63, 252)
 
@@ -131,3 +139,90 @@ def to_markdown(matrix: pd.DataFrame, limit: int = 25) -> str:
         ["a", "b", "rho"], [(a, b, f"{r:.2f}") for a, b, r in extremes.iter_rows()]
     )
     return f"{len(matrix)} series; the {limit // 2} most and least correlated pairs:\n\n{table}"
+
+
+@dataclass(frozen=True)
+class NearDuplicates:
+    """The near-duplicate pairs of one strategy matrix and the groups they form."""
+
+    threshold: float
+    window: int
+    as_of: date
+    series: int  # strategies in the matrix
+    pairs: tuple[tuple[str, str, float], ...]  # (a, b, rho), a < b, the largest |rho| first
+    groups: tuple[tuple[str, ...], ...]  # each sorted; the largest group first
+
+
+def near_duplicates(matrix: WindowMatrix, threshold: float = DUPLICATE_THRESHOLD) -> NearDuplicates:
+    """The pairs of ``matrix`` whose |rho| is above ``threshold``, and their groups."""
+    if not 0 < threshold <= 1:
+        raise ValueError(
+            f"the near-duplicate threshold is a correlation in (0, 1], got {threshold}"
+        )
+    pairs = to_pairs(matrix.matrix)
+    # np.corrcoef can put an exact copy a rounding error above 1.
+    flagged = (
+        pairs.with_columns(pl.col("rho").clip(-1.0, 1.0))
+        .filter(pl.col("rho").abs() > threshold)
+        .sort([pl.col("rho").abs(), pl.col("a"), pl.col("b")], descending=[True, False, False])
+    )
+    found = tuple((str(a), str(b), float(rho)) for a, b, rho in flagged.iter_rows())
+    return NearDuplicates(
+        threshold=threshold,
+        window=matrix.window,
+        as_of=matrix.as_of.date(),
+        series=len(matrix.matrix),
+        pairs=found,
+        groups=duplicate_groups((a, b) for a, b, _ in found),
+    )
+
+
+def latest_near_duplicates(
+    returns: pd.DataFrame, window: int, threshold: float = DUPLICATE_THRESHOLD
+) -> NearDuplicates | None:
+    """Near-duplicates in the latest ``window``-day matrix of strategy ``returns`` (day x
+    strategy): the matrix a correlation refresh stores for them. None when there is no such
+    matrix (fewer than two strategies with ``window`` days of returns)."""
+    matrix = rolling_matrix(returns, "strategy", window)
+    return None if matrix is None else near_duplicates(matrix, threshold)
+
+
+def duplicate_groups(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, ...], ...]:
+    """The connected components of ``pairs``: each sorted, the largest first."""
+    parent: dict[str, str] = {}
+
+    def root(name: str) -> str:
+        parent.setdefault(name, name)
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    for a, b in pairs:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    members: dict[str, list[str]] = {}
+    for name in parent:
+        members.setdefault(root(name), []).append(name)
+    groups = (tuple(sorted(group)) for group in members.values())
+    return tuple(sorted(groups, key=lambda group: (-len(group), group)))
+
+
+def duplicates_markdown(duplicates: NearDuplicates, limit: int = 30) -> str:
+    """The flagged pairs (the ``limit`` strongest) and the groups, for metadata."""
+    head = (
+        f"{len(duplicates.pairs)} pairs with |rho| > {duplicates.threshold} among "
+        f"{duplicates.series} strategies ({duplicates.window} days to {duplicates.as_of})"
+    )
+    if not duplicates.pairs:
+        return head
+    shown = duplicates.pairs[:limit]
+    more = len(duplicates.pairs) - len(shown)
+    pairs = markdown_table(["a", "b", "rho"], [(a, b, f"{rho:.4f}") for a, b, rho in shown])
+    groups = markdown_table(
+        ["group", "strategies", "members"],
+        [(i, len(g), ", ".join(g)) for i, g in enumerate(duplicates.groups, start=1)],
+    )
+    tail = f"\n\n({more} weaker pairs not shown)" if more else ""
+    return f"{head}\n\n{pairs}{tail}\n\ngroups:\n\n{groups}"

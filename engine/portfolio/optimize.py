@@ -3,7 +3,12 @@
 
 Constraints: long-only, each weight <= ``max_weight``, gross exposure <= ``max_gross``, weights
 under ``min_weight`` set to zero (the rest rescaled and re-capped), optional L2 regularisation
-(``l2_gamma``) for the convex methods.
+(``l2_gamma``) for the convex methods, and the combined weight of each group of near-duplicate
+strategies <= ``duplicate_group_cap``: a sector constraint in the convex methods; for HRP (which
+takes no constraints) the group is scaled down and the excess given to the others in proportion.
+When the caps leave too little room for a fully invested portfolio (every strategy in one group,
+say), each group's cap is raised to the lowest level that allows one and the result says so
+(``AllocationResult.cap_reason``): the recommendation still goes to a person, with the reason.
 
 A convex method that fails (the solver gives up, a singular covariance, an infeasible target) is
 retried on a Ledoit-Wolf shrunk covariance and then replaced by HRP; every attempt is kept in
@@ -16,6 +21,7 @@ from __future__ import annotations
 import math
 import uuid
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
@@ -58,6 +64,18 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class GroupWeight:
+    """A group of near-duplicate strategies: the cap on its combined weight and what it got."""
+
+    strategies: tuple[str, ...]
+    cap: float
+    weight: float
+
+    def as_dict(self) -> dict[str, list[str] | float]:
+        return {"strategies": list(self.strategies), "cap": self.cap, "weight": self.weight}
+
+
+@dataclass(frozen=True)
 class AllocationResult:
     method: str  # the method that produced the weights
     requested: str
@@ -67,6 +85,8 @@ class AllocationResult:
     sharpe: float
     path: tuple[Attempt, ...] = ()
     excluded: dict[str, str] = field(default_factory=dict)  # strategy -> why it got no weight
+    duplicate_groups: tuple[GroupWeight, ...] = ()
+    cap_reason: str | None = None  # why the groups' cap was raised (None: the configured cap held)
 
     @property
     def fell_back(self) -> bool:
@@ -89,8 +109,11 @@ def optimize(
     returns: pd.DataFrame,
     method: Method,
     constraints: AllocationConstraints,
+    duplicate_groups: Iterable[Sequence[str]] = (),
 ) -> AllocationResult:
-    """Fully invested long-only weights for the strategies in ``returns`` (day x strategy)."""
+    """Fully invested long-only weights for the strategies in ``returns`` (day x strategy);
+    each of ``duplicate_groups`` (near-duplicates, disjoint) shares one cap on its combined
+    weight."""
     if method not in METHODS:
         raise AllocationError(f"unknown allocation method {method!r}; choose one of {METHODS}")
     returns, excluded = _usable(returns)
@@ -104,6 +127,8 @@ def optimize(
             f"portfolio with a {constraints.max_weight:.0%} cap per strategy needs at least "
             f"{math.ceil(1 / constraints.max_weight)}"
         )
+    groups = _present_groups(duplicate_groups, [str(c) for c in returns.columns])
+    caps, cap_reason = _group_caps(groups, n, constraints)
     mu = expected_returns.mean_historical_return(
         returns, returns_data=True, frequency=TRADING_DAYS_PER_YEAR
     )
@@ -113,20 +138,88 @@ def optimize(
         for covariance in ("sample", "ledoit_wolf"):
             try:
                 cov = sample if covariance == "sample" else _ledoit_wolf(returns)
-                weights = _finalize(_convex(method, mu, cov, constraints), constraints)
+                weights = _finalize(_convex(method, mu, cov, constraints, caps), constraints, caps)
             except _SOLVER_FAILURES as e:
                 path.append(Attempt(method, covariance, _first_line(e)))
                 continue
             path.append(Attempt(method, covariance))
-            return _result(method, method, weights, mu, sample, constraints, path, excluded)
+            return _result(
+                method, method, weights, mu, sample, constraints, path, excluded, caps, cap_reason
+            )
     try:
-        weights = _finalize(_hrp(sample), constraints)
+        weights = _finalize(_hrp(sample), constraints, caps)
     except (ValueError, AllocationError) as e:
         path.append(Attempt("hrp", "sample", _first_line(e)))
         tried = "; ".join(f"{a.method}/{a.covariance}: {a.error}" for a in path)
         raise AllocationError(f"no valid allocation: {tried}") from e
     path.append(Attempt("hrp", "sample"))
-    return _result("hrp", method, weights, mu, sample, constraints, path, excluded)
+    return _result(
+        "hrp", method, weights, mu, sample, constraints, path, excluded, caps, cap_reason
+    )
+
+
+def _present_groups(
+    groups: Iterable[Sequence[str]], strategies: list[str]
+) -> list[tuple[str, ...]]:
+    """The groups restricted to the strategies being allocated; a group left with fewer than two
+    members is no group."""
+    known = set(strategies)
+    seen: set[str] = set()
+    present = []
+    for group in groups:
+        members = tuple(sorted({str(sid) for sid in group} & known))
+        twice = seen.intersection(members)
+        if twice:
+            raise ValueError(f"near-duplicate groups overlap: {sorted(twice)[0]} is in two")
+        seen.update(members)
+        if len(members) >= 2:
+            present.append(members)
+    return present
+
+
+def _group_caps(
+    groups: list[tuple[str, ...]], n: int, constraints: AllocationConstraints
+) -> tuple[dict[tuple[str, ...], float], str | None]:
+    """Each group's cap on its combined weight, and why it is above ``duplicate_group_cap``
+    when that cap leaves no fully invested portfolio (then every group gets the lowest common
+    cap that does). ``n`` strategies are allocated to; ``n * max_weight >= 1`` holds."""
+    cap, most = constraints.duplicate_group_cap, constraints.max_weight
+    if not groups:
+        return {}, None
+    outside = (n - sum(len(g) for g in groups)) * most  # what the other strategies can hold
+
+    def room(group_cap: float) -> float:
+        """The most a portfolio can hold with every group at ``group_cap``."""
+        return outside + sum(min(group_cap, len(g) * most) for g in groups)
+
+    if room(cap) >= 1 - TOLERANCE:
+        return dict.fromkeys(groups, cap), None
+    # room() is piecewise linear in the cap, with a kink where a group's own per-strategy limit
+    # (len * max_weight) takes over: find the segment where it reaches 1 and solve on it.
+    low = cap
+    for kink in sorted({len(g) * most for g in groups if len(g) * most > cap}):
+        if room(kink) >= 1 - TOLERANCE:
+            binding = sum(1 for g in groups if len(g) * most > low)
+            # Rounded to 10 decimals (far inside TOLERANCE) so it reads as the figure it is.
+            raised = round(low + (1 - room(low)) / binding, 10)
+            break
+        low = kink
+    else:  # unreachable while n * max_weight >= 1: room(the last kink) is n * max_weight
+        raise AllocationError("the near-duplicate groups leave no fully invested portfolio")
+    others = n - sum(len(g) for g in groups)
+    if others == 0 and len(groups) == 1:
+        why = f"every one of the {n} strategies is a near-duplicate of the others"
+    else:
+        why = (
+            f"{len(groups)} group{'s' if len(groups) > 1 else ''} of near-duplicates capped at "
+            f"{cap:.2%} each and {others} other strateg{'y' if others == 1 else 'ies'} at "
+            f"{most:.2%} each can hold at most {room(cap):.2%}"
+        )
+    reason = (
+        f"near-duplicate cap not met: {why}; a fully invested portfolio needs 100%, so each "
+        f"group's cap was raised from {cap:.2%} to {raised:.2%}, the lowest that allows one"
+    )
+    return dict.fromkeys(groups, raised), reason
 
 
 def _usable(returns: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -157,12 +250,21 @@ def _ledoit_wolf(returns: pd.DataFrame) -> pd.DataFrame:
 
 
 def _convex(
-    method: Method, mu: pd.Series, cov: pd.DataFrame, constraints: AllocationConstraints
+    method: Method,
+    mu: pd.Series,
+    cov: pd.DataFrame,
+    constraints: AllocationConstraints,
+    group_caps: Mapping[tuple[str, ...], float],
 ) -> dict[str, float]:
     # Clarabel (interior point) solves max Sharpe on 500 strategies where OSQP hits its limit.
     frontier = EfficientFrontier(
         mu, cov, weight_bounds=(0, constraints.max_weight), solver="CLARABEL"
     )
+    if group_caps:
+        # Each group of near-duplicates is a "sector" with an upper bound; max_sharpe rescales
+        # the bound with its variable transformation like the others.
+        sector_of = {sid: i for i, group in enumerate(group_caps) for sid in group}
+        frontier.add_sector_constraints(sector_of, {}, dict(enumerate(group_caps.values())))
     if constraints.l2_gamma > 0:
         frontier.add_objective(objective_functions.L2_reg, gamma=constraints.l2_gamma)
     with warnings.catch_warnings():
@@ -186,8 +288,13 @@ def _hrp(cov: pd.DataFrame) -> dict[str, float]:
     return {names[int(i)]: float(v) for i, v in weights.items()}
 
 
-def _finalize(weights: dict[str, float], constraints: AllocationConstraints) -> dict[str, float]:
-    """Zero weights under the minimum, rescale to fully invested, re-cap; then check."""
+def _finalize(
+    weights: dict[str, float],
+    constraints: AllocationConstraints,
+    group_caps: Mapping[tuple[str, ...], float],
+) -> dict[str, float]:
+    """Zero weights under the minimum, rescale to fully invested, re-cap (each weight and each
+    group); then check."""
     w = pd.Series(weights, dtype=float)
     if not np.isfinite(w.to_numpy()).all():
         bad = w[~np.isfinite(w.to_numpy())].index[0]
@@ -198,27 +305,40 @@ def _finalize(weights: dict[str, float], constraints: AllocationConstraints) -> 
         raise AllocationError(
             f"every weight is below the minimum weight {constraints.min_weight:.4f}"
         )
-    w = _cap(w / w.sum(), constraints.max_weight)
+    w = _cap(w / w.sum(), constraints.max_weight, group_caps)
     result = {sid: float(v) for sid, v in w.items()}
-    check_weights(result, constraints)
+    check_weights(result, constraints, group_caps)
     return result
 
 
-def _cap(w: pd.Series, cap: float) -> pd.Series:
-    """Move weight above ``cap`` onto the uncapped non-zero weights, in proportion, until none
-    is above it."""
+def _cap(w: pd.Series, cap: float, group_caps: Mapping[tuple[str, ...], float]) -> pd.Series:
+    """Move weight above ``cap`` (per strategy) and above each group's cap (the group scaled
+    down in proportion) onto the non-zero weights with room left, in proportion, until nothing
+    is above its cap. A weight at its cap, or in a group at its cap, takes no more."""
     w = w.copy()
-    for _ in range(len(w)):
+    groups = [(list(members), group_cap) for members, group_cap in group_caps.items()]
+    full = pd.Series(False, index=w.index)
+    for _ in range(len(w) + len(groups) + 1):
+        excess = 0.0
         over = w > cap + TOLERANCE
-        if not over.any():
-            return w
-        excess = float((w[over] - cap).sum())
+        excess += float((w[over] - cap).sum())
         w[over] = cap
-        room = (w > 0) & (w < cap - TOLERANCE)
+        full |= w >= cap - TOLERANCE
+        for members, group_cap in groups:
+            combined = float(w[members].sum())
+            if combined > group_cap + TOLERANCE:
+                excess += combined - group_cap
+                w[members] *= group_cap / combined
+            if combined >= group_cap - TOLERANCE:
+                full[members] = True
+        if excess == 0.0:
+            return w
+        room = (w > 0) & ~full
         if not room.any():
             raise AllocationError(
                 f"{int((w > 0).sum())} non-zero weights cannot hold a fully invested "
-                f"portfolio under a {cap:.0%} cap"
+                f"portfolio under a {cap:.0%} cap per strategy"
+                + (" and the near-duplicate groups' caps" if groups else "")
             )
         w[room] += excess * w[room] / w[room].sum()
     return w
@@ -233,14 +353,29 @@ def _result(
     constraints: AllocationConstraints,
     path: list[Attempt],
     excluded: dict[str, str],
+    group_caps: Mapping[tuple[str, ...], float],
+    cap_reason: str | None,
 ) -> AllocationResult:
     """Performance from the historical mean and the sample covariance, whichever method won."""
     w = pd.Series(weights).reindex(mu.index).fillna(0.0)
     expected = float(w @ mu)
     volatility = float(math.sqrt(max(float(w @ cov @ w), 0.0)))
     sharpe = (expected - constraints.risk_free_rate) / volatility if volatility > 0 else math.nan
+    groups = tuple(
+        GroupWeight(members, group_cap, float(sum(weights.get(sid, 0.0) for sid in members)))
+        for members, group_cap in group_caps.items()
+    )
     return AllocationResult(
-        method, requested, weights, expected, volatility, sharpe, tuple(path), excluded
+        method,
+        requested,
+        weights,
+        expected,
+        volatility,
+        sharpe,
+        tuple(path),
+        excluded,
+        groups,
+        cap_reason,
     )
 
 

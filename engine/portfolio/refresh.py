@@ -105,6 +105,13 @@ class RefreshReport:
     reason: str | None = None  # why the triggers call for a re-optimization
     flagged_allocation: str | None = None  # the allocation marked for it (engine.approvals)
 
+    def latest(self, kind: str, window: int) -> WindowMatrix | None:
+        """The latest matrix of (kind, window) this refresh stored, if it stored one."""
+        found = [
+            m.matrix for m in self.matrices if (m.matrix.kind, m.matrix.window) == (kind, window)
+        ]
+        return found[-1] if found else None
+
 
 def refresh_matrices(
     conn: psycopg.Connection, threshold: float, windows: tuple[int, ...] = WINDOWS

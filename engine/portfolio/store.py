@@ -111,14 +111,15 @@ def latest_correlation_matrices(
 
 
 def insert_optimization_run(conn: psycopg.Connection, recommendation: Recommendation) -> uuid.UUID:
-    """A SUCCEEDED optimization; returns its id."""
+    """A SUCCEEDED optimization, with its near-duplicate groups; returns its id."""
     optimization_id = uuid.uuid4()
     result = recommendation.result
     conn.execute(
         """INSERT INTO optimization_runs (optimization_id, backtest_run_id, method,
                requested_method, constraints, data_start, data_end, expected_return,
-               volatility, sharpe, status, path, excluded, n_strategies)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'SUCCEEDED', %s, %s, %s)""",
+               volatility, sharpe, status, path, excluded, n_strategies, duplicate_groups,
+               duplicate_cap_reason)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'SUCCEEDED', %s, %s, %s, %s, %s)""",
         (
             optimization_id,
             recommendation.backtest_run_id,
@@ -133,6 +134,8 @@ def insert_optimization_run(conn: psycopg.Connection, recommendation: Recommenda
             json.dumps([a.as_dict() for a in result.path]),
             json.dumps({**recommendation.excluded, **result.excluded}),
             len(result.weights),
+            json.dumps([g.as_dict() for g in result.duplicate_groups]),
+            result.cap_reason,
         ),
     )
     return optimization_id

@@ -77,3 +77,56 @@ def copy_upsert(
     )
     conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(staging)))
     return cur.rowcount
+
+
+def copy_rows(conn: psycopg.Connection, table: str, frame: pl.DataFrame) -> int:
+    """Append ``frame`` to ``table`` with one COPY (for tables keyed by a sequence)."""
+    if frame.is_empty():
+        return 0
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in frame.columns)
+    payload = frame.write_csv(include_header=False, null_value="", date_format="%Y-%m-%d")
+    with conn.cursor().copy(
+        sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, NULL '')").format(
+            sql.Identifier(*table.split(".")), cols
+        )
+    ) as copy:
+        copy.write(payload)
+    return frame.height
+
+
+def copy_update(
+    conn: psycopg.Connection, table: str, frame: pl.DataFrame, key: Sequence[str]
+) -> int:
+    """Update the other columns of ``frame`` in the rows of ``table`` it names by ``key`` (no
+    row is inserted); returns the rows whose values changed."""
+    if frame.is_empty():
+        return 0
+    staging = f"update_{table.replace('.', '_')}"
+    conn.execute(
+        sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+            sql.Identifier(staging),
+            sql.SQL(", ").join(sql.Identifier(c) for c in frame.columns),
+            sql.Identifier(*table.split(".")),
+        )
+    )
+    copy_rows(conn, staging, frame)
+    values = [c for c in frame.columns if c not in key]
+    cur = conn.execute(
+        sql.SQL(
+            "UPDATE {} AS target SET {} FROM {} AS s WHERE {} AND ({}) IS DISTINCT FROM ({})"
+        ).format(
+            sql.Identifier(*table.split(".")),
+            sql.SQL(", ").join(
+                sql.SQL("{} = s.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in values
+            ),
+            sql.Identifier(staging),
+            sql.SQL(" AND ").join(
+                sql.SQL("target.{} = s.{}").format(sql.Identifier(c), sql.Identifier(c))
+                for c in key
+            ),
+            sql.SQL(", ").join(sql.SQL("target.{}").format(sql.Identifier(c)) for c in values),
+            sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in values),
+        )
+    )
+    conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(staging)))
+    return cur.rowcount

@@ -47,6 +47,12 @@ def test_regime_shift_to_new_recommendation_then_custom_weights_and_expiry(db: s
             "SELECT DISTINCT kind, window_days FROM correlations ORDER BY 1, 2"
         ).fetchall()
         assert stored == [(k, w) for k in ("asset", "sector", "strategy") for w in (63, 252)]
+        # Near-duplicates: the pairs of the stored latest 252-day strategy matrix above 0.95.
+        (flagged,) = conn.execute(
+            """SELECT count(*) FILTER (WHERE abs(rho) > 0.95) FROM correlations
+               WHERE kind = 'strategy' AND window_days = 252
+                 AND as_of = (SELECT max(as_of) FROM correlations WHERE kind = 'strategy')"""
+        ).fetchone()
         ((first, expires_at),) = conn.execute(
             "SELECT allocation_id, expires_at FROM allocations"
         ).fetchall()
@@ -56,6 +62,11 @@ def test_regime_shift_to_new_recommendation_then_custom_weights_and_expiry(db: s
         ).fetchone()
         assert run[:2] == ("max_sharpe", "max_sharpe")
         assert run[2] == [{"method": "max_sharpe", "covariance": "sample", "error": None}]
+    assert metadata["near_duplicate_pairs"].value == flagged  # type: ignore[attr-defined]
+    shown = metadata["near_duplicates"].value  # type: ignore[attr-defined]
+    assert f"{flagged} pairs with |rho| > 0.95" in shown
+    _assert_best_trades_shown(research, db)
+    _assert_duplicate_groups_capped(research, db)
 
     instance = dg.DagsterInstance.ephemeral()
     approve = defs.resolve_job_def("approve_allocation").execute_in_process(
@@ -115,8 +126,14 @@ def test_regime_shift_to_new_recommendation_then_custom_weights_and_expiry(db: s
     # Only one strategy left in optimization: the 50% cap cannot be met; the failed run is
     # recorded with its error and every exclusion, and no allocation is stored.
     with psycopg.connect(db) as conn:
-        ids = [r[0] for r in conn.execute("SELECT strategy_id FROM strategies ORDER BY 1")]
-        for sid in ids[1:]:
+        passed = [
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT strategy_id FROM validation_verdicts WHERE passed ORDER BY 1"
+            )
+        ]
+        kept, others = passed[0], passed[1:]
+        for sid in others:
             update_strategy(conn, sid, "bea", "test one strategy", include_in_optimization=False)
     failed = defs.resolve_job_def("recommend_allocation").execute_in_process(
         instance=instance, raise_on_error=False
@@ -128,7 +145,47 @@ def test_regime_shift_to_new_recommendation_then_custom_weights_and_expiry(db: s
         ).fetchone()
         assert _statuses(conn) == statuses
     assert status == "FAILED" and "needs at least 2" in error
-    assert excluded == {sid: "include_in_optimization is off" for sid in ids[1:]}
+    assert kept not in excluded
+    assert {sid: why for sid, why in excluded.items() if sid in others} == {
+        sid: "include_in_optimization is off" for sid in others
+    }
+    assert all(
+        why.startswith("failed validation") for sid, why in excluded.items() if sid not in others
+    )
+
+
+def _assert_best_trades_shown(research: dg.ExecuteInProcessResult, db: str) -> None:
+    """The backtests metadata holds the best strategy's newest trades, from the stored run."""
+    (materialization,) = research.asset_materializations_for_node("backtests")
+    (key,) = [k for k in materialization.metadata if k.startswith("trades (")]
+    best = key.removeprefix("trades (").removesuffix(")")
+    with psycopg.connect(db) as conn:
+        (total,) = conn.execute(
+            "SELECT count(*) FROM backtest_trades WHERE strategy_id = %s", (best,)
+        ).fetchone()
+    table = materialization.metadata[key].value  # type: ignore[attr-defined]
+    assert f"the newest {min(total, 20)} of {total} trades" in table
+    assert table.count("\n| SYN") == min(total, 20)
+
+
+def _assert_duplicate_groups_capped(research: dg.ExecuteInProcessResult, db: str) -> None:
+    """Each stored group's weight is its strategies' combined weight, within its cap; a cap
+    above the configured one (max_weight) comes with its reason."""
+    (materialization,) = research.asset_materializations_for_node("allocation_recommendation")
+    allocation_id = materialization.metadata["allocation_id"].value  # type: ignore[attr-defined]
+    with psycopg.connect(db) as conn:
+        groups, reason = conn.execute(
+            "SELECT duplicate_groups, duplicate_cap_reason FROM optimization_runs"
+        ).fetchone()
+    weights = _weights(db, allocation_id)
+    assert groups, "the demo's SMA strategies are near-duplicates of each other"
+    for group in groups:
+        combined = sum(weights.get(sid, 0.0) for sid in group["strategies"])
+        assert group["weight"] == pytest.approx(combined, abs=1e-9)
+        assert combined <= group["cap"] + 1e-6
+        assert (group["cap"] > 0.5) == (reason is not None)
+    shown = materialization.metadata["near_duplicate_groups"].value  # type: ignore[attr-defined]
+    assert (reason or "|rho| > 0.95") in shown
 
 
 def _custom(

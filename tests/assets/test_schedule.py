@@ -55,4 +55,4 @@ def test_partitions_are_trading_days_only() -> None:
         "2025-01-08",
         "2025-01-10",
     ]
-    assert DAILY.get_first_partition_key() == "2015-01-02"
+    assert DAILY.get_first_partition_key() == "2000-01-03"  # the first NYSE session of 2000

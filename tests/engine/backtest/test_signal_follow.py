@@ -137,7 +137,7 @@ def test_a_signal_strategy_trades_only_the_signals_that_reach_it(
     add_signal_strategy(conn, "rsi-pair", 5, "alice", "mean reversion on two names")
     add_signal_strategy(conn, "idle", 5, "alice")
     save_scanner(conn, Scanner("pair", "manual", symbols=("SYN002", "SYN007")))
-    subscribe(conn, "rsi-pair", "rsi_oversold", 40.0, scanner="pair")
+    subscribe(conn, "rsi-pair", "rsi_oversold", 25.0, scanner="pair")
     conn.commit()
     strategies, skipped = signal_strategies(conn)
     assert skipped == {"idle": "no subscriptions: no signal reaches it"}
@@ -162,7 +162,7 @@ def test_a_signal_strategy_trades_only_the_signals_that_reach_it(
         latest_backtest_run(conn)  # validation and allocation never pick up signal runs
     grid = conn.execute("SELECT param_grid FROM backtest_runs WHERE run_id = %s", (run_id,))
     assert grid.fetchone()[0]["rsi-pair"]["subscriptions"] == [
-        {"signal_type": "rsi_oversold", "min_confidence": 40.0, "scanner": "pair"}
+        {"signal_type": "rsi_oversold", "min_confidence": 25.0, "scanner": "pair"}
     ]
 
 

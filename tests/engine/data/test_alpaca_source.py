@@ -4,9 +4,11 @@ import time
 from collections.abc import Iterator
 from datetime import date
 
+import polars as pl
 import pytest
 
 from engine.data.alpaca_source import AlpacaSource
+from engine.data.sources import BAR_SCHEMA
 from engine.errors import SourceDataError, VendorError
 from tests.vendor_server import FakeVendor, Reply, serve
 
@@ -134,3 +136,44 @@ def test_an_unknown_feed_is_refused(vendor: FakeVendor) -> None:
     with pytest.raises(SourceDataError, match="feed 'nasdaq' is not one of"):
         source(vendor, feed="nasdaq")
     assert vendor.requests == []
+
+
+def test_a_symbol_without_bars_is_recorded_and_the_others_are_returned(
+    vendor: FakeVendor,
+) -> None:
+    d1 = date(2024, 3, 13)
+    vendor.script(BARS, Reply({"bars": {"AAPL": [bar(d1, 170.0)]}}), when={"adjustment": "raw"})
+    script_adjusted(vendor)
+    failures: dict[str, str] = {}
+    bars = source(vendor).daily_bars(d1, d1, failures)
+    assert bars.select("symbol", "ts", "close", "adj_close").rows() == [("AAPL", d1, 170.0, 85.0)]
+    assert failures == {
+        "MSFT": "alpaca returned no daily bars for MSFT between 2024-03-13 and 2024-03-13 "
+        "(unknown symbol, no trading in the range, or not on the iex feed)"
+    }
+
+
+def test_a_malformed_bar_loses_only_its_symbol(vendor: FakeVendor) -> None:
+    d1 = date(2024, 3, 13)
+    broken = {k: v for k, v in bar(d1, 400.0).items() if k != "c"}
+    vendor.script(
+        BARS,
+        Reply({"bars": {"AAPL": [bar(d1, 170.0)], "MSFT": [broken]}}),
+        when={"adjustment": "raw"},
+    )
+    script_adjusted(vendor)
+    failures: dict[str, str] = {}
+    bars = source(vendor).daily_bars(d1, d1, failures)
+    assert bars["symbol"].to_list() == ["AAPL"]
+    assert list(failures) == ["MSFT"] and "alpaca bar for MSFT is malformed" in failures["MSFT"]
+
+
+def test_an_outage_returns_no_bars_and_records_every_symbol(vendor: FakeVendor) -> None:
+    vendor.script(BARS, Reply({"code": 50010000, "message": "internal error"}, status=500))
+    failures: dict[str, str] = {}
+    bars = source(vendor).daily_bars(date(2024, 3, 13), date(2024, 3, 13), failures)
+    assert bars.is_empty() and bars.schema == pl.Schema(BAR_SCHEMA)
+    assert list(failures) == ["AAPL", "MSFT"]
+    for reason in failures.values():
+        assert reason.startswith("alpaca /v2/stocks/bars (raw, 2024-03-13..2024-03-13): HTTP 500")
+        assert "SECRET" not in reason

@@ -5,9 +5,11 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+import polars as pl
 import pytest
 
 from engine.data.polygon_source import PolygonSource
+from engine.data.sources import BAR_SCHEMA
 from engine.errors import SourceDataError, VendorError
 from tests.vendor_server import FakeVendor, Reply, serve
 
@@ -41,10 +43,14 @@ def vendor() -> Iterator[FakeVendor]:
 
 
 def source(vendor: FakeVendor, **kwargs) -> PolygonSource:
-    settings = {"requests_per_minute": 60_000.0, "timeout_seconds": 2.0, "retries": 2, **kwargs}
-    return PolygonSource(
-        api_key="SECRET-KEY", symbols=("AAPL",), base_url=vendor.base_url, **settings
-    )
+    settings = {
+        "symbols": ("AAPL",),
+        "requests_per_minute": 60_000.0,
+        "timeout_seconds": 2.0,
+        "retries": 2,
+        **kwargs,
+    }
+    return PolygonSource(api_key="SECRET-KEY", base_url=vendor.base_url, **settings)
 
 
 def script_adjusted(vendor: FakeVendor, closes: dict[date, float]) -> None:
@@ -190,3 +196,74 @@ def test_minute_bars_are_read_with_utc_timestamps(vendor: FakeVendor) -> None:
     assert minutes.height == 3
     assert minutes["ts"][0] == datetime(2024, 3, 14, 13, 30, tzinfo=ZoneInfo("UTC"))
     assert vendor.requests_to(path)[0].query["adjusted"] == ["true"]
+
+
+@pytest.mark.parametrize("missing", ["split_to", "split_from"])
+def test_a_split_without_its_ratio_names_the_request_and_the_field(
+    vendor: FakeVendor, missing: str
+) -> None:
+    split = {"ticker": "AAPL", "execution_date": "2024-03-14", "split_from": 1, "split_to": 4}
+    del split[missing]
+    vendor.script("/v3/reference/splits", Reply({"status": "OK", "results": [split]}))
+    vendor.script("/v3/reference/dividends", Reply({"status": "OK", "results": []}))
+    with pytest.raises(SourceDataError, match=rf"/v3/reference/splits .*AAPL.*'{missing}'"):
+        source(vendor).corporate_actions(date(2024, 3, 1), date(2024, 3, 31))
+
+
+def test_a_split_from_zero_shares_is_refused(vendor: FakeVendor) -> None:
+    split = {"ticker": "AAPL", "execution_date": "2024-03-14", "split_from": 0, "split_to": 4}
+    vendor.script("/v3/reference/splits", Reply({"status": "OK", "results": [split]}))
+    with pytest.raises(SourceDataError, match=r"/v3/reference/splits .*AAPL.*not a positive"):
+        source(vendor).corporate_actions(date(2024, 3, 1), date(2024, 3, 31))
+
+
+def test_a_dividend_without_its_cash_amount_names_the_request_and_the_field(
+    vendor: FakeVendor,
+) -> None:
+    vendor.script("/v3/reference/splits", Reply({"status": "OK", "results": []}))
+    vendor.script(
+        "/v3/reference/dividends",
+        Reply({"status": "OK", "results": [{"ticker": "AAPL", "ex_dividend_date": "2024-03-13"}]}),
+    )
+    with pytest.raises(SourceDataError, match=r"/v3/reference/dividends .*AAPL.*'cash_amount'"):
+        source(vendor).corporate_actions(date(2024, 3, 1), date(2024, 3, 31))
+
+
+MSFT_PATH = "/v2/aggs/ticker/MSFT/range/1/day/2024-03-13/2024-03-15"
+
+
+@pytest.mark.parametrize(
+    ("msft_reply", "reason"),
+    [
+        (Reply(page([])), "polygon returned no daily bars for MSFT between 2024-03-13"),
+        (Reply({"status": "ERROR"}, status=503), f"polygon {MSFT_PATH}: failed after 1 retries"),
+    ],
+)
+def test_one_symbol_failing_is_recorded_and_the_others_are_returned(
+    vendor: FakeVendor, msft_reply: Reply, reason: str
+) -> None:
+    d1 = date(2024, 3, 13)
+    vendor.script(AAPL_PATH, Reply(page([agg(d1, 170.0)])))
+    vendor.script(MSFT_PATH, msft_reply)
+    failures: dict[str, str] = {}
+    bars = source(vendor, symbols=("AAPL", "MSFT"), retries=1).daily_bars(
+        d1, date(2024, 3, 15), failures
+    )
+    assert bars.select("symbol", "ts", "close").rows() == [("AAPL", d1, 170.0)]
+    assert list(failures) == ["MSFT"] and failures["MSFT"].startswith(reason)
+    with pytest.raises((SourceDataError, VendorError), match="MSFT"):
+        source(vendor, symbols=("AAPL", "MSFT"), retries=1).daily_bars(d1, date(2024, 3, 15))
+
+
+def test_an_outage_of_every_symbol_returns_no_bars_and_records_each(vendor: FakeVendor) -> None:
+    vendor.script(AAPL_PATH, Reply({"status": "ERROR"}, status=503))
+    vendor.script(MSFT_PATH, Reply({"status": "ERROR"}, status=503))
+    failures: dict[str, str] = {}
+    bars = source(vendor, symbols=("AAPL", "MSFT"), retries=0).daily_bars(
+        date(2024, 3, 13), date(2024, 3, 15), failures
+    )
+    assert bars.is_empty() and bars.schema == pl.Schema(BAR_SCHEMA)
+    assert list(failures) == ["AAPL", "MSFT"]
+    for symbol, path in (("AAPL", AAPL_PATH), ("MSFT", MSFT_PATH)):
+        assert failures[symbol].startswith(f"polygon {path}: failed after 0 retries")
+    assert all("SECRET-KEY" not in reason for reason in failures.values())

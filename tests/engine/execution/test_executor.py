@@ -5,9 +5,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import psycopg
 import pytest
 
@@ -15,7 +17,10 @@ from engine.approvals.workflow import approve
 from engine.brokers.base import Broker, BrokerError, BrokerOrder, OrderRequest, Side
 from engine.brokers.routing import AccountSettings, BrokerRouter
 from engine.brokers.simulated import SimulatedBroker
+from engine.data.load import load_daily_bars
+from engine.data.sources import LocalFileSource
 from engine.data.store import latest_prices
+from engine.data.synthetic import SyntheticSource
 from engine.errors import ExecutionRefusedError
 from engine.execution.executor import execute_allocation
 from engine.execution.planning import client_order_id, latest_session_returns
@@ -460,3 +465,28 @@ def test_a_sell_of_more_than_is_held_adds_exposure_and_a_halted_holding_is_an_un
     )
     returns = latest_session_returns({"s": 1.0}, {"s": {"fast": 2, "slow": 3}}, close)
     assert math.isnan(returns["s"])  # HALTED was held and has no latest close
+
+
+def test_no_plan_on_the_prices_of_a_load_that_failed_or_is_incomplete(
+    db: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    synthetic = SyntheticSource(n_symbols=8, seed=7).daily_bars(date(2023, 1, 2), date(2024, 6, 27))
+    history = tmp_path / "history.csv"
+    synthetic.drop("source", "origin").rename({"ts": "date"}).write_csv(history)
+    assert load_daily_bars(
+        conn, LocalFileSource(str(history)), date(2023, 1, 2), date(2024, 6, 27)
+    ).passed
+    last = synthetic.filter(pl.col("ts") == synthetic["ts"].max()).head(3)  # 3 of 8 symbols
+    three = tmp_path / "three.csv"
+    last.with_columns(pl.lit(date(2024, 6, 28)).alias("ts")).drop("source", "origin").rename(
+        {"ts": "date"}
+    ).write_csv(three)
+    assert not load_daily_bars(
+        conn, LocalFileSource(str(three)), date(2024, 6, 28), date(2024, 6, 28)
+    ).passed
+    pending_allocation(conn, "a1", WEIGHTS)
+    approve(conn, "a1", by="alice")
+    conn.commit()
+    with pytest.raises(ExecutionRefusedError, match="5 of 8 symbols missing or held back"):
+        execute_allocation(db, "a1", route(_broker(db, conn)), LIMITS)
+    assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 0

@@ -12,9 +12,8 @@ import pytest
 
 from engine.approvals.reoptimization import refresh_correlations
 from engine.approvals.workflow import approve, get_allocation
-from engine.data.quality import check_bars
+from engine.data.load import load_daily_bars
 from engine.data.sources import LocalFileSource, MarketDataSource
-from engine.data.store import write_bars
 from engine.data.synthetic import SyntheticSource
 from engine.portfolio.correlation import (
     from_pairs,
@@ -95,7 +94,7 @@ def test_sector_returns_are_the_equal_weight_mean_of_members_with_a_return() -> 
 
 
 def _store(conn: psycopg.Connection, source: MarketDataSource, start: date, end: date) -> None:
-    write_bars(conn, check_bars(source.daily_bars(start, end)), start, end, source.sectors())
+    assert load_daily_bars(conn, source, start, end).passed
     conn.commit()
 
 

@@ -1,0 +1,117 @@
+"""Allocations from the command line: list, show, custom, expire, approve, reject."""
+
+from __future__ import annotations
+
+import argparse
+
+import psycopg
+
+from engine.approvals.custom import read_weights
+from engine.approvals.workflow import (
+    Allocation,
+    active_allocation,
+    approve,
+    create_custom,
+    expire_due,
+    get_allocation,
+    list_allocations,
+    reject,
+    weight_diff,
+)
+from engine.portfolio.constraints import AllocationConstraints
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    listing = sub.add_parser("list", help="recent allocations, newest first")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.set_defaults(run=lambda conn, args: _list(conn, args.limit))
+    show = sub.add_parser("show", help="one allocation, its weights against the ACTIVE one")
+    show.add_argument("allocation_id")
+    show.set_defaults(run=lambda conn, args: _show(conn, args.allocation_id))
+    custom = sub.add_parser("custom", help="enter your own weights (CSV or JSON) as ACTIVE")
+    custom.add_argument("path", help='strategy_id,weight CSV or {"weights": {...}} JSON')
+    custom.add_argument("--by", required=True, help="your name, stored as the author")
+    custom.add_argument("--reason", required=True)
+    defaults = AllocationConstraints()
+    custom.add_argument("--max-weight", type=float, default=defaults.max_weight)
+    custom.add_argument("--max-gross", type=float, default=defaults.max_gross)
+    custom.set_defaults(run=_custom)
+    expire = sub.add_parser(
+        "expire", help="move PENDING_APPROVAL allocations past their expiry to EXPIRED"
+    )
+    expire.set_defaults(run=_expire)
+    approve_cmd = sub.add_parser("approve", help="approve a PENDING_APPROVAL allocation")
+    approve_cmd.add_argument("allocation_id")
+    approve_cmd.add_argument("--by", required=True, help="your name, stored with the decision")
+    approve_cmd.add_argument("--reason", default=None)
+    approve_cmd.set_defaults(run=_approve)
+    reject_cmd = sub.add_parser("reject", help="reject a PENDING_APPROVAL allocation")
+    reject_cmd.add_argument("allocation_id")
+    reject_cmd.add_argument("--by", required=True, help="your name, stored with the decision")
+    reject_cmd.add_argument("--reason", required=True)
+    reject_cmd.set_defaults(run=_reject)
+
+
+def _describe(allocation: Allocation) -> str:
+    lines = [
+        f"{allocation.allocation_id}  {allocation.status}  {allocation.method}  "
+        f"created {allocation.created_at:%Y-%m-%d %H:%M} by {allocation.created_by}",
+    ]
+    if allocation.status == "PENDING_APPROVAL" and allocation.expires_at:
+        lines.append(f"  expires {allocation.expires_at:%Y-%m-%d %H:%M %Z}")
+    if allocation.reoptimize_reason:
+        lines.append(f"  marked for re-optimization: {allocation.reoptimize_reason}")
+    if allocation.sharpe is not None:
+        lines.append(
+            f"  expected return {allocation.expected_return:.2%}  volatility "
+            f"{allocation.volatility:.2%}  Sharpe {allocation.sharpe:.2f}"
+        )
+    lines += [f"  {sid:<24} {w:>7.2%}" for sid, w in allocation.weights.items() if w > 0]
+    return "\n".join(lines)
+
+
+def _list(conn: psycopg.Connection, limit: int) -> None:
+    for allocation in list_allocations(conn, limit):
+        print(_describe(allocation))
+
+
+def _show(conn: psycopg.Connection, allocation_id: str) -> None:
+    """The allocation, and its weights against the ACTIVE allocation's."""
+    allocation = get_allocation(conn, allocation_id)
+    active = active_allocation(conn)
+    print(_describe(allocation))
+    if active is None or active.allocation_id == allocation.allocation_id:
+        print("  (no other ACTIVE allocation to compare with)")
+        return
+    print(f"  against ACTIVE {active.allocation_id}:")
+    print(f"  {'strategy':<24} {'ACTIVE':>8} {'this':>8} {'change':>8}")
+    for sid, before, after, change in weight_diff(allocation, active):
+        print(f"  {sid:<24} {before:>8.2%} {after:>8.2%} {change:>+8.2%}")
+
+
+def _custom(conn: psycopg.Connection, args: argparse.Namespace) -> None:
+    constraints = AllocationConstraints(max_weight=args.max_weight, max_gross=args.max_gross)
+    t = create_custom(conn, read_weights(args.path), args.by, args.reason, constraints)
+    print(f"{t.allocation_id}: custom allocation by {t.actor} is ACTIVE")
+    if t.archived:
+        print(f"{t.archived}: ACTIVE -> ARCHIVED")
+
+
+def _expire(conn: psycopg.Connection, args: argparse.Namespace) -> None:
+    expired = expire_due(conn)
+    for t in expired:
+        print(f"{t.allocation_id}: PENDING_APPROVAL -> EXPIRED ({t.reason})")
+    if not expired:
+        print("nothing to expire")
+
+
+def _approve(conn: psycopg.Connection, args: argparse.Namespace) -> None:
+    t = approve(conn, args.allocation_id, args.by, args.reason)
+    print(f"{t.allocation_id}: {t.from_status} -> {t.to_status} by {t.actor}")
+    if t.archived:
+        print(f"{t.archived}: ACTIVE -> ARCHIVED")
+
+
+def _reject(conn: psycopg.Connection, args: argparse.Namespace) -> None:
+    t = reject(conn, args.allocation_id, args.by, args.reason)
+    print(f"{t.allocation_id}: {t.from_status} -> {t.to_status} by {t.actor}")

@@ -1,0 +1,102 @@
+"""Orders and positions from the command line: what was sent, our book, and a person adopting
+a broker account's positions as ours."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import psycopg
+
+from engine.brokers.routing import (
+    ALLOW_LIVE_ENV,
+    AccountSettings,
+    AlpacaKeys,
+    BrokerRouter,
+    account_names,
+    key_variables,
+    live_allowed,
+)
+from engine.brokers.simulated import SimulatedBroker
+from engine.data.store import latest_prices
+from engine.execution.reconcile import adopt_positions
+from engine.execution.store import book_table, order_table
+from engine.execution.venues import Venue, locked
+from engine.storage.connection import resolve_database_url
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    orders_cmd = sub.add_parser("orders", help="orders sent or planned, newest first")
+    orders_cmd.add_argument("--allocation", default=None, help="only this allocation's")
+    orders_cmd.add_argument("--limit", type=int, default=50)
+    orders_cmd.set_defaults(run=_orders)
+    positions_cmd = sub.add_parser("positions", help="our book, or adopt the broker's")
+    positions_cmd.set_defaults(run=_positions)
+    positions_sub = positions_cmd.add_subparsers(dest="positions_command")
+    positions_sub.add_parser("show", help="our positions by broker, account and strategy")
+    adopt = positions_sub.add_parser(
+        "adopt", help="take a broker account's positions as ours (an audited adjustment)"
+    )
+    adopt.add_argument("--mode", choices=("SIMULATION", "PAPER", "LIVE"), required=True)
+    adopt.add_argument("--account", default="default")
+    adopt.add_argument("--by", required=True, help="your name, stored with the adjustment")
+    adopt.add_argument("--reason", required=True)
+
+
+def _router(conn: psycopg.Connection) -> BrokerRouter:
+    """The brokers of the accounts configured in the environment (simulated ones with the
+    default settings, priced at the latest stored closes)."""
+    prices = {symbol: close for symbol, (_, close) in latest_prices(conn).items()}
+    url = resolve_database_url()
+
+    def keys(account: str, mode: str) -> AlpacaKeys:
+        api_key, secret_key = key_variables(account, mode)
+        return AlpacaKeys(os.environ.get(api_key), os.environ.get(secret_key))
+
+    return BrokerRouter(
+        accounts={
+            name: AccountSettings(keys(name, "PAPER"), keys(name, "LIVE"))
+            for name in account_names(os.environ)
+        },
+        simulated=lambda account: SimulatedBroker(url, prices.get, account_name=account),
+        allow_live=live_allowed(os.environ.get(ALLOW_LIVE_ENV)),
+    )
+
+
+def _orders(conn: psycopg.Connection, args: argparse.Namespace) -> None:
+    rows = order_table(conn, args.allocation, args.limit)
+    print(
+        f"{'created':<16} {'symbol':<8} {'side':<4} {'qty':>8} {'filled':>8} {'avg price':>10} "
+        f"{'status':<16} {'strategy':<22} broker/account"
+    )
+    for o in rows:
+        average = "-" if o["average"] is None else f"{o['average']:.4f}"
+        print(
+            f"{o['created_at']:%Y-%m-%d %H:%M} {o['symbol']:<8} {o['side']:<4} {o['qty']:>8} "
+            f"{o['filled'] or 0:>8} {average:>10} {o['status']:<16} "
+            f"{o['strategy_id'] or '-':<22} {o['broker']}/{o['account']}"
+            + (f"  ({o['why']})" if o["why"] else "")
+        )
+    if not rows:
+        print("no orders")
+
+
+def _positions(conn: psycopg.Connection, args: argparse.Namespace) -> None:
+    if args.positions_command == "adopt":
+        venue = Venue(args.mode, args.account)
+        router = _router(conn)
+        router.check("(adopting positions)", venue.mode, venue.account)
+        with locked(conn, [venue], wait=60.0):  # no execution on the account meanwhile
+            adjusted = adopt_positions(
+                conn, venue, router.broker(venue.mode, venue.account), args.by, args.reason
+            )
+        for symbol, ours, theirs in adjusted:
+            print(f"{venue}: {symbol} ours {ours} -> the broker's {theirs}")
+        if not adjusted:
+            print(f"{venue}: our book already equals the broker's positions")
+        return
+    rows = book_table(conn)
+    for broker, account, strategy, symbol, qty in rows:
+        print(f"{broker}/{account:<12} {strategy or '(adjustment)':<24} {symbol:<8} {qty:>10}")
+    if not rows:
+        print("no positions")

@@ -22,10 +22,10 @@ def backtests(
 ) -> dg.MaterializeResult:
     """Backtest every (fast, slow) SMA pair on every symbol; store metrics and daily returns."""
     with database.connect() as conn:
-        panel = load_research_prices(conn)
+        panel = load_research_prices(conn, *settings.research())
         result = sma_cross_sweep(panel, settings.sweep(), progress=context.log.info)
         run_id = record_backtest(
-            conn, result, panel.start, panel.end, len(panel.symbols), context.run_id
+            conn, result, panel.start, panel.end, len(panel.symbols), context.run_id, panel.symbols
         )
         table = result.metrics.sort_values("sharpe", ascending=False)
         best = str(table.index[0])

@@ -26,11 +26,13 @@ def signal_backtests(
                     "skipped": dg.MetadataValue.json(skipped),
                 }
             )
-        panel = load_research_prices(conn)
-        costs = SignalCosts(fees=settings.fees, slippage=settings.slippage)
+        panel = load_research_prices(conn, *settings.research())
+        costs = SignalCosts(
+            fees=settings.fees, slippage=settings.slippage, init_cash=settings.initial_cash
+        )
         result = signal_follow_backtest(panel, strategies, costs, progress=context.log.info)
         run_id = record_backtest(
-            conn, result, panel.start, panel.end, len(panel.symbols), context.run_id
+            conn, result, panel.start, panel.end, len(panel.symbols), context.run_id, panel.symbols
         )
     reached = {s.strategy_id: s.signals.height for s in strategies}
     table = result.metrics[["total_return", "sharpe", "max_drawdown", "trades", "win_rate"]]

@@ -32,7 +32,7 @@ from dagster._core.storage.tags import (  # noqa: E402 - after the filters above
 from assets.market_data import partition_key_range  # noqa: E402
 from engine.approvals.store import last_activation_event_id, latest_pending_id  # noqa: E402
 from engine.approvals.workflow import approve, list_allocations  # noqa: E402
-from engine.backtest.store import latest_backtest_run  # noqa: E402
+from engine.backtest.store import latest_backtest_run, run_benchmarks  # noqa: E402
 from engine.data.sources import LocalFileSource  # noqa: E402
 from engine.data.store import stored_counts  # noqa: E402
 from engine.execution.store import order_counts  # noqa: E402
@@ -174,6 +174,11 @@ def _summary(conn) -> None:
     print(f"  quarantined rows   {quarantined}")
     print(f"  signals            {signal_count(conn)}")
     run_id, _, _ = latest_backtest_run(conn)
+    for name, total_return, annual, volatility, sharpe, drawdown in run_benchmarks(conn, run_id):
+        print(
+            f"  {name.replace('_', '-'):<18} {total_return:+.1%} ({annual:+.1%} a year), "
+            f"volatility {volatility:.1%}, Sharpe {sharpe:.2f}, max drawdown {drawdown:.1%}"
+        )
     passed, total = verdict_counts(conn, run_id)
     print(f"  strategies passed  {passed} of {total}")
     matrices = latest_correlation_matrices(conn)

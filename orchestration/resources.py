@@ -10,6 +10,7 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from typing import Literal
 
 import dagster as dg
@@ -180,6 +181,11 @@ class BrokerConfig(dg.ConfigurableResource):
 class Settings(dg.ConfigurableResource):
     """Thresholds and limits; defaults are documented in the README."""
 
+    # research: the universe and range it runs on (every stored symbol and day by default)
+    research_start: str | None = None  # YYYY-MM-DD
+    research_end: str | None = None
+    research_symbols: list[str] = []
+    initial_cash: float = 100_000.0  # a backtest's starting capital
     fast_windows: list[int] = [10, 20, 50]
     slow_windows: list[int] = [100, 150, 200]
     fees: float = 0.0005
@@ -205,6 +211,8 @@ class Settings(dg.ConfigurableResource):
     min_weight: float = 0.001
     l2_gamma: float = 0.0
     target_volatility: float = 0.15
+    duplicate_threshold: float = 0.95  # |rho| above it: near-duplicate strategies
+    max_duplicate_group_weight: float | None = None  # a group's combined cap; None: max_weight
     pending_expiry_hours: float = 24.0
     correlation_windows: list[int] = [63, 252]
     regime_shift_threshold: float = 0.10
@@ -219,8 +227,15 @@ class Settings(dg.ConfigurableResource):
     stale_days: int = 5
     max_missing_share: float = 0.10
 
+    def research(self) -> tuple[date | None, date | None, list[str] | None]:
+        def day(text: str | None) -> date | None:
+            return date.fromisoformat(text) if text else None
+
+        return day(self.research_start), day(self.research_end), self.research_symbols or None
+
     def sweep(self) -> SweepParams:
         return SweepParams(
+            init_cash=self.initial_cash,
             fast_windows=tuple(self.fast_windows),
             slow_windows=tuple(self.slow_windows),
             fees=self.fees,
@@ -251,6 +266,8 @@ class Settings(dg.ConfigurableResource):
             min_weight=self.min_weight,
             l2_gamma=self.l2_gamma,
             target_volatility=self.target_volatility,
+            duplicate_threshold=self.duplicate_threshold,
+            max_duplicate_group_weight=self.max_duplicate_group_weight,
         )
 
     def bars_gate(self) -> GateSettings:

@@ -54,3 +54,6 @@ CREATE TABLE quarantine_decisions (
 );
 CREATE TRIGGER quarantine_decisions_append_only BEFORE UPDATE OR DELETE ON quarantine_decisions
     FOR EACH ROW EXECUTE FUNCTION reject_change();
+
+-- Every backtest run records the universe it ran on (its data range was recorded already).
+ALTER TABLE backtest_runs ADD COLUMN universe text[];

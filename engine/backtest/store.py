@@ -29,6 +29,7 @@ def record_backtest(
     data_end: date,
     n_symbols: int,
     orchestrator_run_id: str | None,
+    universe: list[str] | None = None,
 ) -> uuid.UUID:
     """Store a sweep: its run, metrics, daily returns and equity curves, traceable to inputs."""
     from engine.backtest.sma_sweep import code_version
@@ -38,8 +39,8 @@ def record_backtest(
         register_strategies(conn, result.family, result.strategy_params)
         conn.execute(
             """INSERT INTO backtest_runs (run_id, family, param_grid, settings, data_start,
-                   data_end, n_symbols, code_version, orchestrator_run_id)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                   data_end, n_symbols, code_version, orchestrator_run_id, universe)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             (
                 run_id,
                 result.family,
@@ -50,6 +51,7 @@ def record_backtest(
                 n_symbols,
                 code_version(),
                 orchestrator_run_id,
+                universe,
             ),
         )
         for table, frame, name in (
@@ -261,3 +263,12 @@ def _trade(
         pnl,
         status,
     )
+
+
+def run_benchmarks(conn: psycopg.Connection, run_id: uuid.UUID) -> list[tuple]:
+    """(benchmark, total return, annualized return, volatility, Sharpe, max drawdown) of a run."""
+    return conn.execute(
+        """SELECT benchmark, total_return, annualized_return, volatility, sharpe, max_drawdown
+           FROM backtest_benchmarks WHERE run_id = %s ORDER BY benchmark""",
+        (run_id,),
+    ).fetchall()

@@ -1,5 +1,5 @@
-"""Strategies from the command line: their configuration, scanners, signal subscriptions and
-the signals that reach a strategy."""
+"""Strategies from the command line: their configuration, scanners, signal subscriptions, the
+signals that reach a strategy, and a strategy's backtest trades."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from datetime import date
 
 import psycopg
 
+from engine.backtest.store import strategy_trades
 from engine.brokers.routing import ALLOW_LIVE_ENV, live_allowed
 from engine.data.store import instrument_sectors, load_recent_bars
 from engine.signals.scanners import Scanner, resolve
@@ -84,6 +85,12 @@ def add(sub: argparse._SubParsersAction) -> None:
     signals_cmd.add_argument("strategy_id")
     signals_cmd.add_argument("--since", type=date.fromisoformat, default=None)
     signals_cmd.set_defaults(run=_signals)
+    backtest = sub.add_parser("backtest", help="backtest results")
+    backtest_sub = backtest.add_subparsers(dest="backtest_command", required=True)
+    trades = backtest_sub.add_parser("trades", help="a strategy's trades in its latest backtest")
+    trades.add_argument("strategy_id")
+    trades.add_argument("--limit", type=int, default=None, help="the newest N only")
+    trades.set_defaults(run=_trades)
 
 
 def _describe_strategy(config: StrategyConfig) -> str:
@@ -183,6 +190,25 @@ def _subscribe(conn: psycopg.Connection, args: argparse.Namespace) -> None:
         f"{args.strategy_id} <- {args.signal_type} (confidence >= {args.min_confidence:g}"
         + (f", scanner {args.scanner})" if args.scanner else ")")
     )
+
+
+def _trades(conn: psycopg.Connection, args: argparse.Namespace) -> None:
+    t = strategy_trades(conn, args.strategy_id, limit=args.limit)
+    print(
+        f"{t.strategy_id}: {len(t.trades)} of {t.total} trades, backtest run {t.run_id} "
+        f"({t.data_start} .. {t.data_end})"
+    )
+    print(
+        f"{'symbol':<8} {'side':<5} {'entry':<10} {'price':>10} {'exit':<10} {'price':>10} "
+        f"{'shares':>10} {'return':>8} {'P&L':>10}"
+    )
+    for trade in t.trades:
+        exit_price = "-" if trade.exit_price is None else f"{trade.exit_price:.2f}"
+        print(
+            f"{trade.symbol:<8} {trade.direction:<5} {trade.entry_day!s:<10} "
+            f"{trade.entry_price:>10.2f} {str(trade.exit_day or 'open'):<10} {exit_price:>10} "
+            f"{trade.size:>10.2f} {trade.ret:>8.2%} {trade.pnl:>10.2f}"
+        )
 
 
 def _signals(conn: psycopg.Connection, args: argparse.Namespace) -> None:

@@ -71,6 +71,7 @@ def explicit_actions(actions: pl.DataFrame, closes: pl.DataFrame) -> pl.DataFram
         by="symbol",
         strategy="backward",
         allow_exact_matches=False,
+        check_sortedness=False,  # sorted by day; the groups are the symbols
     )
     split = pl.col("kind") == "split"
     return before.select(
@@ -111,6 +112,7 @@ def adjust(bars: pl.DataFrame, actions: pl.DataFrame) -> pl.DataFrame:
             by="symbol",
             strategy="forward",
             allow_exact_matches=False,
+            check_sortedness=False,  # sorted by day; the groups are the symbols
         )
     )
     return (

@@ -289,15 +289,21 @@ def require_clean_bars(conn: psycopg.Connection) -> None:
 
 
 def load_bars(
-    conn: psycopg.Connection, start: date | None = None, end: date | None = None
+    conn: psycopg.Connection,
+    start: date | None = None,
+    end: date | None = None,
+    symbols: list[str] | None = None,
 ) -> pl.DataFrame:
-    """Stored bars (all symbols) with ``start <= ts <= end``, ordered by symbol and day."""
+    """Stored bars with ``start <= ts <= end`` (of ``symbols``, or all), ordered by symbol and
+    day; volume adjusted for later splits (prices are adjusted through adj_close)."""
     rows = conn.execute(
-        """SELECT symbol, ts, open, high, low, close, adj_close, volume, source
+        """SELECT symbol, ts, open, high, low, close, adj_close,
+                  round(volume * volume_factor)::bigint, source
            FROM bars_daily
            WHERE ts >= coalesce(%s, '-infinity'::date) AND ts <= coalesce(%s, 'infinity'::date)
+             AND (%s::text[] IS NULL OR symbol = ANY(%s))
            ORDER BY symbol, ts""",
-        (start, end),
+        (start, end, symbols, symbols),
     ).fetchall()
     schema = {c: BAR_SCHEMA[c] for c in BAR_COLUMNS}
     return pl.DataFrame(rows, schema=schema, orient="row")

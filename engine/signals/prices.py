@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 import pandas as pd
 import polars as pl
@@ -58,10 +59,20 @@ def price_panel(bars: pl.DataFrame) -> PricePanel:
     )
 
 
-def load_research_prices(conn: psycopg.Connection) -> PricePanel:
-    """The adjusted price panel of every stored bar; refused while the latest load failed."""
+def load_research_prices(
+    conn: psycopg.Connection,
+    start: date | None = None,
+    end: date | None = None,
+    symbols: list[str] | None = None,
+) -> PricePanel:
+    """The adjusted price panel research runs on: the stored bars of ``symbols`` from ``start``
+    to ``end`` (every stored symbol and day by default); refused while the latest load failed."""
     require_clean_bars(conn)
-    bars = load_bars(conn)
+    bars = load_bars(conn, start, end, symbols or None)
     if bars.is_empty():
-        raise InsufficientDataError("no bars stored; materialize bars_daily first")
+        where = f" of {', '.join(symbols)}" if symbols else ""
+        raise InsufficientDataError(
+            f"no bars stored{where} between {start or 'the first day'} and "
+            f"{end or 'the last'}; materialize bars_daily first"
+        )
     return price_panel(bars)

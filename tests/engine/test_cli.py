@@ -5,12 +5,18 @@ import psycopg
 import pytest
 
 from engine.approvals.workflow import approve
+from engine.backtest.sma_sweep import SweepParams, sma_cross_sweep
+from engine.backtest.store import record_backtest
 from engine.brokers.routing import AccountSettings, BrokerRouter
 from engine.brokers.simulated import SimulatedBroker
 from engine.cli import main
-from engine.data.store import latest_prices
+from engine.data.load import load_daily_bars
+from engine.data.sources import LocalFileSource
+from engine.data.store import latest_prices, load_bars
 from engine.execution.executor import execute_allocation
 from engine.risk.limits import RiskLimits
+from engine.signals.prices import price_panel
+from tests.conftest import write_bars_csv
 from tests.helpers import pending_allocation, store_synthetic_bars
 
 
@@ -192,3 +198,63 @@ def test_orders_positions_and_the_live_warning_from_the_command_line(
     captured = capsys.readouterr()
     assert "account default -> growth" in captured.out
     assert "live trading is not enabled (TRADEFLOW_ALLOW_LIVE=yes is not set)" in captured.err
+
+
+def test_quarantine_release_replace_and_reset_from_the_command_line(
+    cli_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    days = ["2024-03-04", "2024-03-05", "2024-03-06", "2024-03-07"]
+    rows = [
+        ("COL", d, p, p + 0.5, p - 0.5, p, p, 10)
+        for d, p in zip(days, (62.0, 18.9, 61.0, 60.0), strict=True)
+    ]
+    rows.append(("ZED", days[0], 0.0, 1.0, 0.0, 1.0, 1.0, 5))  # a zero price: replace it
+    path = write_bars_csv(tmp_path / "col.csv", rows)
+    with psycopg.connect(cli_env) as conn:
+        assert load_daily_bars(
+            conn, LocalFileSource(str(path)), date(2024, 3, 4), date(2024, 3, 7)
+        ).passed
+    assert main(["quarantine", "list", "--symbol", "COL"]) == 0
+    listed = capsys.readouterr().out.split()
+    spike_id = listed[0]
+    assert listed[1:4] == ["COL", "2024-03-05", "spike"]
+    args = ["--by", "ann", "--reason", "a block trade, checked with the exchange"]
+    assert main(["quarantine", "release", spike_id, *args]) == 0
+    assert f"{spike_id}: COL 2024-03-05 released by ann" in capsys.readouterr().out
+    with psycopg.connect(cli_env) as conn:
+        stored = conn.execute("SELECT close FROM bars_daily WHERE symbol = 'COL' ORDER BY ts")
+        assert [r[0] for r in stored] == [62.0, 18.9, 61.0, 60.0]
+        zed = conn.execute("SELECT quarantine_id FROM quarantine_bars WHERE symbol = 'ZED'")
+        zed_id = str(zed.fetchone()[0])
+    assert main(["quarantine", "release", zed_id, *args]) == 1
+    assert "its prices are not all > 0" in capsys.readouterr().err
+    values = ["--open", "1", "--high", "1.1", "--low", "0.9", "--close", "1.05", "--volume", "5"]
+    assert main(["quarantine", "replace", zed_id, *values, *args]) == 0
+    assert main(["quarantine", "list"]) == 0
+    assert "[replaced by ann]" in capsys.readouterr().out
+    with psycopg.connect(cli_env) as conn:
+        decisions = conn.execute("SELECT decision, actor FROM quarantine_decisions ORDER BY 1")
+        assert decisions.fetchall() == [("released", "ann"), ("replaced", "ann")]
+
+    assert main(["reset"]) == 1
+    assert "run it again with --yes" in capsys.readouterr().err
+    assert main(["reset", "--yes"]) == 0
+    with psycopg.connect(cli_env) as conn:
+        assert conn.execute("SELECT count(*) FROM bars_daily").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM dataset").fetchone()[0] == 0
+
+
+def test_backtest_trades_from_the_command_line(
+    cli_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with psycopg.connect(cli_env) as conn:
+        store_synthetic_bars(conn, date(2023, 1, 1), date(2024, 6, 28), n_symbols=4)
+        panel = price_panel(load_bars(conn))
+        params = SweepParams(fast_windows=(10,), slow_windows=(50,))
+        record_backtest(conn, sma_cross_sweep(panel, params), panel.start, panel.end, 4, None)
+    assert main(["backtest", "trades", "sma_cross_10_50", "--limit", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("sma_cross_10_50: 3 of ") and "(2023-01-03 .. 2024-06-28)" in out[0]
+    assert len(out) == 2 + 3 and all(line.split()[0].startswith("SYN") for line in out[2:])
+    assert main(["backtest", "trades", "sma_cross_1_2"]) == 1
+    assert "sma_cross_1_2" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from assets.scans import signals
 from assets.signal_backtests import signal_backtests
 from assets.validations import validations
 from engine.brokers.routing import account_names
-from engine.storage.connection import DATABASE_URL_ENV
+from engine.storage.connection import DATABASE_URL_ENV, OWNER_DATABASE_URL_ENV
 from orchestration.jobs import (
     approve_allocation,
     custom_allocation,
@@ -31,9 +31,7 @@ from orchestration.sensors import approvals_sensor, reoptimization_sensor
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     """Embedded database, synthetic data and the simulated broker unless configured otherwise."""
-    database = (
-        Database(url=dg.EnvVar(DATABASE_URL_ENV)) if DATABASE_URL_ENV in os.environ else Database()
-    )
+    database = Database(url=_env(DATABASE_URL_ENV), owner_url=_env(OWNER_DATABASE_URL_ENV))
     # Keys go in only through EnvVar (never their values), and only when they are set.
     market_data = MarketData(
         polygon_api_key=_env("POLYGON_API_KEY"),

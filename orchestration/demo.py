@@ -38,7 +38,12 @@ from engine.data.store import stored_counts  # noqa: E402
 from engine.execution.store import order_counts  # noqa: E402
 from engine.portfolio.store import latest_correlation_matrices, latest_optimization  # noqa: E402
 from engine.signals.store import signal_count  # noqa: E402
-from engine.storage.connection import DATABASE_URL_ENV  # noqa: E402
+from engine.storage.connection import (  # noqa: E402
+    DATABASE_URL_ENV,
+    OWNER_DATABASE_URL_ENV,
+    describe,
+)
+from engine.storage.migrations import recorded_backend  # noqa: E402
 from engine.validation.store import failed_verdicts, verdict_counts  # noqa: E402
 from orchestration.definitions import build_definitions, default_resources  # noqa: E402
 from orchestration.resources import Database, MarketData  # noqa: E402
@@ -90,8 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--sectors goes with --data")
     defs = build_definitions(resources)
     # The demo's own connection; the jobs read TRADEFLOW_DATABASE_URL through dg.EnvVar.
-    database = Database(url=os.environ.get(DATABASE_URL_ENV) or None)
-    where = "TRADEFLOW_DATABASE_URL" if os.environ.get(DATABASE_URL_ENV) else "embedded database"
+    database = Database(
+        url=os.environ.get(DATABASE_URL_ENV), owner_url=os.environ.get(OWNER_DATABASE_URL_ENV)
+    )
+    with database.connect() as conn:
+        backend = recorded_backend(conn)
+    url = describe(database.database_url())
+    where = f"{url}, {backend}" if os.environ.get(DATABASE_URL_ENV) else f"embedded {backend}"
 
     instance = dg.DagsterInstance.get()
     keys = partition_key_range(start, end)

@@ -1,7 +1,8 @@
 """Resources: configuration only. Connections, sources and broker clients are objects they make.
 
 - ``Database``: PostgreSQL/TimescaleDB at ``url`` (from ``EnvVar("TRADEFLOW_DATABASE_URL")`` when
-  set), else the embedded server. Pending migrations are applied once per process.
+  set; migrations as ``owner_url``), else the embedded server. Pending migrations are applied
+  once per process.
 - ``MarketData``: the bar source (``synthetic``, the offline default, or ``files``).
 - ``BrokerConfig``: where orders go: each strategy's trading mode and named account pick the
   simulated broker, Alpaca paper or Alpaca live (keys per account through ``EnvVar``).
@@ -36,7 +37,7 @@ from engine.errors import ConfigurationError
 from engine.execution.executor import ExecutionSettings
 from engine.portfolio.constraints import AllocationConstraints
 from engine.risk.limits import RiskLimits
-from engine.storage.connection import resolve_database_url
+from engine.storage.connection import resolve_urls
 from engine.storage.migrations import migrate
 from engine.validation.gate import GateThresholds
 
@@ -44,17 +45,20 @@ _migrated: set[str] = set()
 
 
 class Database(dg.ConfigurableResource):
-    """PostgreSQL (TimescaleDB when available); unset url: TRADEFLOW_DATABASE_URL or embedded."""
+    """PostgreSQL (TimescaleDB when available). ``url`` is the application's connection and
+    ``owner_url`` the owner's, for migrations (both from ``EnvVar``: TRADEFLOW_DATABASE_URL and
+    TRADEFLOW_OWNER_DATABASE_URL); unset: the embedded server with both roles."""
 
     url: str | None = None
+    owner_url: str | None = None
 
     def database_url(self) -> str:
-        url = resolve_database_url(self.url)
-        if url not in _migrated:
-            with psycopg.connect(url) as conn:
+        urls = resolve_urls(self.url, self.owner_url)
+        if urls.owner not in _migrated:
+            with psycopg.connect(urls.owner) as conn:
                 migrate(conn)
-            _migrated.add(url)
-        return url
+            _migrated.add(urls.owner)
+        return urls.app
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection]:

@@ -43,7 +43,7 @@ from engine.data.store import latest_prices
 from engine.execution.executor import ExecutionSettings, execute_allocation
 from engine.execution.store import FINAL_STATUSES
 from engine.risk.limits import RiskLimits
-from engine.storage.connection import embedded_server_url, ensure_database
+from engine.storage.connection import embedded_server_url, provision
 from engine.storage.migrations import migrate
 from engine.strategies.config import update_strategy
 from tests.fake_alpaca import FakeAlpaca, Fault, serve_alpaca
@@ -176,11 +176,13 @@ def run_trials(
 ) -> Tally:
     server = server_url or os.environ.get("TRADEFLOW_TEST_SERVER_URL") or embedded_server_url()
     name = f"tradeflow_crash_{uuid.uuid4().hex[:8]}"
-    database_url = ensure_database(server, name)
+    urls = provision(server, name)
+    database_url = urls.app
     tally = Tally()
     try:
+        with psycopg.connect(urls.owner) as owner:
+            migrate(owner)
         with psycopg.connect(database_url) as conn:
-            migrate(conn)
             store_synthetic_bars(conn, date(2023, 1, 1), date(2024, 6, 28), n_symbols=8)
             pending_allocation(conn, "seed", dict.fromkeys(STRATEGIES, 0.25))
             for sid in STRATEGIES:

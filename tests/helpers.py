@@ -1,16 +1,17 @@
 """Builders of realistic stored state for tests (through the engine's own write paths)."""
 
-import json
-from datetime import date
+from datetime import date, datetime
 
 import psycopg
 
+from engine.approvals.store import insert_allocation
 from engine.data.load import load_daily_bars
 from engine.data.store import load_bars
 from engine.data.synthetic import SyntheticSource
 from engine.signals.prices import price_panel
 from engine.signals.scans import scan_universe
 from engine.signals.store import write_signals
+from engine.strategies.store import register_strategies
 
 
 def store_synthetic_bars(
@@ -33,31 +34,29 @@ def store_bars_and_signals(conn: psycopg.Connection) -> SyntheticSource:
 
 
 def pending_allocation(
-    conn: psycopg.Connection, allocation_id: str, weights: dict[str, float]
+    conn: psycopg.Connection,
+    allocation_id: str,
+    weights: dict[str, float],
+    expires_at: datetime | None = None,
 ) -> str:
     """A PENDING_APPROVAL allocation over SMA strategies named sma_cross_FAST_SLOW."""
-    for sid in weights:
-        _, fast, slow = sid.rsplit("_", 2)
-        conn.execute(
-            "INSERT INTO strategies (strategy_id, family, params) VALUES (%s, 'sma_cross', %s) "
-            "ON CONFLICT DO NOTHING",
-            (sid, json.dumps({"fast": int(fast), "slow": int(slow)})),
-        )
-    conn.execute(
-        "INSERT INTO allocations (allocation_id, status, method, created_by) "
-        "VALUES (%s, 'PENDING_APPROVAL', 'max_sharpe', 'optimizer')",
-        (allocation_id,),
+    register_strategies(
+        conn,
+        "sma_cross",
+        {
+            sid: {"fast": int(sid.rsplit("_", 2)[1]), "slow": int(sid.rsplit("_", 2)[2])}
+            for sid in weights
+        },
     )
-    for sid, weight in weights.items():
-        conn.execute(
-            "INSERT INTO allocation_weights (allocation_id, strategy_id, weight) "
-            "VALUES (%s, %s, %s)",
-            (allocation_id, sid, weight),
-        )
-    conn.execute(
-        "INSERT INTO approval_events (allocation_id, from_status, to_status, actor) "
-        "VALUES (%s, NULL, 'PENDING_APPROVAL', 'optimizer')",
-        (allocation_id,),
+    insert_allocation(
+        conn,
+        allocation_id,
+        "PENDING_APPROVAL",
+        "max_sharpe",
+        "optimizer",
+        weights,
+        "",
+        expires_at=expires_at,
     )
     conn.commit()
     return allocation_id

@@ -11,6 +11,8 @@ from datetime import datetime
 import psycopg
 from psycopg.rows import dict_row
 
+from engine.storage.connection import act_as
+
 _APPROVALS_LOCK = 7_331_002
 
 
@@ -90,21 +92,24 @@ def locked_status(conn: psycopg.Connection, allocation_id: str) -> str | None:
 def move(
     conn: psycopg.Connection,
     allocation_id: str,
-    from_status: str,
     to_status: str,
     actor: str,
     reason: str | None,
 ) -> int:
-    """Change the status and append its event; returns the event id."""
+    """Change the status; the database appends its event (sql/0006). Returns the event id."""
+    act_as(conn, actor, reason)
     conn.execute(
         "UPDATE allocations SET status = %s WHERE allocation_id = %s", (to_status, allocation_id)
     )
+    return _latest_event(conn, allocation_id, to_status)
+
+
+def _latest_event(conn: psycopg.Connection, allocation_id: str, to_status: str) -> int:
     row = conn.execute(
-        """INSERT INTO approval_events (allocation_id, from_status, to_status, actor, reason)
-           VALUES (%s, %s, %s, %s, %s) RETURNING event_id""",
-        (allocation_id, from_status, to_status, actor, reason),
+        "SELECT max(event_id) FROM approval_events WHERE allocation_id = %s AND to_status = %s",
+        (allocation_id, to_status),
     ).fetchone()
-    assert row is not None
+    assert row is not None and row[0] is not None, f"no {to_status} event for {allocation_id}"
     return int(row[0])
 
 
@@ -134,8 +139,9 @@ def insert_allocation(
     sharpe: float | None = None,
     expires_at: datetime | None = None,
 ) -> int:
-    """A new allocation in ``status``, its weights, and the approval event that brings it into
-    being (from nothing); returns the event id."""
+    """A new allocation in ``status`` and its weights; the database appends the approval event
+    that brings it into being (from nothing). Returns the event id."""
+    act_as(conn, created_by, reason)
     conn.execute(
         """INSERT INTO allocations (allocation_id, optimization_id, status, method,
                expected_return, volatility, sharpe, created_by, expires_at)
@@ -158,13 +164,7 @@ def insert_allocation(
             "VALUES (%s, %s, %s)",
             [(allocation_id, sid, w) for sid, w in weights.items()],
         )
-    row = conn.execute(
-        """INSERT INTO approval_events (allocation_id, from_status, to_status, actor, reason)
-           VALUES (%s, NULL, %s, %s, %s) RETURNING event_id""",
-        (allocation_id, status, created_by, reason),
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return _latest_event(conn, allocation_id, status)
 
 
 def activations_after(

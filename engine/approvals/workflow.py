@@ -1,13 +1,13 @@
 """Allocation state machine: PENDING_APPROVAL -> ACTIVE | REJECTED | EXPIRED; ACTIVE -> ARCHIVED;
 a custom allocation (weights a person wrote) enters as ACTIVE.
 
-Every transition is one transaction that appends an ``approval_events`` row (who, when, from, to,
-why). Approving (or entering a custom allocation) archives the previously ACTIVE allocation in the
-same transaction. Transitions are serialised by an advisory lock, so two people approving at the
-same moment cannot both succeed; an illegal transition raises ``IllegalTransitionError`` and
-changes nothing. A PENDING_APPROVAL allocation past its ``expires_at`` is moved to EXPIRED (by
-``expire_due``, which every decision runs first) and can no longer be approved. The CLI and the
-Dagster jobs call these functions.
+Every transition is one transaction in which the database appends an ``approval_events`` row
+(who, when, from, to, why; sql/0006). Approving (or entering a custom allocation) archives the
+previously ACTIVE allocation in the same transaction. Transitions are serialised by an advisory
+lock, so two people approving at the same moment cannot both succeed; an illegal transition
+raises ``IllegalTransitionError`` and changes nothing. A PENDING_APPROVAL allocation past its
+``expires_at`` is moved to EXPIRED (by ``expire_due``, which every decision runs first) and can
+no longer be approved. The CLI and the Dagster jobs call these functions.
 """
 
 from __future__ import annotations
@@ -100,9 +100,7 @@ def expire_due(conn: psycopg.Connection, now: datetime | None = None) -> list[Tr
         lock_approvals(conn)
         for allocation_id, expires_at in due_for_expiry(conn, now):
             reason = f"not decided by {expires_at:%Y-%m-%d %H:%M %Z}"
-            event_id = move(
-                conn, allocation_id, "PENDING_APPROVAL", "EXPIRED", EXPIRY_ACTOR, reason
-            )
+            event_id = move(conn, allocation_id, "EXPIRED", EXPIRY_ACTOR, reason)
             transitions.append(
                 Transition(
                     event_id,
@@ -121,7 +119,7 @@ def _archive_active(conn: psycopg.Connection, successor: str, actor: str) -> str
     previous = active_allocation_id(conn, for_update=True)
     if previous is None:
         return None
-    move(conn, previous, "ACTIVE", "ARCHIVED", actor, f"superseded by {successor}")
+    move(conn, previous, "ARCHIVED", actor, f"superseded by {successor}")
     return previous
 
 
@@ -139,7 +137,7 @@ def approve(
                 "can be approved"
             )
         archived = _archive_active(conn, allocation_id, actor)
-        event_id = move(conn, allocation_id, status, "ACTIVE", actor, reason)
+        event_id = move(conn, allocation_id, "ACTIVE", actor, reason)
     return Transition(event_id, allocation_id, status, "ACTIVE", actor, reason, archived)
 
 
@@ -156,7 +154,7 @@ def reject(conn: psycopg.Connection, allocation_id: str, by: str, reason: str) -
                 f"allocation {allocation_id} is {status}; only a PENDING_APPROVAL allocation "
                 "can be rejected"
             )
-        event_id = move(conn, allocation_id, status, "REJECTED", actor, reason)
+        event_id = move(conn, allocation_id, "REJECTED", actor, reason)
     return Transition(event_id, allocation_id, status, "REJECTED", actor, reason, None)
 
 

@@ -3,9 +3,10 @@ strategy configuration, scanners and the signal subscriptions of strategies, bac
 orders and positions, quarantined bars, and reset.
 
 It calls the same engine functions as the Dagster jobs, against the same database
-(TRADEFLOW_DATABASE_URL, else the embedded server). Broker keys come from the same environment
-variables as the Dagster resources (``engine.brokers.routing``). Each module registers its
-commands; a command runs inside one transaction, committed when it succeeds.
+(TRADEFLOW_DATABASE_URL, else the embedded server), as the application's role; migrations and
+``reset`` run as the owner's (TRADEFLOW_OWNER_DATABASE_URL). Broker keys come from the same
+environment variables as the Dagster resources (``engine.brokers.routing``). Each module
+registers its commands; a command runs inside one transaction, committed when it succeeds.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import psycopg
 
 from engine.cli import allocations, data, strategies, trading
 from engine.errors import TradeflowError
-from engine.storage.connection import connect
+from engine.storage.connection import resolve_urls
 from engine.storage.migrations import migrate
 
 
@@ -25,17 +26,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tradeflow", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     migrate_cmd = sub.add_parser("migrate", help="apply pending database migrations")
-    migrate_cmd.set_defaults(run=None)
+    migrate_cmd.set_defaults(run=None, as_owner=True)
     for module in (allocations, strategies, trading, data):
         module.add(sub)
     args = parser.parse_args(argv)
     try:
-        with connect() as conn:
-            applied = migrate(conn)
+        urls = resolve_urls()
+        with psycopg.connect(urls.owner) as owner:
+            applied = migrate(owner)
             if args.run is None:
                 print(f"applied: {', '.join(applied) or 'nothing (up to date)'}")
-            else:
-                args.run(conn, args)
+                return 0
+        with psycopg.connect(urls.owner if getattr(args, "as_owner", False) else urls.app) as conn:
+            args.run(conn, args)
     except TradeflowError as e:
         print(f"tradeflow: {e}", file=sys.stderr)
         return 1

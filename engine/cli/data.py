@@ -11,7 +11,7 @@ from engine.data.review import release, replace
 from engine.data.store import quarantined
 from engine.errors import ConfigurationError
 from engine.execution.store import orders_at
-from engine.storage.migrations import empty
+from engine.storage.migrations import empty, refresh_aggregates
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +41,7 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="empty the database (every bar, result and simulated order) for another dataset",
     )
     reset.add_argument("--yes", action="store_true", help="yes, erase it all")
-    reset.set_defaults(run=_reset)
+    reset.set_defaults(run=_reset, as_owner=True)  # TRUNCATE is the owner's alone
 
 
 def _quarantine(conn: psycopg.Connection, args: argparse.Namespace) -> None:
@@ -60,10 +60,11 @@ def _quarantine(conn: psycopg.Connection, args: argparse.Namespace) -> None:
         for quarantine_id in args.quarantine_id:
             bar = release(conn, quarantine_id, args.by, args.reason)
             print(f"{quarantine_id}: {bar['symbol']} {bar['ts']} released by {args.by}")
-        return
-    values = {k: getattr(args, k) for k in ("open", "high", "low", "close", "volume")}
-    bar = replace(conn, args.quarantine_id, values, args.by, args.reason)
-    print(f"{args.quarantine_id}: {bar['symbol']} {bar['ts']} replaced by {args.by}")
+    else:
+        values = {k: getattr(args, k) for k in ("open", "high", "low", "close", "volume")}
+        bar = replace(conn, args.quarantine_id, values, args.by, args.reason)
+        print(f"{args.quarantine_id}: {bar['symbol']} {bar['ts']} replaced by {args.by}")
+    refresh_aggregates(conn)  # commits the decisions above first
 
 
 def _reset(conn: psycopg.Connection, args: argparse.Namespace) -> None:

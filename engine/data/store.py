@@ -408,3 +408,28 @@ def record_decision(
            VALUES (%s, %s, %s, %s, %s)""",
         (quarantine_id, decision, json.dumps(bar, default=str), actor, reason),
     )
+
+
+def weekly_bars(
+    conn: psycopg.Connection, start: date | None = None, end: date | None = None
+) -> pl.DataFrame:
+    """Weekly bars (weeks from Monday, whose first day is within ``start`` .. ``end``), from
+    ``bars_weekly``: the continuous aggregate on TimescaleDB, a view on plain PostgreSQL. Raw
+    prices; ``adj_close`` the week's last adjusted close; volume raw; ``days`` its sessions."""
+    rows = conn.execute(
+        """SELECT symbol, week, open, high, low, close, adj_close, volume, days FROM bars_weekly
+           WHERE week >= coalesce(%s, '-infinity'::date) AND week <= coalesce(%s, 'infinity'::date)
+           ORDER BY symbol, week""",
+        (start, end),
+    ).fetchall()
+    return pl.DataFrame(
+        rows,
+        schema={
+            "symbol": pl.String,
+            "week": pl.Date,
+            **{c: pl.Float64 for c in ("open", "high", "low", "close", "adj_close")},
+            "volume": pl.Int64,
+            "days": pl.Int64,
+        },
+        orient="row",
+    )

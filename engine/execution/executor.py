@@ -43,6 +43,7 @@ from engine.execution.store import (
     has_plan,
     insert_decisions,
     insert_orders,
+    money_records_exposed,
     note,
     order_counts,
     order_table,
@@ -113,6 +114,7 @@ def execute_allocation(
                     f"for the accounts ({', '.join(sorted(str(v) for v in again - venues))}); "
                     "nothing was sent; run it again"
                 )
+            _require_least_privilege(conn, venues)
             brokers = {v: router.broker(v.mode, v.account) for v in venues if v.sends}
             for venue, broker in sorted(brokers.items()):
                 reconciliation = reconcile(conn, venue, broker, settings.position_tolerance)
@@ -152,6 +154,19 @@ def _venues(conn: psycopg.Connection, allocation_id: str, router: BrokerRouter) 
         venues |= {venue_of(configs[sid]) for sid in weights}
         venues |= set(_closing(conn, weights, router).values())
     return venues
+
+
+def _require_least_privilege(conn: psycopg.Connection, venues: set[Venue]) -> None:
+    """Orders reach Alpaca only through a database role that cannot rewrite or erase what they
+    leave behind (the simulated broker, offline, accepts any role)."""
+    at_alpaca = sorted(str(v) for v in venues if v.mode in ("PAPER", "LIVE"))
+    exposed = money_records_exposed(conn) if at_alpaca else []
+    if exposed:
+        raise ExecutionRefusedError(
+            f"orders for {', '.join(at_alpaca)} are sent only by a database role that cannot "
+            f"rewrite or erase money records, and {'; '.join(exposed[:3])}: connect as "
+            "tradeflow_app (README, Database roles); nothing was sent"
+        )
 
 
 def _require_resolved(reconciliations: list[Reconciliation], allocation_id: str) -> None:

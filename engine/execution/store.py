@@ -431,3 +431,35 @@ def orders_at(conn: psycopg.Connection, brokers: tuple[str, ...]) -> int:
     """How many orders this database holds that were meant for ``brokers``."""
     row = conn.execute("SELECT count(*) FROM orders WHERE broker = ANY(%s)", (list(brokers),))
     return int(row.fetchone()[0])  # type: ignore[index]
+
+
+MONEY_TABLES = ("orders", "order_events", "fills", "risk_decisions", "position_adjustments")
+
+
+def money_records_exposed(conn: psycopg.Connection) -> list[str]:
+    """Why the connection's role could rewrite or erase the money records (empty: it cannot,
+    as the application's role of sql/0006 cannot)."""
+    rows = conn.execute(
+        """SELECT t, r.rolsuper, pg_has_role(c.relowner, 'USAGE'),
+                  has_table_privilege(c.oid, 'DELETE'), has_table_privilege(c.oid, 'TRUNCATE'),
+                  t = 'orders' AND has_column_privilege(c.oid, 'qty', 'UPDATE')
+           FROM unnest(%s::text[]) t JOIN pg_class c ON c.oid = t::regclass
+           JOIN pg_roles r ON r.rolname = current_user""",
+        (list(MONEY_TABLES),),
+    ).fetchall()
+    problems: list[str] = []
+    for table, superuser, owns, delete, truncate, rewrite in rows:
+        if superuser:
+            return [f"{conn.info.user} is a superuser"]
+        found = [
+            what
+            for what, can in (
+                ("owns", owns),
+                ("may DELETE", delete),
+                ("may TRUNCATE", truncate),
+                ("may rewrite", rewrite),
+            )
+            if can
+        ]
+        problems += [f"{conn.info.user} {what} {table}" for what in found]
+    return problems

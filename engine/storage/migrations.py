@@ -35,8 +35,20 @@ def migration_files(sql_dir: Path = SQL_DIR) -> list[Path]:
     return files
 
 
+def pending(conn: psycopg.Connection, sql_dir: Path = SQL_DIR) -> list[Path]:
+    """The migrations not applied yet (read only: the application's role may ask)."""
+    files = migration_files(sql_dir)
+    if conn.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,):
+        return files
+    applied = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}
+    return [p for p in files if p.name not in applied]
+
+
 def migrate(conn: psycopg.Connection, sql_dir: Path = SQL_DIR) -> list[str]:
-    """Apply pending migrations; return the names applied by this call."""
+    """Apply pending migrations (run by the owner's role); return the names applied now."""
+    if not pending(conn, sql_dir):
+        conn.commit()
+        return []
     conn.commit()
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
@@ -70,11 +82,42 @@ def migrate(conn: psycopg.Connection, sql_dir: Path = SQL_DIR) -> list[str]:
     return applied_now
 
 
+def recorded_backend(conn: psycopg.Connection) -> str:
+    """The backend the migrations ran on: 'timescaledb' or 'postgresql'."""
+    row = conn.execute("SELECT backend FROM schema_migrations ORDER BY name DESC LIMIT 1")
+    return str(row.fetchone()[0])  # type: ignore[index]
+
+
+def refresh_aggregates(conn: psycopg.Connection) -> None:
+    """Bring every TimescaleDB continuous aggregate (``bars_weekly``) up to date with its tables,
+    after a load or ``empty``. A refresh cannot run inside a transaction: this commits the
+    caller's work first. Plain PostgreSQL has views instead: nothing to do."""
+    conn.commit()
+    found = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    views = (
+        conn.execute(
+            """SELECT format('%I.%I', view_schema, view_name)
+               FROM timescaledb_information.continuous_aggregates ORDER BY 1"""
+        ).fetchall()
+        if found
+        else []
+    )
+    conn.commit()
+    conn.autocommit = True
+    try:
+        for (view,) in views:
+            conn.execute("CALL refresh_continuous_aggregate(%s, NULL, NULL)", (view,))
+    finally:
+        conn.autocommit = False
+
+
 def empty(conn: psycopg.Connection) -> None:
     """Empty every table the migrations made, in one statement (TRUNCATE bypasses the
-    append-only row triggers: callers decide whether that may happen)."""
+    append-only row triggers: callers decide whether that may happen; only the owner's role
+    may), and the aggregates over them; commits."""
     tables = conn.execute(
         """SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables
            WHERE schemaname IN ('public', 'sim_broker') AND tablename <> 'schema_migrations'"""
     ).fetchall()
     conn.execute("TRUNCATE " + ", ".join(t[0] for t in tables) + " RESTART IDENTITY CASCADE")  # type: ignore[arg-type]
+    refresh_aggregates(conn)

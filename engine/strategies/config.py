@@ -1,6 +1,7 @@
 """Strategy configuration: status, trading mode, whether the optimizer may use a strategy, and its
 own risk limits. Every change is an append-only ``strategy_config_events`` row (who, when, which
-field, from what, to what, why); the CLI edits through ``update_strategy``.
+field, from what, to what, why) that the database writes itself (sql/0006); the CLI edits through
+``update_strategy``.
 
 - ``status``: ACTIVE (may be allocated to), INACTIVE (retired), TESTING (research only).
 - ``trading_mode``: where its orders may go: LIVE (Alpaca live), PAPER (Alpaca paper),
@@ -31,10 +32,9 @@ from engine.signals.scanners import NAME_PATTERN
 from engine.strategies import SIGNAL_FOLLOW, SMA_CROSS
 from engine.strategies.store import (
     StrategyConfig,
-    append_config_event,
     find_strategy,
     insert_strategy,
-    set_strategy_column,
+    write_config,
 )
 
 STATUSES = ("ACTIVE", "INACTIVE", "TESTING")
@@ -107,14 +107,10 @@ def update_strategy(
                     limits.pop(name, None)
                 else:
                     limits[name] = value
-        for field, old, new in changes:
-            if field in RISK_LIMITS:
-                set_strategy_column(conn, strategy_id, "risk_limits", json.dumps(limits))
-            else:
-                set_strategy_column(conn, strategy_id, field, new)
-            append_config_event(
-                conn, strategy_id, field, json.dumps(old), json.dumps(new), actor, reason
-            )
+        columns: dict[str, Any] = {f: new for f, _, new in changes if f not in RISK_LIMITS}
+        if limits != current.risk_limits:
+            columns["risk_limits"] = json.dumps(limits)
+        write_config(conn, strategy_id, columns, actor, reason)
     return changes
 
 
@@ -132,10 +128,8 @@ def add_signal_strategy(
         raise ConfigurationError(f"hold_days must be within 1..252, got {hold_days}")
     with conn.transaction():
         params = {"hold_days": hold_days}
-        if not insert_strategy(conn, strategy_id, SIGNAL_FOLLOW, params, "TESTING", False):
+        if not insert_strategy(conn, strategy_id, SIGNAL_FOLLOW, params, actor, reason):
             raise ConfigurationError(f"strategy {strategy_id!r} already exists")
-        created = json.dumps({"family": SIGNAL_FOLLOW, **params})
-        append_config_event(conn, strategy_id, "created", None, created, actor, reason)
     return get_strategy(conn, strategy_id)
 
 

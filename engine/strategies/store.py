@@ -9,8 +9,10 @@ from typing import Any
 
 import polars as pl
 import psycopg
+from psycopg import sql
 
 from engine.storage.bulk import copy_upsert
+from engine.storage.connection import act_as
 
 
 @dataclass(frozen=True)
@@ -82,46 +84,43 @@ def insert_strategy(
     strategy_id: str,
     family: str,
     params: dict[str, Any],
-    status: str,
-    include_in_optimization: bool,
+    actor: str,
+    reason: str | None,
 ) -> bool:
-    """A new strategy; False when the id is taken."""
+    """A new TESTING strategy, out of optimization (the database records its creation by
+    ``actor``); False when the id is taken."""
+    act_as(conn, actor, reason)
     inserted = conn.execute(
         """INSERT INTO strategies (strategy_id, family, params, status, include_in_optimization)
-           VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1""",
-        (strategy_id, family, json.dumps(params), status, include_in_optimization),
+           VALUES (%s, %s, %s, 'TESTING', false) ON CONFLICT DO NOTHING RETURNING 1""",
+        (strategy_id, family, json.dumps(params)),
     ).fetchone()
     return inserted is not None
 
 
-def set_strategy_column(
-    conn: psycopg.Connection, strategy_id: str, column: str, value: Any
-) -> None:
-    """One configuration column (status, trading_mode, include_in_optimization, risk_limits)."""
-    columns = ("status", "trading_mode", "include_in_optimization", "risk_limits", "account")
-    if column not in columns:
-        raise ValueError(f"{column} is not a strategy configuration column")
-    conn.execute(
-        f"UPDATE strategies SET {column} = %s WHERE strategy_id = %s",  # noqa: S608
-        (value, strategy_id),
-    )
+CONFIG_COLUMNS = ("status", "trading_mode", "include_in_optimization", "risk_limits", "account")
 
 
-def append_config_event(
+def write_config(
     conn: psycopg.Connection,
     strategy_id: str,
-    field: str,
-    old_value: str | None,
-    new_value: str,
+    columns: dict[str, Any],
     actor: str,
     reason: str | None,
 ) -> None:
-    """One change (values as JSON text; no old value for a creation)."""
+    """Set configuration columns; the database appends an event per changed field, with
+    ``actor`` and ``reason`` (sql/0006)."""
+    if not columns:
+        return
+    unknown = set(columns) - set(CONFIG_COLUMNS)
+    if unknown:
+        raise ValueError(f"{sorted(unknown)} are not strategy configuration columns")
+    act_as(conn, actor, reason)
     conn.execute(
-        """INSERT INTO strategy_config_events
-               (strategy_id, field, old_value, new_value, actor, reason)
-           VALUES (%s, %s, %s, %s, %s, %s)""",
-        (strategy_id, field, old_value, new_value, actor, reason),
+        sql.SQL("UPDATE strategies SET {} WHERE strategy_id = %s").format(
+            sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in columns)
+        ),
+        (*columns.values(), strategy_id),
     )
 
 

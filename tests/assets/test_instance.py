@@ -6,14 +6,14 @@ import dagster as dg
 import psycopg
 import pytest
 
-from engine.storage.connection import ensure_database, with_database
+from engine.storage.connection import ensure_database
 
 INSTANCE_FILES = Path(__file__).resolve().parents[2] / "orchestration" / "instance"
 
 
 @pytest.fixture
-def dagster_pg_url(database_url: str) -> Iterator[str]:
-    server = with_database(database_url, "postgres")
+def dagster_pg_url(server_url: str) -> Iterator[str]:
+    server = server_url
     url = ensure_database(server, "tradeflow_test_dagster")
     yield url
     with psycopg.connect(server, autocommit=True) as admin:

@@ -12,6 +12,7 @@ import pytest
 from assets.market_data import bars_daily
 from assets.scans import signals
 from assets.signal_backtests import signal_backtests
+from engine.storage.connection import DatabaseUrls
 from engine.strategies.config import add_signal_strategy, update_strategy
 from engine.strategies.subscriptions import subscribe
 from orchestration.definitions import build_definitions
@@ -27,7 +28,9 @@ def _statuses(conn: psycopg.Connection) -> dict[str, str]:
     return dict(conn.execute("SELECT allocation_id, status FROM allocations").fetchall())
 
 
-def test_regime_shift_to_new_recommendation_then_custom_weights_and_expiry(db: str) -> None:
+def test_regime_shift_to_new_recommendation_then_custom_weights_and_expiry(
+    db: str, database_urls: DatabaseUrls
+) -> None:
     defs = build_definitions(
         {
             "database": Database(url=db),
@@ -104,7 +107,7 @@ def test_regime_shift_to_new_recommendation_then_custom_weights_and_expiry(db: s
     # A person's own weights replace the ACTIVE allocation; the pending one is left to expire.
     weights = {sid: 0.5 for sid in list(_weights(db, first))[:2]}
     assert _custom(defs, instance, weights, "hand-picked").success
-    with psycopg.connect(db) as conn:
+    with psycopg.connect(database_urls.owner) as conn:  # time passing: the owner moves it
         conn.execute(
             "UPDATE allocations SET expires_at = now() - interval '1 minute' "
             "WHERE allocation_id = %s",

@@ -16,13 +16,15 @@ from engine.data.store import latest_prices, load_bars
 from engine.execution.executor import execute_allocation
 from engine.risk.limits import RiskLimits
 from engine.signals.prices import price_panel
+from engine.storage.connection import DatabaseUrls
 from tests.conftest import write_bars_csv
 from tests.helpers import pending_allocation, store_synthetic_bars
 
 
 @pytest.fixture
-def cli_env(db: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def cli_env(db: str, database_urls: DatabaseUrls, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("TRADEFLOW_DATABASE_URL", db)
+    monkeypatch.setenv("TRADEFLOW_OWNER_DATABASE_URL", database_urls.owner)
     return db
 
 
@@ -84,7 +86,7 @@ def test_scanners_and_subscriptions_from_the_command_line(
 
 
 def test_custom_weights_show_with_a_diff_and_expiry_from_the_command_line(
-    cli_env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    database_urls: DatabaseUrls, cli_env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     with psycopg.connect(cli_env) as conn:
         pending_allocation(conn, "a1", {"sma_cross_10_100": 0.5, "sma_cross_20_150": 0.5})
@@ -105,8 +107,8 @@ def test_custom_weights_show_with_a_diff_and_expiry_from_the_command_line(
     out = capsys.readouterr().out
     assert "custom allocation by bea is ACTIVE" in out and "a1: ACTIVE -> ARCHIVED" in out
 
-    with psycopg.connect(cli_env) as conn:
-        conn.execute("UPDATE allocations SET expires_at = now() WHERE allocation_id = 'a2'")
+    with psycopg.connect(database_urls.owner) as owner:  # time passing: the owner moves it
+        owner.execute("UPDATE allocations SET expires_at = now() WHERE allocation_id = 'a2'")
     assert main(["expire"]) == 0
     assert "a2: PENDING_APPROVAL -> EXPIRED" in capsys.readouterr().out
     assert main(["expire"]) == 0

@@ -27,13 +27,6 @@ A, B, C = "sma_cross_10_100", "sma_cross_20_150", "sma_cross_50_200"
 WEIGHTS = {A: 0.5, B: 0.5}
 
 
-def _expires(conn: psycopg.Connection, allocation_id: str, at: datetime) -> None:
-    conn.execute(
-        "UPDATE allocations SET expires_at = %s WHERE allocation_id = %s", (at, allocation_id)
-    )
-    conn.commit()
-
-
 def _state(conn: psycopg.Connection) -> tuple:
     return (
         conn.execute("SELECT allocation_id, status FROM allocations ORDER BY 1").fetchall(),
@@ -43,10 +36,8 @@ def _state(conn: psycopg.Connection) -> tuple:
 
 
 def test_an_expired_allocation_cannot_be_approved(conn: psycopg.Connection) -> None:
-    pending_allocation(conn, "old", WEIGHTS)
-    pending_allocation(conn, "fresh", WEIGHTS)
-    _expires(conn, "old", datetime.now(UTC) - timedelta(minutes=1))
-    _expires(conn, "fresh", datetime.now(UTC) + timedelta(hours=1))
+    pending_allocation(conn, "old", WEIGHTS, expires_at=datetime.now(UTC) - timedelta(minutes=1))
+    pending_allocation(conn, "fresh", WEIGHTS, expires_at=datetime.now(UTC) + timedelta(hours=1))
     with pytest.raises(IllegalTransitionError, match="old is EXPIRED; only a PENDING_APPROVAL"):
         approve(conn, "old", by="alice")
     conn.rollback()
@@ -63,12 +54,10 @@ def test_an_expired_allocation_cannot_be_approved(conn: psycopg.Connection) -> N
 
 
 def test_expiry_at_a_given_moment_takes_only_what_is_due(conn: psycopg.Connection) -> None:
-    pending_allocation(conn, "a1", WEIGHTS)
-    pending_allocation(conn, "a2", WEIGHTS)
-    pending_allocation(conn, "no_expiry", WEIGHTS)
     now = datetime.now(UTC)
-    _expires(conn, "a1", now + timedelta(hours=1))
-    _expires(conn, "a2", now + timedelta(hours=3))
+    pending_allocation(conn, "a1", WEIGHTS, expires_at=now + timedelta(hours=1))
+    pending_allocation(conn, "a2", WEIGHTS, expires_at=now + timedelta(hours=3))
+    pending_allocation(conn, "no_expiry", WEIGHTS)
     expired = expire_due(conn, now=now + timedelta(hours=2))
     assert [t.allocation_id for t in expired] == ["a1"]
     assert [get_allocation(conn, a).status for a in ("a1", "a2", "no_expiry")] == [

@@ -151,9 +151,11 @@ def test_a_sent_order_that_fails_its_recheck_waits_for_the_brokers_answer(
 
 def _adopted_order(conn: psycopg.Connection, status: str) -> None:
     conn.execute(
-        """INSERT INTO orders (client_order_id, symbol, side, qty, status, broker,
-               broker_order_id, origin)
-           VALUES ('tf-9-abc', 'XYZ', 'buy', 10, %s, 'alpaca-paper', 'b1', 'adopted')""",
+        """INSERT INTO orders (client_order_id, symbol, side, qty, status, broker, origin)
+           VALUES ('tf-9-abc', 'XYZ', 'buy', 10, 'SUBMITTED', 'alpaca-paper', 'adopted')"""
+    )
+    conn.execute(
+        "UPDATE orders SET broker_order_id = 'b1', status = %s WHERE client_order_id = 'tf-9-abc'",
         (status,),
     )
     conn.commit()
@@ -193,12 +195,16 @@ def test_a_fill_the_broker_takes_back_stops_the_run_with_a_report(
         record_broker_order(conn, _at_broker("ACCEPTED", 0))
 
 
-def test_an_orders_terms_never_change(db: str, conn: psycopg.Connection) -> None:
+def test_an_orders_terms_never_change_even_for_the_owner(
+    db: str, conn: psycopg.Connection, owner_conn: psycopg.Connection
+) -> None:
+    """The application may not name these columns at all (tests/engine/storage/
+    test_least_privilege.py); the owner's role is stopped by the trigger."""
     _adopted_order(conn, "FILLED")
     for change in ("qty = 1000", "side = 'sell'", "symbol = 'ABC'", "broker_order_id = 'b2'"):
         with pytest.raises(psycopg.errors.CheckViolation, match="only its status"):
-            conn.execute(f"UPDATE orders SET {change} WHERE client_order_id = 'tf-9-abc'")
-        conn.rollback()
+            owner_conn.execute(f"UPDATE orders SET {change} WHERE client_order_id = 'tf-9-abc'")
+        owner_conn.rollback()
 
 
 def test_after_adopting_fewer_shares_a_close_never_sells_what_the_account_lacks(

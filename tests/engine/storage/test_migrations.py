@@ -1,9 +1,10 @@
+import os
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from engine.storage.connection import ensure_database, with_database
+from engine.storage.connection import Capabilities, detect_capabilities, ensure_database
 from engine.storage.migrations import SQL_DIR, migrate, migration_files
 
 
@@ -13,20 +14,37 @@ def test_migrate_again_applies_nothing(conn: psycopg.Connection) -> None:
     assert names == [p.name for p in migration_files(SQL_DIR)]
 
 
-def test_plain_postgresql_backend_is_recorded_when_timescaledb_is_absent(
-    conn: psycopg.Connection,
+def test_the_backend_is_timescaledb_exactly_when_the_server_can_load_it(
+    owner_conn: psycopg.Connection, server_url: str
 ) -> None:
-    has_timescale = conn.execute(
+    with psycopg.connect(server_url) as admin:
+        preloaded = "timescaledb" in admin.execute("SHOW shared_preload_libraries").fetchone()[0]
+    files = owner_conn.execute(
         "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
     ).fetchone()
-    backend = conn.execute("SELECT DISTINCT backend FROM schema_migrations").fetchone()[0]
-    assert backend == ("timescaledb" if has_timescale else "postgresql")
+    backend = owner_conn.execute("SELECT DISTINCT backend FROM schema_migrations").fetchone()[0]
+    wanted = os.environ.get("TRADEFLOW_TIMESCALEDB", "on") != "off"
+    assert backend == ("timescaledb" if preloaded and files and wanted else "postgresql")
 
 
-def test_each_migration_is_its_own_transaction(database_url: str, tmp_path: Path) -> None:
+@pytest.mark.backend("postgresql")
+def test_detection_does_not_load_an_extension_the_server_does_not_preload(
+    owner_conn: psycopg.Connection,
+) -> None:
+    """The files of TimescaleDB in the wheel make every server list it; a server that does not
+    preload it drops the connection on CREATE EXTENSION. Detection must not try (./run test
+    installs the files before its plain run, so this is the case there)."""
+    assert detect_capabilities(owner_conn) == Capabilities(timescaledb=False)
+    assert owner_conn.execute("SELECT 1").fetchone() == (1,)
+    assert not owner_conn.execute(
+        "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'"
+    ).fetchone()
+
+
+def test_each_migration_is_its_own_transaction(server_url: str, tmp_path: Path) -> None:
     (tmp_path / "0001_good.sql").write_text("CREATE TABLE good (x int);")
     (tmp_path / "0002_bad.sql").write_text("CREATE TABLE half (x int); SELECT * FROM missing;")
-    url = ensure_database(_server(database_url), "tradeflow_test_migrations")
+    url = ensure_database(server_url, "tradeflow_test_migrations")
     try:
         with psycopg.connect(url) as conn:
             with pytest.raises(psycopg.errors.UndefinedTable):
@@ -39,7 +57,7 @@ def test_each_migration_is_its_own_transaction(database_url: str, tmp_path: Path
             assert migrate(conn, tmp_path) == ["0002_bad.sql"]
             assert migrate(conn, tmp_path) == []
     finally:
-        with psycopg.connect(_server(database_url), autocommit=True) as admin:
+        with psycopg.connect(server_url, autocommit=True) as admin:
             admin.execute("DROP DATABASE IF EXISTS tradeflow_test_migrations WITH (FORCE)")
 
 
@@ -47,7 +65,3 @@ def test_misnamed_migration_file_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "init.sql").write_text("SELECT 1;")
     with pytest.raises(ValueError, match="init.sql"):
         migration_files(tmp_path)
-
-
-def _server(url: str) -> str:
-    return with_database(url, "postgres")

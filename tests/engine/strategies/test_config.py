@@ -37,10 +37,13 @@ def test_strategy_configuration_changes_are_validated_and_audited(
     update_strategy(conn, A, "bob", risk_limits={"max_position_pct": None})
     assert get_strategy(conn, A).risk_limits == {}
     history = [(f, o, n, who, why) for _, f, o, n, who, why in config_history(conn, A)]
+    # The database writes the events: the creation (a backtest registered it), then each field
+    # of one change (in name order), with who and why.
     assert history == [
-        ("trading_mode", "SIMULATION", "PAPER", "alice", "paper first"),
+        ("created", None, {"family": "sma_cross", "fast": 10, "slow": 100}, "tradeflow", None),
         ("include_in_optimization", True, False, "alice", "paper first"),
         ("max_position_pct", None, 0.05, "alice", "paper first"),
+        ("trading_mode", "SIMULATION", "PAPER", "alice", "paper first"),
         ("max_position_pct", 0.05, None, "bob", None),
     ]
     for bad, message in (
@@ -54,5 +57,5 @@ def test_strategy_configuration_changes_are_validated_and_audited(
     with pytest.raises(ConfigurationError, match="--by"):
         update_strategy(conn, A, "", status="TESTING")
     conn.commit()
-    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
         conn.execute("UPDATE strategy_config_events SET actor = 'mallory'")

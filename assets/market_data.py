@@ -86,6 +86,11 @@ def bars_daily(
     source = market_data.create_source()
     with database.connect() as conn:
         load = load_daily_bars(conn, source, start, end, settings.bars_gate())
+    for stale in database.refresh_aggregates():
+        context.log.warning(
+            f"{stale} is refreshed by its hourly policy only: set TRADEFLOW_OWNER_DATABASE_URL "
+            "so that each load refreshes it"
+        )
     report = load.quality
     for failed, why in load.failures.items():
         context.log.warning(f"{source.name}: nothing for {failed}: {why}")

@@ -38,7 +38,7 @@ from engine.execution.executor import ExecutionSettings
 from engine.portfolio.constraints import AllocationConstraints
 from engine.risk.limits import RiskLimits
 from engine.storage.connection import resolve_urls
-from engine.storage.migrations import migrate
+from engine.storage.migrations import migrate, refresh_aggregates
 from engine.validation.gate import GateThresholds
 
 _migrated: set[str] = set()
@@ -65,6 +65,13 @@ class Database(dg.ConfigurableResource):
         """A connection whose transaction commits on success and rolls back on error."""
         with psycopg.connect(self.database_url()) as conn:
             yield conn
+
+    def refresh_aggregates(self) -> list[str]:
+        """Bring the weekly bars up to date after bars changed, as their owner; returns the
+        aggregates this configuration may not refresh (no owner's URL)."""
+        self.database_url()
+        with psycopg.connect(resolve_urls(self.url, self.owner_url).owner) as conn:
+            return refresh_aggregates(conn)
 
 
 class MarketData(dg.ConfigurableResource):

@@ -19,7 +19,7 @@ import psycopg
 from engine.cli import allocations, data, strategies, trading
 from engine.errors import TradeflowError
 from engine.storage.connection import resolve_urls
-from engine.storage.migrations import migrate
+from engine.storage.migrations import migrate, refresh_aggregates
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
         with psycopg.connect(urls.owner if getattr(args, "as_owner", False) else urls.app) as conn:
             args.run(conn, args)
+        if getattr(args, "refresh_aggregates", False):
+            with psycopg.connect(urls.owner) as owner:
+                refresh_aggregates(owner)
     except TradeflowError as e:
         print(f"tradeflow: {e}", file=sys.stderr)
         return 1

@@ -11,7 +11,7 @@ from engine.data.review import release, replace
 from engine.data.store import quarantined
 from engine.errors import ConfigurationError
 from engine.execution.store import orders_at
-from engine.storage.migrations import empty, refresh_aggregates
+from engine.storage.migrations import empty
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +36,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     replace_cmd.add_argument("--volume", type=int, required=True)
     replace_cmd.add_argument("--by", required=True, help="your name, stored with the decision")
     replace_cmd.add_argument("--reason", required=True)
+    for changes_bars in (release_cmd, replace_cmd):  # the weekly bars follow, as the owner
+        changes_bars.set_defaults(refresh_aggregates=True)
     reset = sub.add_parser(
         "reset",
         help="empty the database (every bar, result and simulated order) for another dataset",
@@ -64,7 +66,6 @@ def _quarantine(conn: psycopg.Connection, args: argparse.Namespace) -> None:
         values = {k: getattr(args, k) for k in ("open", "high", "low", "close", "volume")}
         bar = replace(conn, args.quarantine_id, values, args.by, args.reason)
         print(f"{args.quarantine_id}: {bar['symbol']} {bar['ts']} replaced by {args.by}")
-    refresh_aggregates(conn)  # commits the decisions above first
 
 
 def _reset(conn: psycopg.Connection, args: argparse.Namespace) -> None:

@@ -50,7 +50,6 @@ from engine.data.store import (
     write_instruments,
 )
 from engine.errors import ConfigurationError, SourceDataError
-from engine.storage.migrations import refresh_aggregates
 
 DEFAULT_GATE = GateSettings()
 
@@ -180,7 +179,6 @@ def load_daily_bars(
         load.retracted = _retract(conn, report, history, start, end, replaced_by)
         touched = sorted(set(new_actions["symbol"]) - set(_same(known, new_actions)))
         load.readjusted = _readjust(conn, touched)
-    refresh_aggregates(conn)
     return load
 
 

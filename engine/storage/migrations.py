@@ -88,15 +88,18 @@ def recorded_backend(conn: psycopg.Connection) -> str:
     return str(row.fetchone()[0])  # type: ignore[index]
 
 
-def refresh_aggregates(conn: psycopg.Connection) -> None:
+def refresh_aggregates(conn: psycopg.Connection) -> list[str]:
     """Bring every TimescaleDB continuous aggregate (``bars_weekly``) up to date with its tables,
-    after a load or ``empty``. A refresh cannot run inside a transaction: this commits the
+    after a load or ``empty``. Only their owner may: ``conn`` should be the owner's (the
+    application's role only reads them); the ones this role may not refresh are returned, and
+    left to their hourly policy. A refresh cannot run inside a transaction: this commits the
     caller's work first. Plain PostgreSQL has views instead: nothing to do."""
     conn.commit()
     found = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
     views = (
         conn.execute(
-            """SELECT format('%I.%I', view_schema, view_name)
+            """SELECT format('%I.%I', view_schema, view_name),
+                      pg_has_role(current_user, view_owner, 'USAGE')
                FROM timescaledb_information.continuous_aggregates ORDER BY 1"""
         ).fetchall()
         if found
@@ -105,10 +108,12 @@ def refresh_aggregates(conn: psycopg.Connection) -> None:
     conn.commit()
     conn.autocommit = True
     try:
-        for (view,) in views:
-            conn.execute("CALL refresh_continuous_aggregate(%s, NULL, NULL)", (view,))
+        for view, may in views:
+            if may:
+                conn.execute("CALL refresh_continuous_aggregate(%s, NULL, NULL)", (view,))
     finally:
         conn.autocommit = False
+    return [view for view, may in views if not may]
 
 
 def empty(conn: psycopg.Connection) -> None:

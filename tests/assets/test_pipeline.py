@@ -14,6 +14,7 @@ from dagster._core.storage.tags import (
 
 from assets.market_data import DAILY, partition_key_range
 from engine.data.synthetic import SyntheticSource
+from engine.storage.connection import OWNER_ROLE, with_user
 from orchestration.definitions import build_definitions
 from orchestration.demo import DEMO_END, DEMO_START
 from orchestration.resources import BrokerConfig, Database, MarketData, Settings
@@ -41,7 +42,7 @@ EXECUTION_TABLES = ("orders", "order_events", "fills", "risk_decisions")
 def _defs(db: str, market_data: MarketData | None = None) -> dg.Definitions:
     return build_definitions(
         {
-            "database": Database(url=db),
+            "database": Database(url=db, owner_url=with_user(db, OWNER_ROLE)),
             "market_data": market_data or MarketData(n_symbols=8, seed=7),
             "broker": BrokerConfig(),
             "settings": Settings(),

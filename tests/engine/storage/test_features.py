@@ -12,7 +12,7 @@ from engine.data.calendar import trading_days
 from engine.data.load import load_daily_bars
 from engine.data.sources import LocalFileSource
 from engine.data.store import load_bars, weekly_bars
-from engine.storage.migrations import empty
+from engine.storage.migrations import empty, refresh_aggregates
 from tests.conftest import write_bars_csv
 from tests.helpers import store_synthetic_bars
 
@@ -59,18 +59,31 @@ def _independent_weekly(conn: psycopg.Connection) -> list[tuple]:
     )
 
 
-def test_weekly_bars_match_an_independent_aggregation(conn: psycopg.Connection) -> None:
+def _refreshed(conn: psycopg.Connection, owner_conn: psycopg.Connection) -> None:
+    """What the bars_daily asset and the CLI do after bars changed: the owner refreshes."""
+    conn.commit()
+    refresh_aggregates(owner_conn)
+
+
+def test_weekly_bars_match_an_independent_aggregation(
+    conn: psycopg.Connection, owner_conn: psycopg.Connection
+) -> None:
     store_synthetic_bars(conn, date(2024, 2, 1), date(2024, 3, 29), n_symbols=3)
+    _refreshed(conn, owner_conn)
     rows = _weekly(conn)
     assert rows == _independent_weekly(conn)
     assert len(rows) == 3 * 9
 
 
-def test_weekly_bars_show_a_backfill_of_older_history_at_once(conn: psycopg.Connection) -> None:
-    """Loads refresh the aggregate: a later load of *older* bars (below what was materialized)
+def test_weekly_bars_show_a_backfill_of_older_history_at_once(
+    conn: psycopg.Connection, owner_conn: psycopg.Connection
+) -> None:
+    """Refreshed after each load: a later load of *older* bars (below what was materialized)
     shows in full, not only the last month a policy would refresh."""
     store_synthetic_bars(conn, date(2024, 2, 1), date(2024, 3, 29), n_symbols=3)
+    _refreshed(conn, owner_conn)
     store_synthetic_bars(conn, date(2022, 1, 3), date(2024, 1, 31), n_symbols=3)
+    _refreshed(conn, owner_conn)
     rows = _weekly(conn)
     assert rows == _independent_weekly(conn)
     assert min(r[1] for r in rows) == date(2022, 1, 3) and len(rows) > 3 * 100
@@ -80,6 +93,7 @@ def test_emptying_the_database_empties_the_weekly_bars(
     conn: psycopg.Connection, owner_conn: psycopg.Connection
 ) -> None:
     store_synthetic_bars(conn, date(2024, 2, 1), date(2024, 3, 29), n_symbols=3)
+    _refreshed(conn, owner_conn)
     assert _weekly(conn)
     conn.commit()
     empty(owner_conn)  # tradeflow reset --yes
@@ -87,9 +101,12 @@ def test_emptying_the_database_empties_the_weekly_bars(
 
 
 @pytest.mark.backend("timescaledb")
-def test_the_weekly_aggregate_is_materialized_after_each_load(conn: psycopg.Connection) -> None:
+def test_the_weekly_aggregate_is_materialized_after_each_load(
+    conn: psycopg.Connection, owner_conn: psycopg.Connection
+) -> None:
     """Materialized, not only computed in real time: the defect was 0 rows after the demo."""
     store_synthetic_bars(conn, date(2023, 1, 2), date(2024, 3, 29), n_symbols=3)
+    _refreshed(conn, owner_conn)
     (schema, table) = conn.execute(
         """SELECT materialization_hypertable_schema, materialization_hypertable_name
            FROM timescaledb_information.continuous_aggregates WHERE view_name = 'bars_weekly'"""
@@ -113,6 +130,7 @@ def test_loads_into_compressed_chunks_correct_add_and_readjust(
         conn, LocalFileSource(str(write_bars_csv(tmp_path / "1.csv", rows))), days[0], days[-1]
     )
     assert first.passed
+    _refreshed(conn, owner_conn)
     compressed = owner_conn.execute(
         "SELECT count(compress_chunk(c)) FROM show_chunks('bars_daily') c"
     ).fetchone()[0]
@@ -145,6 +163,7 @@ def test_loads_into_compressed_chunks_correct_add_and_readjust(
     assert a_low.to_list() == [48.0]
     b = stored.filter(pl.col("symbol") == "B").sort("ts")
     assert (b["adj_close"] == 25.0).all()  # history halved in the compressed chunks
+    _refreshed(conn, owner_conn)
     assert _weekly(conn) == _independent_weekly(conn)
     versions = conn.execute("SELECT symbol, ts, low FROM bar_versions").fetchall()
     assert ("A", days[10], 49.0) in versions  # and B's restated bars from the split on

@@ -183,8 +183,7 @@ def test_the_server_itself_is_out_of_reach(conn: psycopg.Connection, traded: str
 
 def test_every_table_has_its_grants_decided(owner_conn: psycopg.Connection) -> None:
     """A new table must be granted to the application explicitly (sql/0006 and later): read by
-    all, erased only where research data is rewritten, truncated by none. The application owns
-    only the weekly aggregate it refreshes (TimescaleDB)."""
+    all, erased only where research data is rewritten, truncated by none."""
     rows = owner_conn.execute(
         """SELECT n.nspname || '.' || c.relname, pg_get_userbyid(c.relowner),
                   has_table_privilege(%s, c.oid, 'SELECT'),
@@ -196,14 +195,163 @@ def test_every_table_has_its_grants_decided(owner_conn: psycopg.Connection) -> N
         (APP_ROLE, APP_ROLE, APP_ROLE),
     ).fetchall()
     assert rows and all(select for _, _, select, _, _ in rows)
-    owned = {t for t, owner, _, _, _ in rows if owner == APP_ROLE}
-    assert owned <= {"public.bars_weekly"}
-    granted = [r for r in rows if r[0] not in owned]
-    assert {t for t, _, _, delete, _ in granted if delete} == {
+    assert {t for t, _, _, delete, _ in rows if delete} == {
         "public.bars_daily",
         "public.correlations",
     }
-    assert not [t for t, _, _, _, truncate in granted if truncate]
+    assert not [t for t, _, _, _, truncate in rows if truncate]
+
+
+def test_the_application_owns_nothing(conn: psycopg.Connection, backend: str) -> None:
+    """What it owned (the weekly aggregate, and so its materialization table) it could put a
+    trigger on, running its own function as whoever refreshed the aggregate next."""
+    owned = conn.execute(
+        "SELECT c.oid::regclass::text FROM pg_class c WHERE c.relowner = current_user::regrole"
+    ).fetchall()
+    assert owned == []
+    tables = ["bars_daily", "fills"]
+    if backend == "timescaledb":
+        tables += conn.execute(
+            """SELECT format('%I.%I', materialization_hypertable_schema,
+                             materialization_hypertable_name)
+               FROM timescaledb_information.continuous_aggregates"""
+        ).fetchone()
+    conn.execute(
+        "CREATE FUNCTION pg_temp.evil() RETURNS trigger LANGUAGE plpgsql "
+        "AS $$ BEGIN RETURN NULL; END $$"
+    )
+    conn.commit()
+    for table in tables:
+        _refused(
+            conn,
+            f"CREATE TRIGGER evil AFTER INSERT ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.evil()",
+        )
+
+
+def test_our_trigger_functions_cannot_be_borrowed(conn: psycopg.Connection, traded: str) -> None:
+    """The SECURITY DEFINER event writers, attached to a temporary table of the application's,
+    wrote forged approval and configuration events as the owner."""
+    conn.execute("CREATE TEMP TABLE fake (allocation_id text, status text, created_by text)")
+    _refused(
+        conn,
+        "CREATE TRIGGER t AFTER INSERT ON fake FOR EACH ROW "
+        "EXECUTE FUNCTION public.record_approval_event()",
+    )
+    conn.execute("CREATE TEMP TABLE fake (strategy_id text, family text, params jsonb)")
+    _refused(
+        conn,
+        "CREATE TRIGGER t AFTER INSERT ON fake FOR EACH ROW "
+        "EXECUTE FUNCTION public.record_strategy_config_event()",
+    )
+
+
+def test_temporary_tables_do_not_shadow_the_checks(conn: psycopg.Connection, traded: str) -> None:
+    """A temporary approval_events/allocations made a PENDING allocation look ACTIVE to the
+    order check, and an ACTIVE one look new to the weights check."""
+    pending_allocation(conn, "a2", {A: 1.0})
+    conn.commit()
+    (event,) = conn.execute(
+        "SELECT event_id FROM approval_events WHERE allocation_id = 'a2'"
+    ).fetchone()
+    shadow = (
+        "CREATE TEMP TABLE approval_events (event_id bigint, allocation_id text, to_status text);"
+        f"INSERT INTO pg_temp.approval_events VALUES ({event}, 'a2', 'ACTIVE');"
+        "CREATE TEMP TABLE allocations (allocation_id text, status text, created_at timestamptz);"
+        "INSERT INTO pg_temp.allocations VALUES ('a2', 'ACTIVE', now()), ('a1', 'ACTIVE', now());"
+    )
+    why = _refused(
+        conn,
+        shadow + "INSERT INTO orders (client_order_id, allocation_id, approval_event_id, "
+        f"strategy_id, symbol, side, qty, reference_price, status, broker) VALUES ('forged', "
+        f"'a2', {event}, '{A}', 'SYN01', 'buy', 60, 100, 'INTENT', 'simulated')",
+    )
+    assert "did not make allocation a2 ACTIVE" in why
+    why = _refused(conn, shadow + f"INSERT INTO allocation_weights VALUES ('a1', '{B}', 1.0)")
+    assert "weights are written only with a new allocation" in why
+
+
+def test_a_strategy_cannot_hide_a_change_or_start_live(
+    conn: psycopg.Connection, traded: str
+) -> None:
+    """A risk limit named like a column hid a switch to LIVE from the configuration events."""
+    as_mallory = "SELECT set_config('tradeflow.actor', 'mallory', true);"
+    for limits in ('risk_limits || \'{"trading_mode": "SIMULATION"}\'', "'[]'"):
+        _refused(
+            conn,
+            as_mallory + f"UPDATE strategies SET risk_limits = {limits} WHERE strategy_id = '{B}'",
+            psycopg.errors.CheckViolation,
+        )
+    _refused(
+        conn,
+        as_mallory + "INSERT INTO strategies (strategy_id, family, params, trading_mode, account) "
+        "VALUES ('born_live', 'sma_cross', '{}', 'LIVE', 'live-main')",
+    )
+
+
+def _open_order(conn: psycopg.Connection, status: str) -> str:
+    """A planned order of the ACTIVE allocation a1 at the simulated broker, moved to ``status``
+    (no broker id yet)."""
+    (event,) = conn.execute(
+        "SELECT event_id FROM approval_events WHERE allocation_id = 'a1' AND to_status = 'ACTIVE'"
+    ).fetchone()
+    conn.execute(
+        "INSERT INTO orders (client_order_id, allocation_id, approval_event_id, strategy_id, "
+        "symbol, side, qty, reference_price, status, broker) VALUES "
+        f"('open-1', 'a1', {event}, '{A}', 'SYN01', 'buy', 10, 100, 'INTENT', 'simulated')"
+    )
+    conn.execute("UPDATE orders SET status = %s WHERE client_order_id = 'open-1'", (status,))
+    return "open-1"
+
+
+def test_an_open_order_cannot_be_made_not_sent(conn: psycopg.Connection, traded: str) -> None:
+    """NOT_SENT counts in the book as filled and leaves the broker's working set."""
+    coid = _open_order(conn, "SUBMITTED")
+    why = _refused(
+        conn,
+        f"UPDATE orders SET status = 'NOT_SENT' WHERE client_order_id = '{coid}'",
+        psycopg.errors.CheckViolation,
+    )
+    assert "SUBMITTED -> NOT_SENT is not allowed" in why
+    (event,) = conn.execute(
+        "SELECT event_id FROM approval_events WHERE allocation_id = 'a1' AND to_status = 'ACTIVE'"
+    ).fetchone()
+    why = _refused(
+        conn,
+        "INSERT INTO orders (client_order_id, allocation_id, approval_event_id, strategy_id, "
+        f"symbol, side, qty, status, broker) VALUES ('phantom', 'a1', {event}, '{A}', 'SYN04', "
+        "'buy', 5000, 'NOT_SENT', 'alpaca-live')",
+    )
+    assert "NOT_SENT is for validation alone" in why
+
+
+def test_fills_match_their_order(conn: psycopg.Connection, traded: str) -> None:
+    """A fill on an order the broker never answered for, on another symbol or side, or beyond
+    the order's quantity moved positions; two orders could claim one broker id."""
+    filled, symbol, side, broker_id = conn.execute(
+        "SELECT client_order_id, symbol, side, broker_order_id FROM orders "
+        "WHERE status = 'FILLED' LIMIT 1"
+    ).fetchone()
+    fill = "INSERT INTO fills VALUES ('f-x', '{}', '{}', '{}', 1, 10, 0, now())"
+    other_side = "sell" if side == "buy" else "buy"
+    for order, fill_symbol, fill_side in (
+        (filled, symbol, side),  # beyond its quantity: it is filled
+        (filled, "ZZZ", side),
+        (filled, symbol, other_side),
+        ("open-1", "SYN01", "buy"),  # sent, but no broker has answered for it
+    ):
+        if order == "open-1":
+            _open_order(conn, "SUBMITTED")
+        why = _refused(
+            conn, fill.format(order, fill_symbol, fill_side), psycopg.errors.CheckViolation
+        )
+        assert "fills beyond its quantity" in why
+    coid = _open_order(conn, "SUBMITTED")
+    _refused(
+        conn,
+        f"UPDATE orders SET broker_order_id = '{broker_id}' WHERE client_order_id = '{coid}'",
+        psycopg.errors.UniqueViolation,
+    )
 
 
 def test_orders_go_to_alpaca_only_through_the_applications_role(

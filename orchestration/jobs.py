@@ -1,10 +1,12 @@
 """Jobs: the research pipeline, correlation refreshes and recommendations, the execution job the
-approvals sensor launches, and the jobs people launch from the UI to decide on allocations."""
+approvals sensor launches, and the jobs people launch from the UI to decide on allocations and
+to halt or resume trading."""
 
 import dagster as dg
 
 from assets.allocations import allocation_recommendation
 from assets.approvals import decide_allocation, enter_custom_allocation, expire_pending
+from assets.controls import switch_trading
 from assets.correlations import correlations
 from assets.execution import executed_orders
 from assets.market_data import bars_minute
@@ -58,3 +60,8 @@ def custom_allocation() -> None:
 @dg.job(description="Move PENDING_APPROVAL allocations past their expiry to EXPIRED.")
 def expire_allocations() -> None:
     expire_pending()
+
+
+@dg.job(description="Kill switch: halt or resume all trading (who and why are recorded).")
+def kill_switch() -> None:
+    switch_trading()

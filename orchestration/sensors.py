@@ -1,9 +1,11 @@
-"""Sensors: each newly ACTIVE allocation launches execute_allocation once; each ACTIVE allocation
-marked for re-optimization (a correlation regime shift) launches recommend_allocation once."""
+"""Sensors: each newly ACTIVE allocation launches execute_allocation once (while trading is
+halted, approvals wait for the resume); each ACTIVE allocation marked for re-optimization (a
+correlation regime shift) launches recommend_allocation once."""
 
 import dagster as dg
 
 from engine.approvals.store import activations_after, reoptimization_requests
+from engine.execution.halts import trading_switch
 from orchestration.jobs import execute_allocation_job, recommend_allocation_job
 from orchestration.resources import Database
 
@@ -21,6 +23,9 @@ def approvals_sensor(context: dg.SensorEvaluationContext, database: Database) ->
     # and a cursor on the last id seen never skips one.
     after = int(context.cursor) if context.cursor else 0
     with database.connect() as conn:
+        switch = trading_switch(conn)
+        if switch is not None and switch.halted:  # approvals wait, in order, for the resume
+            return dg.SensorResult(skip_reason=str(switch), cursor=context.cursor)
         activations = activations_after(conn, after, MAX_RUNS_PER_TICK)
     requests = [
         dg.RunRequest(

@@ -1,5 +1,5 @@
-"""Orders and positions from the command line: what was sent, our book, and a person adopting
-a broker account's positions as ours."""
+"""Orders and positions from the command line: what was sent, our book, a person adopting
+a broker account's positions as ours, and the kill switch (halt, resume)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from engine.brokers.routing import (
 )
 from engine.brokers.simulated import SimulatedBroker
 from engine.data.store import latest_prices
+from engine.execution.halts import halt, resume, trading_switch
 from engine.execution.reconcile import adopt_positions
 from engine.execution.store import book_table, order_table
 from engine.execution.venues import Venue, locked
@@ -41,6 +42,25 @@ def add(sub: argparse._SubParsersAction) -> None:
     adopt.add_argument("--account", default="default")
     adopt.add_argument("--by", required=True, help="your name, stored with the adjustment")
     adopt.add_argument("--reason", required=True)
+    halt_cmd = sub.add_parser(
+        "halt", help="stop all trading: no order is planned or sent until `tradeflow resume`"
+    )
+    resume_cmd = sub.add_parser("resume", help="lift a halt (the next execution run trades)")
+    for switch in (halt_cmd, resume_cmd):
+        switch.add_argument("--by", required=True, help="your name, stored with the event")
+        switch.add_argument("--reason", required=True)
+    halt_cmd.set_defaults(run=lambda conn, args: print(halt(conn, args.by, args.reason)))
+    resume_cmd.set_defaults(run=_resume)
+    status = sub.add_parser("trading", help="whether trading is halted, by whom and why")
+    status.set_defaults(run=lambda conn, args: print(trading_switch(conn) or "trading is on"))
+
+
+def _resume(conn: psycopg.Connection, args: argparse.Namespace) -> None:
+    print(resume(conn, args.by, args.reason))
+    print(
+        "orders a halted run left unsent are judged again when that allocation's execution is "
+        "launched again (the execute_allocation job, config allocation_id)"
+    )
 
 
 def _router(conn: psycopg.Connection) -> BrokerRouter:

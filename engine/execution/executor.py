@@ -5,15 +5,18 @@
    its opt-ins refuse the run before any network call.
 2. Lock: one execution per venue at a time (a second waits, up to ``lock_wait_seconds``).
 3. Reconcile every venue (``engine.execution.reconcile``) before any order: sync, cancel what
-   never left, adopt what we lost, compare positions (a difference stops the run).
+   never left, adopt what we lost, compare positions (a difference stops the run). A halted book
+   (``engine.execution.halts``) stops the run here, before any plan.
 4. Plan (once per allocation, in one transaction): per strategy, targets -> whole-share orders
    against what it holds (fills and working orders) -> risk decisions. Orders are stored as
    INTENT, BLOCKED, or NOT_SENT (VALIDATION) before any network call. Orders planned by an
    earlier run and not sent are judged again on today's configuration and limits.
 5. Send, sells first. Before each send the allocation must still be ACTIVE (else its unsent
-   orders are canceled and the run stops sending). An order is recorded SUBMITTED before the
-   broker is called; one already SUBMITTED is looked up first and only sent if the broker does
-   not have it. An unknown outcome stops the run (fail closed); the next run asks first.
+   orders are canceled and the run stops sending) and trading not halted (else the run stops;
+   the run after ``tradeflow resume`` judges its unsent orders again). An order is recorded
+   SUBMITTED before the broker is called; one already SUBMITTED is looked up first and only
+   sent if the broker does not have it. An unknown outcome stops the run (fail closed); the
+   next run asks first.
 6. Follow the orders until they are final or ``fill_wait_seconds`` pass, recording partial
    fills as they come; what is still working is synced by the next run.
 """
@@ -32,6 +35,7 @@ from engine.brokers.base import Broker, OutcomeUnknownError
 from engine.brokers.routing import BrokerRouter
 from engine.data.store import latest_prices, load_recent_bars, require_clean_bars
 from engine.errors import ExecutionRefusedError, NotFoundError, QualityGateError
+from engine.execution.halts import require_trading
 from engine.execution.reconcile import Reconciliation, reconcile, sync_orders
 from engine.execution.store import (
     OPEN,
@@ -127,6 +131,7 @@ def execute_allocation(
                     "executed (its orders at the broker were synced)"
                 )
             _require_resolved(report.reconciliations, allocation_id)
+            require_trading(conn, f"allocation {allocation_id} was not planned or sent")
             _require_open_markets(brokers)
             _plan_or_recheck(conn, allocation_id, router, brokers, limits, settings)
             for venue, broker in sorted(brokers.items()):
@@ -327,7 +332,8 @@ def _send(
                 report.fills += record_broker_order(conn, existing)
                 report.reconciled += 1
                 continue
-        else:
+        require_trading(conn, f"the orders of allocation {allocation_id} not sent yet stay so")
+        if stored.status != "SUBMITTED":
             record_status(conn, coid, "SUBMITTED", {})
         try:
             answer = broker.submit_order(stored.request)

@@ -2,6 +2,7 @@ import dagster as dg
 import psycopg
 
 from engine.approvals.workflow import approve
+from engine.execution.halts import halt, resume
 from orchestration.definitions import defs
 from orchestration.resources import Database
 from tests.helpers import pending_allocation
@@ -50,3 +51,17 @@ def test_an_allocation_superseded_before_the_tick_is_not_executed(
         approve(conn, allocation_id, by=person)
     conn.commit()
     assert [r.run_key for r in _tick(db, None).run_requests] == ["a2"]
+
+
+def test_approvals_wait_while_trading_is_halted(conn: psycopg.Connection, db: str) -> None:
+    halt(conn, "risk desk", "drawdown review")
+    pending_allocation(conn, "a1", WEIGHTS)
+    approve(conn, "a1", by="alice")
+    conn.commit()
+    waiting = _tick(db, None)
+    assert waiting.run_requests == [] and waiting.cursor is None
+    assert waiting.skip_reason is not None
+    assert "halted by risk desk" in (waiting.skip_reason.skip_message or "")
+    resume(conn, "alice", "reviewed")
+    conn.commit()
+    assert [r.run_key for r in _tick(db, waiting.cursor).run_requests] == ["a1"]

@@ -36,6 +36,7 @@ MONEY_TABLES = [
     "position_adjustments",
     "bar_versions",
     "quarantine_decisions",
+    "trading_halts",
     "bar_loads",
     "sim_broker.orders",
     "sim_broker.fills",

@@ -1,0 +1,155 @@
+"""The kill switch: while trading is halted no order is planned or sent (checked again right
+before each order leaves); the halt and the resume are events naming who and why; the CLI and
+the UI's job work the same switch."""
+
+from datetime import date
+
+import dagster as dg
+import psycopg
+import pytest
+
+from engine.approvals.workflow import approve
+from engine.brokers.base import BrokerOrder, OrderRequest
+from engine.brokers.simulated import SimulatedBroker
+from engine.cli import main
+from engine.data.store import latest_prices
+from engine.errors import TradeflowError
+from engine.execution.executor import execute_allocation
+from engine.execution.halts import TradingHaltedError, halt, resume, trading_switch
+from engine.storage.connection import DatabaseUrls
+from orchestration.definitions import build_definitions
+from orchestration.resources import BrokerConfig, Database, MarketData, Settings
+from tests.engine.execution.test_paper import FAST, LIMITS
+from tests.engine.execution.test_reconcile import simulated
+from tests.helpers import pending_allocation, store_synthetic_bars
+
+A, B = "sma_cross_10_100", "sma_cross_20_50"
+
+
+@pytest.fixture
+def prices(conn: psycopg.Connection) -> dict[str, float]:
+    """An ACTIVE allocation a1, not executed yet; the latest closes."""
+    store_synthetic_bars(conn, date(2023, 1, 1), date(2024, 6, 28), n_symbols=8)
+    pending_allocation(conn, "a1", {A: 0.5, B: 0.5})
+    approve(conn, "a1", by="alice")
+    conn.commit()
+    return {s: p for s, (_, p) in latest_prices(conn).items()}
+
+
+def _sent(conn: psycopg.Connection) -> list[str]:
+    """The client order ids the simulated broker received."""
+    rows = conn.execute("SELECT client_order_id FROM sim_broker.orders ORDER BY 1").fetchall()
+    return [r[0] for r in rows]
+
+
+def test_a_halted_book_plans_and_sends_nothing_until_resumed(
+    db: str, conn: psycopg.Connection, prices: dict[str, float]
+) -> None:
+    halt(conn, "risk desk", "daily loss past 3%")
+    conn.commit()
+    router = simulated(db, SimulatedBroker(db, prices.get))
+    with pytest.raises(TradingHaltedError, match=r"halted by risk desk .*daily loss past 3%"):
+        execute_allocation(db, "a1", router, LIMITS, FAST)
+    assert conn.execute("SELECT count(*) FROM orders").fetchone() == (0,)
+    assert _sent(conn) == []
+    resumed = resume(conn, "alice", "limit reviewed")
+    conn.commit()
+    assert not resumed.halted and resumed.actor == "alice"
+    report = execute_allocation(db, "a1", router, LIMITS, FAST)
+    assert report.sent > 0 and report.filled == report.sent
+    events = conn.execute("SELECT halted, actor, reason FROM trading_halts ORDER BY 1").fetchall()
+    assert sorted(events) == [
+        (False, "alice", "limit reviewed"),
+        (True, "risk desk", "daily loss past 3%"),
+    ]
+
+
+class _HaltsAfterTheFirstOrder:
+    """The simulated broker, with a person halting trading while the first order is on its way."""
+
+    def __init__(self, db: str, prices: dict[str, float]) -> None:
+        self.inner = SimulatedBroker(db, prices.get)
+        self.db = db
+
+    def submit_order(self, order: OrderRequest) -> BrokerOrder:
+        answer = self.inner.submit_order(order)
+        with psycopg.connect(self.db) as conn:
+            if trading_switch(conn) is None:
+                halt(conn, "bob", "flash crash")
+        return answer
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_halt_during_a_run_stops_the_orders_not_sent_yet(
+    db: str, conn: psycopg.Connection, prices: dict[str, float]
+) -> None:
+    router = simulated(db, _HaltsAfterTheFirstOrder(db, prices))
+    with pytest.raises(TradingHaltedError, match="flash crash"):
+        execute_allocation(db, "a1", router, LIMITS, FAST)
+    assert len(_sent(conn)) == 1  # the one on the wire; the others stayed here
+    statuses = dict(conn.execute("SELECT status, count(*) FROM orders GROUP BY status").fetchall())
+    assert statuses.pop("INTENT") >= 1 and set(statuses) <= {"FILLED", "SUBMITTED"}
+    planned = conn.execute("SELECT count(*) FROM orders WHERE status <> 'BLOCKED'").fetchone()[0]
+    with pytest.raises(TradingHaltedError):  # the next run too
+        execute_allocation(db, "a1", simulated(db, SimulatedBroker(db, prices.get)), LIMITS, FAST)
+    resume(conn, "bob", "markets calm")
+    conn.commit()
+    execute_allocation(db, "a1", simulated(db, SimulatedBroker(db, prices.get)), LIMITS, FAST)
+    sent = _sent(conn)
+    assert len(sent) == len(set(sent)) == planned  # each planned order sent once
+
+
+def test_resume_needs_a_halt_and_both_need_who_and_why(conn: psycopg.Connection) -> None:
+    with pytest.raises(TradeflowError, match="not halted"):
+        resume(conn, "alice", "why not")
+    with pytest.raises(TradeflowError, match="who .* and why"):
+        halt(conn, "alice", " ")
+    assert trading_switch(conn) is None
+
+
+def test_the_switch_from_the_command_line(
+    db: str,
+    database_urls: DatabaseUrls,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("TRADEFLOW_DATABASE_URL", db)
+    monkeypatch.setenv("TRADEFLOW_OWNER_DATABASE_URL", database_urls.owner)
+    assert main(["trading"]) == 0
+    assert capsys.readouterr().out.strip() == "trading is on"
+    assert main(["halt", "--by", "carol", "--reason", "broker outage"]) == 0
+    assert "trading halted by carol" in capsys.readouterr().out
+    assert main(["trading"]) == 0
+    shown = capsys.readouterr().out
+    assert "halted by carol" in shown and "broker outage" in shown
+    assert main(["resume", "--by", "carol", "--reason", "broker back"]) == 0
+    assert "trading resumed by carol" in capsys.readouterr().out
+    assert main(["resume", "--by", "carol", "--reason", "again"]) == 1
+    assert "not halted" in capsys.readouterr().err
+
+
+def test_the_switch_from_the_ui(db: str, conn: psycopg.Connection) -> None:
+    defs = build_definitions(
+        {
+            "database": Database(url=db),
+            "market_data": MarketData(),
+            "broker": BrokerConfig(),
+            "settings": Settings(),
+        }
+    )
+    job = defs.resolve_job_def("kill_switch")
+    config = {"action": "halt", "by": "dana", "reason": "fat finger"}
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {"switch_trading": {"config": config}}},
+    )
+    assert result.success
+    switch = trading_switch(conn)
+    assert switch is not None and switch.halted and switch.actor == "dana"
+    with pytest.raises(dg.DagsterInvalidConfigError, match="reason"):
+        job.execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(),
+            run_config={"ops": {"switch_trading": {"config": {"action": "resume", "by": "d"}}}},
+        )

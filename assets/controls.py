@@ -5,8 +5,10 @@ from typing import Literal
 
 import dagster as dg
 
+from engine.data.store import latest_prices
+from engine.execution.flatten import flatten
 from engine.execution.halts import halt, resume
-from orchestration.resources import Database
+from orchestration.resources import BrokerConfig, Database
 
 
 class TradingSwitchConfig(dg.Config):
@@ -15,13 +17,29 @@ class TradingSwitchConfig(dg.Config):
     action: Literal["halt", "resume"]
     by: str
     reason: str
+    flatten: bool = False  # with halt: cancel open orders and close every position
 
 
 @dg.op
 def switch_trading(
-    context: dg.OpExecutionContext, config: TradingSwitchConfig, database: Database
+    context: dg.OpExecutionContext,
+    config: TradingSwitchConfig,
+    database: Database,
+    broker: BrokerConfig,
 ) -> None:
     """While halted no order is planned or sent, at any broker."""
+    if config.action == "halt" and config.flatten:
+        url = database.database_url()
+        with database.connect() as conn:
+            prices = {symbol: close for symbol, (_, close) in latest_prices(conn).items()}
+        report = flatten(
+            url, broker.router(url, prices.get), config.by, config.reason, broker.execution()
+        )
+        context.log.warning(
+            f"{report.switch}: {report.canceled} orders canceled, {len(report.sent)} closing "
+            f"orders sent, {len(report.left)} positions still held"
+        )
+        return
     with database.connect() as conn:
         switch = (halt if config.action == "halt" else resume)(conn, config.by, config.reason)
     context.log.warning(str(switch))

@@ -19,6 +19,7 @@ from engine.brokers.routing import (
 )
 from engine.brokers.simulated import SimulatedBroker
 from engine.data.store import latest_prices
+from engine.execution.flatten import flatten
 from engine.execution.halts import halt, resume, trading_switch
 from engine.execution.reconcile import adopt_positions
 from engine.execution.store import book_table, order_table
@@ -49,10 +50,24 @@ def add(sub: argparse._SubParsersAction) -> None:
     for switch in (halt_cmd, resume_cmd):
         switch.add_argument("--by", required=True, help="your name, stored with the event")
         switch.add_argument("--reason", required=True)
-    halt_cmd.set_defaults(run=lambda conn, args: print(halt(conn, args.by, args.reason)))
+    halt_cmd.add_argument(
+        "--flatten", action="store_true", help="also cancel open orders and close every position"
+    )
+    halt_cmd.set_defaults(run=_halt)
     resume_cmd.set_defaults(run=_resume)
     status = sub.add_parser("trading", help="whether trading is halted, by whom and why")
     status.set_defaults(run=lambda conn, args: print(trading_switch(conn) or "trading is on"))
+
+
+def _halt(conn: psycopg.Connection, args: argparse.Namespace) -> None:
+    if not args.flatten:
+        print(halt(conn, args.by, args.reason))
+        return
+    report = flatten(resolve_database_url(), _router(conn), args.by, args.reason)
+    print(report.switch)
+    print(f"{report.canceled} orders canceled, {len(report.sent)} closing orders sent")
+    for broker, account, strategy, symbol, qty in report.left:
+        print(f"  still held: {broker} {account} {strategy or '-'} {symbol} {qty}")
 
 
 def _resume(conn: psycopg.Connection, args: argparse.Namespace) -> None:

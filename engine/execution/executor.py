@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -31,7 +32,7 @@ import psycopg
 
 from engine.approvals.store import activation_event_id, allocation_status
 from engine.approvals.workflow import get_allocation
-from engine.brokers.base import Broker, OutcomeUnknownError
+from engine.brokers.base import Broker, OrderRequest, OutcomeUnknownError
 from engine.brokers.routing import BrokerRouter
 from engine.data.store import latest_prices, load_recent_bars, require_clean_bars
 from engine.errors import ExecutionRefusedError, NotFoundError, QualityGateError
@@ -41,6 +42,7 @@ from engine.execution.store import (
     OPEN,
     UNSENT,
     WORKING,
+    StoredOrder,
     adopted_client_order_ids,
     allocation_orders,
     book_table,
@@ -118,7 +120,7 @@ def execute_allocation(
                     f"for the accounts ({', '.join(sorted(str(v) for v in again - venues))}); "
                     "nothing was sent; run it again"
                 )
-            _require_least_privilege(conn, venues)
+            require_least_privilege(conn, venues)
             brokers = {v: router.broker(v.mode, v.account) for v in venues if v.sends}
             for venue, broker in sorted(brokers.items()):
                 reconciliation = reconcile(conn, venue, broker, settings.position_tolerance)
@@ -132,12 +134,12 @@ def execute_allocation(
                 )
             _require_resolved(report.reconciliations, allocation_id)
             require_trading(conn, f"allocation {allocation_id} was not planned or sent")
-            _require_open_markets(brokers)
+            require_open_markets(brokers)
             _plan_or_recheck(conn, allocation_id, router, brokers, limits, settings)
             for venue, broker in sorted(brokers.items()):
                 if not _send(conn, allocation_id, venue, broker, report):
                     break
-            _follow(conn, allocation_id, brokers, settings)
+            follow(conn, brokers, lambda: allocation_orders(conn, allocation_id, WORKING), settings)
         _summarise(conn, report)
     return report
 
@@ -161,7 +163,7 @@ def _venues(conn: psycopg.Connection, allocation_id: str, router: BrokerRouter) 
     return venues
 
 
-def _require_least_privilege(conn: psycopg.Connection, venues: set[Venue]) -> None:
+def require_least_privilege(conn: psycopg.Connection, venues: set[Venue]) -> None:
     """Orders reach Alpaca only through a database role that cannot rewrite or erase what they
     leave behind (the simulated broker, offline, accepts any role)."""
     at_alpaca = sorted(str(v) for v in venues if v.mode in ("PAPER", "LIVE"))
@@ -220,7 +222,7 @@ def _closing(
     return closing
 
 
-def _require_open_markets(brokers: dict[Venue, Broker]) -> None:
+def require_open_markets(brokers: dict[Venue, Broker]) -> None:
     for venue, broker in brokers.items():
         clock = broker.clock()
         if clock is not None and not clock.is_open:
@@ -333,33 +335,42 @@ def _send(
                 report.reconciled += 1
                 continue
         require_trading(conn, f"the orders of allocation {allocation_id} not sent yet stay so")
-        if stored.status != "SUBMITTED":
-            record_status(conn, coid, "SUBMITTED", {})
-        try:
-            answer = broker.submit_order(stored.request)
-        except OutcomeUnknownError as e:
-            note(conn, coid, "SUBMITTED", {"outcome_unknown": str(e)})
-            raise
+        report.fills += submit(conn, broker, stored.request, stored.status == "SUBMITTED")
         report.sent += 1
-        report.fills += record_broker_order(conn, answer)
     return True
 
 
-def _follow(
+def submit(
+    conn: psycopg.Connection, broker: Broker, request: OrderRequest, recorded: bool = False
+) -> int:
+    """Send one order: recorded SUBMITTED before the broker is called (unless ``recorded``);
+    an unknown outcome is noted and raised (fail closed). Returns the fills recorded."""
+    coid = request.client_order_id
+    if not recorded:
+        record_status(conn, coid, "SUBMITTED", {})
+    try:
+        answer = broker.submit_order(request)
+    except OutcomeUnknownError as e:
+        note(conn, coid, "SUBMITTED", {"outcome_unknown": str(e)})
+        raise
+    return record_broker_order(conn, answer)
+
+
+def follow(
     conn: psycopg.Connection,
-    allocation_id: str,
     brokers: dict[Venue, Broker],
+    working: Callable[[], list[StoredOrder]],
     settings: ExecutionSettings,
 ) -> None:
-    """Sync the allocation's working orders until they are final or the wait is over."""
+    """Sync the orders ``working()`` lists until there are none or the wait is over."""
     deadline = time.monotonic() + settings.fill_wait_seconds
     while True:
-        working = allocation_orders(conn, allocation_id, WORKING)
-        if not working or time.monotonic() > deadline:
+        orders = working()
+        if not orders or time.monotonic() > deadline:
             return
         time.sleep(settings.poll_seconds)
         for venue, broker in brokers.items():
-            here = [o for o in working if Venue.of(o.broker, o.account) == venue]
+            here = [o for o in orders if Venue.of(o.broker, o.account) == venue]
             sync_orders(conn, broker, here)
 
 

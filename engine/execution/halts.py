@@ -23,27 +23,34 @@ class TradingHaltedError(ExecutionRefusedError):
 
 @dataclass(frozen=True)
 class TradingSwitch:
+    event_id: int
     halted: bool
+    flatten: bool  # the halt closes every position (engine.execution.flatten)
     actor: str
     reason: str
     at: datetime
 
     def __str__(self) -> str:
         state = "halted" if self.halted else "resumed"
+        state += " and the book flattened" if self.flatten else ""
         return f"trading {state} by {self.actor} at {self.at:%Y-%m-%d %H:%M:%S %Z} ({self.reason})"
+
+
+_COLUMNS = "event_id, halted, flatten, actor, reason, at"
 
 
 def trading_switch(conn: psycopg.Connection) -> TradingSwitch | None:
     """The latest halt or resume (None: trading was never halted)."""
     row = conn.execute(
-        "SELECT halted, actor, reason, at FROM trading_halts ORDER BY event_id DESC LIMIT 1"
+        f"SELECT {_COLUMNS} FROM trading_halts ORDER BY event_id DESC LIMIT 1"  # type: ignore[arg-type]
     ).fetchone()
     return None if row is None else TradingSwitch(*row)
 
 
-def halt(conn: psycopg.Connection, by: str, reason: str) -> TradingSwitch:
-    """Halt trading; halting again records another event (the latest reason counts)."""
-    return _switch(conn, True, by, reason)
+def halt(conn: psycopg.Connection, by: str, reason: str, flatten: bool = False) -> TradingSwitch:
+    """Halt trading; halting again records another event (the latest reason counts). With
+    ``flatten`` the halt also lets ``engine.execution.flatten`` close every position."""
+    return _switch(conn, True, by, reason, flatten)
 
 
 def resume(conn: psycopg.Connection, by: str, reason: str) -> TradingSwitch:
@@ -51,7 +58,7 @@ def resume(conn: psycopg.Connection, by: str, reason: str) -> TradingSwitch:
     current = trading_switch(conn)
     if current is None or not current.halted:
         raise TradeflowError("trading is not halted; nothing to resume")
-    return _switch(conn, False, by, reason)
+    return _switch(conn, False, by, reason, False)
 
 
 def require_trading(conn: psycopg.Connection, what: str) -> None:
@@ -61,13 +68,15 @@ def require_trading(conn: psycopg.Connection, what: str) -> None:
         raise TradingHaltedError(f"{current}: {what}; `tradeflow resume` lifts the halt")
 
 
-def _switch(conn: psycopg.Connection, halted: bool, by: str, reason: str) -> TradingSwitch:
+def _switch(
+    conn: psycopg.Connection, halted: bool, by: str, reason: str, flatten: bool
+) -> TradingSwitch:
     if not by.strip() or not reason.strip():
         raise TradeflowError("a halt or resume needs who (--by) and why (--reason)")
     with conn.transaction():
         row = conn.execute(
-            """INSERT INTO trading_halts (halted, actor, reason) VALUES (%s, %s, %s)
-               RETURNING halted, actor, reason, at""",
-            (halted, by.strip(), reason.strip()),
+            f"""INSERT INTO trading_halts (halted, flatten, actor, reason) VALUES (%s, %s, %s, %s)
+                RETURNING {_COLUMNS}""",  # type: ignore[arg-type]
+            (halted, flatten, by.strip(), reason.strip()),
         ).fetchone()
     return TradingSwitch(*row)  # type: ignore[misc]

@@ -39,7 +39,7 @@ class StoredOrder:
 class PlannedOrder:
     request: OrderRequest
     status: str  # INTENT, BLOCKED or NOT_SENT
-    strategy_id: str
+    strategy_id: str | None  # None: closing a person's adjustment (flatten)
     broker: str
     account: str
 
@@ -113,20 +113,22 @@ def submitted_at(conn: psycopg.Connection, client_order_ids: list[str]) -> dict[
 
 def insert_orders(
     conn: psycopg.Connection,
-    allocation_id: str,
-    approval_event_id: int,
+    allocation_id: str | None,
+    approval_event_id: int | None,
     orders: list[PlannedOrder],
     detail: dict,
     decisions: list[RiskDecision],
+    origin: str = "planned",
 ) -> None:
-    """A planned batch: each order with its first event, and every risk decision."""
+    """A planned batch (or, ``origin='flatten'``, the kill switch's closing orders, of no
+    allocation): each order with its first event, and every risk decision."""
     for planned in orders:
         order = planned.request
         conn.execute(
             """INSERT INTO orders (client_order_id, allocation_id, approval_event_id, strategy_id,
                    symbol, side, qty, order_type, limit_price, time_in_force, take_profit_price,
-                   stop_loss_price, reference_price, status, broker, account)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                   stop_loss_price, reference_price, status, broker, account, origin)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             (
                 order.client_order_id,
                 allocation_id,
@@ -144,6 +146,7 @@ def insert_orders(
                 planned.status,
                 planned.broker,
                 planned.account,
+                origin,
             ),
         )
         conn.execute(

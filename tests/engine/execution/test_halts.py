@@ -15,7 +15,9 @@ from engine.cli import main
 from engine.data.store import latest_prices
 from engine.errors import TradeflowError
 from engine.execution.executor import execute_allocation
+from engine.execution.flatten import flatten
 from engine.execution.halts import TradingHaltedError, halt, resume, trading_switch
+from engine.execution.store import book_table
 from engine.storage.connection import DatabaseUrls
 from orchestration.definitions import build_definitions
 from orchestration.resources import BrokerConfig, Database, MarketData, Settings
@@ -153,3 +155,80 @@ def test_the_switch_from_the_ui(db: str, conn: psycopg.Connection) -> None:
             instance=dg.DagsterInstance.ephemeral(),
             run_config={"ops": {"switch_trading": {"config": {"action": "resume", "by": "d"}}}},
         )
+
+
+def test_flatten_closes_every_position_at_the_broker(
+    db: str, conn: psycopg.Connection, prices: dict[str, float]
+) -> None:
+    broker = SimulatedBroker(db, prices.get)
+    execute_allocation(db, "a1", simulated(db, broker), LIMITS, FAST)
+    positions = book_table(conn)  # each strategy's, so one symbol may be held twice
+    assert positions and broker.positions()
+    report = flatten(db, simulated(db, broker), "carol", "drawdown limit", FAST)
+    assert report.switch.halted and report.switch.flatten and report.switch.actor == "carol"
+    assert len(report.sent) == len(positions) and report.left == []
+    assert broker.positions() == {}
+    assert book_table(conn) == []
+    closing = conn.execute(
+        "SELECT status, allocation_id, count(*) FROM orders WHERE origin = 'flatten' GROUP BY 1, 2"
+    ).fetchall()
+    assert closing == [("FILLED", None, len(positions))]
+    with pytest.raises(TradingHaltedError, match="flattened by carol"):
+        execute_allocation(db, "a1", simulated(db, broker), LIMITS, FAST)
+
+
+def test_flatten_cancels_what_a_halted_run_left_unsent(
+    db: str, conn: psycopg.Connection, prices: dict[str, float]
+) -> None:
+    with pytest.raises(TradingHaltedError):
+        execute_allocation(
+            db, "a1", simulated(db, _HaltsAfterTheFirstOrder(db, prices)), LIMITS, FAST
+        )
+    broker = SimulatedBroker(db, prices.get)
+    report = flatten(db, simulated(db, broker), "bob", "flash crash", FAST)
+    assert report.canceled >= 1 and len(report.sent) == 1 and report.left == []
+    assert conn.execute("SELECT count(*) FROM orders WHERE status = 'INTENT'").fetchone() == (0,)
+    resume(conn, "bob", "calm again")
+    conn.commit()
+    sent = len(_sent(conn))
+    execute_allocation(db, "a1", simulated(db, broker), LIMITS, FAST)
+    assert len(_sent(conn)) == sent  # the canceled orders stay canceled
+    assert broker.positions() == {}
+
+
+def test_the_database_takes_a_closing_order_only_from_a_flatten(
+    db: str, conn: psycopg.Connection, prices: dict[str, float]
+) -> None:
+    execute_allocation(db, "a1", simulated(db, SimulatedBroker(db, prices.get)), LIMITS, FAST)
+    broker, account, strategy, symbol, qty = book_table(conn)[0]
+    order = (
+        "INSERT INTO orders (client_order_id, strategy_id, symbol, side, qty, status, broker, "
+        "account, origin) VALUES ('tf-flat-x', %s, %s, %s, %s, 'INTENT', %s, %s, 'flatten')"
+    )
+    side = "sell" if qty > 0 else "buy"
+    for halted, qty_sent in ((False, abs(qty)), (True, abs(qty) + 1)):
+        if halted:
+            halt(conn, "mallory", "cover", flatten=True)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+            conn.execute(order, (strategy, symbol, side, qty_sent, broker, account))
+    conn.execute(order, (strategy, symbol, side, abs(qty), broker, account))  # exactly closes
+
+
+def test_flatten_from_the_command_line(
+    db: str,
+    database_urls: DatabaseUrls,
+    conn: psycopg.Connection,
+    prices: dict[str, float],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    execute_allocation(db, "a1", simulated(db, SimulatedBroker(db, prices.get)), LIMITS, FAST)
+    positions = len(book_table(conn))
+    conn.commit()
+    monkeypatch.setenv("TRADEFLOW_DATABASE_URL", db)
+    monkeypatch.setenv("TRADEFLOW_OWNER_DATABASE_URL", database_urls.owner)
+    assert main(["halt", "--by", "erin", "--reason", "stop the book", "--flatten"]) == 0
+    out = capsys.readouterr().out
+    assert "halted and the book flattened by erin" in out
+    assert f"{positions} closing orders sent" in out and "still held" not in out
+    assert book_table(conn) == []

@@ -40,6 +40,7 @@ from engine.execution.store import (
     StoredOrder,
     book,
     book_table,
+    busy_venues,
     insert_orders,
     record_status,
     status_of,
@@ -91,12 +92,7 @@ def flatten(
 
 def _venues(conn: psycopg.Connection) -> list[Venue]:
     """The brokers and accounts where we hold a position or have an order not final."""
-    rows = conn.execute(
-        """SELECT broker, account FROM book_positions
-           UNION SELECT broker, account FROM orders WHERE status = ANY(%s)""",
-        (["INTENT", *OPEN],),
-    ).fetchall()
-    return sorted(v for v in (Venue.of(b, a) for b, a in rows) if v.sends)
+    return sorted(v for v in (Venue.of(b, a) for b, a in busy_venues(conn)) if v.sends)
 
 
 def _unfinished(conn: psycopg.Connection, venues: list[Venue]) -> list[StoredOrder]:

@@ -15,6 +15,7 @@ from datetime import datetime
 import psycopg
 
 from engine.errors import ExecutionRefusedError, TradeflowError
+from engine.execution.store import insert_switch, latest_switch
 
 
 class TradingHaltedError(ExecutionRefusedError):
@@ -36,14 +37,9 @@ class TradingSwitch:
         return f"trading {state} by {self.actor} at {self.at:%Y-%m-%d %H:%M:%S %Z} ({self.reason})"
 
 
-_COLUMNS = "event_id, halted, flatten, actor, reason, at"
-
-
 def trading_switch(conn: psycopg.Connection) -> TradingSwitch | None:
     """The latest halt or resume (None: trading was never halted)."""
-    row = conn.execute(
-        f"SELECT {_COLUMNS} FROM trading_halts ORDER BY event_id DESC LIMIT 1"  # type: ignore[arg-type]
-    ).fetchone()
+    row = latest_switch(conn)
     return None if row is None else TradingSwitch(*row)
 
 
@@ -74,9 +70,5 @@ def _switch(
     if not by.strip() or not reason.strip():
         raise TradeflowError("a halt or resume needs who (--by) and why (--reason)")
     with conn.transaction():
-        row = conn.execute(
-            f"""INSERT INTO trading_halts (halted, flatten, actor, reason) VALUES (%s, %s, %s, %s)
-                RETURNING {_COLUMNS}""",  # type: ignore[arg-type]
-            (halted, flatten, by.strip(), reason.strip()),
-        ).fetchone()
-    return TradingSwitch(*row)  # type: ignore[misc]
+        row = insert_switch(conn, halted, flatten, by.strip(), reason.strip())
+    return TradingSwitch(*row)

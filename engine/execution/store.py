@@ -466,3 +466,36 @@ def money_records_exposed(conn: psycopg.Connection) -> list[str]:
         ]
         problems += [f"{conn.info.user} {what} {table}" for what in found]
     return problems
+
+
+_SWITCH = "event_id, halted, flatten, actor, reason, at"
+
+
+def latest_switch(conn: psycopg.Connection) -> tuple | None:
+    """The latest halt or resume (engine.execution.halts): (event_id, halted, flatten, actor,
+    reason, at)."""
+    return conn.execute(
+        f"SELECT {_SWITCH} FROM trading_halts ORDER BY event_id DESC LIMIT 1"  # type: ignore[arg-type]
+    ).fetchone()
+
+
+def insert_switch(
+    conn: psycopg.Connection, halted: bool, flatten: bool, actor: str, reason: str
+) -> tuple:
+    row = conn.execute(
+        f"""INSERT INTO trading_halts (halted, flatten, actor, reason) VALUES (%s, %s, %s, %s)
+            RETURNING {_SWITCH}""",  # type: ignore[arg-type]
+        (halted, flatten, actor, reason),
+    ).fetchone()
+    assert row is not None
+    return row
+
+
+def busy_venues(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """(broker, account) of every position in our book and every order not final."""
+    rows = conn.execute(
+        """SELECT broker, account FROM book_positions
+           UNION SELECT broker, account FROM orders WHERE status = ANY(%s)""",
+        (["INTENT", *OPEN],),
+    ).fetchall()
+    return [(str(b), str(a)) for b, a in rows]

@@ -1,12 +1,10 @@
--- Flattening the book from the kill switch: `tradeflow halt --flatten` records a halt that
--- flattens, cancels every working order and closes every position with orders of its own
--- (origin 'flatten': no allocation, no approval). The database lets such an order in only
--- while the latest trading_halts event is a halt that flattens, and only to close what its
--- strategy holds at that broker and account (net of what working orders already close).
-ALTER TABLE trading_halts ADD COLUMN flatten boolean NOT NULL DEFAULT false
-    CHECK (halted OR NOT flatten);
-GRANT INSERT (flatten) ON trading_halts TO tradeflow_app;
-
+-- The kill switch in the database. While trading is halted no planned order is stored as
+-- INTENT and none moves from INTENT to SUBMITTED (sent), whatever the application does.
+-- Flattening the book (`tradeflow halt --flatten`) cancels every working order and closes every
+-- position with orders of its own (origin 'flatten': no allocation, no approval), which the
+-- database lets in only while a halt that flattens has not been followed by a resume, as a
+-- market day order, and only to close what its strategy holds at that broker and account (net
+-- of what working orders already close; one check at a time per position).
 ALTER TABLE orders DROP CONSTRAINT orders_origin_check;
 ALTER TABLE orders ADD CONSTRAINT orders_origin_check
     CHECK (origin IN ('planned', 'adopted', 'flatten'));
@@ -32,11 +30,19 @@ BEGIN
         RETURN NEW;
     END IF;
     IF NEW.origin = 'flatten' THEN
-        IF NOT coalesce((SELECT halted AND flatten FROM public.trading_halts
-                         ORDER BY event_id DESC LIMIT 1), false) THEN
-            RAISE EXCEPTION 'order %: a flattening order needs a halt that flattens',
+        IF NOT EXISTS (SELECT FROM public.trading_halts h WHERE h.flatten
+                       AND NOT EXISTS (SELECT FROM public.trading_halts r
+                                       WHERE r.event_id > h.event_id AND NOT r.halted)) THEN
+            RAISE EXCEPTION 'order %: a flattening order needs a halt that flattens, not resumed',
                 NEW.client_order_id USING ERRCODE = 'insufficient_privilege';
         END IF;
+        IF (NEW.order_type, NEW.time_in_force) <> ('market', 'day')
+           OR NEW.take_profit_price IS NOT NULL OR NEW.stop_loss_price IS NOT NULL THEN
+            RAISE EXCEPTION 'order %: a flattening order is a market day order, no bracket',
+                NEW.client_order_id USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        PERFORM pg_advisory_xact_lock(hashtext(concat_ws('/', 'flatten', NEW.broker, NEW.account,
+                                                         NEW.symbol)));
         SELECT qty INTO held FROM public.book_positions
             WHERE broker = NEW.broker AND account = NEW.account AND symbol = NEW.symbol
               AND strategy_id IS NOT DISTINCT FROM NEW.strategy_id;
@@ -58,6 +64,10 @@ BEGIN
         RAISE EXCEPTION 'order %: a planned order starts as INTENT, BLOCKED or NOT_SENT, not %',
             NEW.client_order_id, NEW.status USING ERRCODE = 'insufficient_privilege';
     END IF;
+    IF NEW.status = 'INTENT' AND trading_halted() THEN
+        RAISE EXCEPTION 'order %: trading is halted; nothing is planned', NEW.client_order_id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
     IF NEW.status <> 'BLOCKED' AND (NEW.status = 'NOT_SENT') <> (NEW.broker = 'validation') THEN
         RAISE EXCEPTION 'order %: an order for % cannot start as % (NOT_SENT is for validation '
             'alone)', NEW.client_order_id, NEW.broker, NEW.status
@@ -73,3 +83,17 @@ BEGIN
     END IF;
     RETURN NEW;
 END $$;
+
+CREATE FUNCTION order_sent_while_trading() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    IF trading_halted() THEN
+        RAISE EXCEPTION 'order %: trading is halted; it is not sent', NEW.client_order_id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END $$;
+REVOKE EXECUTE ON FUNCTION order_sent_while_trading() FROM PUBLIC;
+CREATE TRIGGER orders_sent_while_trading BEFORE UPDATE OF status ON orders FOR EACH ROW
+    WHEN (OLD.status = 'INTENT' AND NEW.status = 'SUBMITTED' AND NEW.origin <> 'flatten')
+    EXECUTE FUNCTION order_sent_while_trading();

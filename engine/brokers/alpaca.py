@@ -9,8 +9,9 @@ The client does the HTTP and the models. Around it:
   Retry-After) and 5xx, with exponential backoff and jitter, a bounded number of times. The
   client's own retry (429/504, any method, fixed wait) is switched off: it would repeat a POST.
 - A submit is sent once. A 429 means Alpaca refused it before processing, so it is sent again
-  after the wait. A timeout, a connection reset or a 5xx leaves the outcome unknown: the order is
-  looked up by its client_order_id, and if the broker cannot say it has it, ``OutcomeUnknownError``
+  after the wait, if the caller's ``may_send`` still allows it (trading not halted meanwhile).
+  A timeout, a connection reset or a 5xx leaves the outcome unknown: the order is looked up by
+  its client_order_id, and if the broker cannot say it has it, ``OutcomeUnknownError``
   stops the run (the next run asks again before sending anything).
 - A 422 "client_order_id must be unique" means Alpaca already has the order: it is looked up and
   returned, never resent under a new id. Other 4xx answers are definite refusals (insufficient
@@ -22,6 +23,7 @@ Keys live in the client only; they are never part of a message, a repr or a log 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -145,7 +147,9 @@ class AlpacaBroker:
             ) from None
         return _order(raw)
 
-    def submit_order(self, order: OrderRequest) -> BrokerOrder:
+    def submit_order(
+        self, order: OrderRequest, may_send: Callable[[], None] | None = None
+    ) -> BrokerOrder:
         request = _request(order)
         waited = 0
         while True:
@@ -157,6 +161,8 @@ class AlpacaBroker:
                 if status == 429 and waited < self.retries:
                     waited += 1  # refused before it was processed: safe to send again
                     time.sleep(_retry_after(e, self.backoff_seconds * 2**waited))
+                    if may_send is not None:
+                        may_send()
                     continue
                 if status == 422 and _code(e) == _DUPLICATE_CLIENT_ORDER_ID:
                     return self._after_unknown(order, "Alpaca already has this client_order_id")

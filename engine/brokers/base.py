@@ -10,6 +10,7 @@ reason.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -125,7 +126,13 @@ class Broker(Protocol):
 
     def get_order(self, client_order_id: str) -> BrokerOrder | None: ...
 
-    def submit_order(self, order: OrderRequest) -> BrokerOrder: ...
+    def submit_order(
+        self, order: OrderRequest, may_send: Callable[[], None] | None = None
+    ) -> BrokerOrder:
+        """Send ``order`` once. A broker that sends it again after a refusal that proves it was
+        not placed (a rate limit) calls ``may_send`` before each further attempt; it raises to
+        stop (the kill switch)."""
+        ...
 
     def cancel_order(self, broker_order_id: str) -> None: ...
 

@@ -43,7 +43,9 @@ class SimulatedBroker:
         with self._connect() as conn:
             return store.find_order(conn, self.account_name, client_order_id)
 
-    def submit_order(self, order: OrderRequest) -> BrokerOrder:
+    def submit_order(
+        self, order: OrderRequest, may_send: Callable[[], None] | None = None
+    ) -> BrokerOrder:
         with self._connect() as conn:
             store.lock_account(conn, self.account_name)
             if store.find_order(conn, self.account_name, order.client_order_id) is not None:

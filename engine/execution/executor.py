@@ -36,7 +36,7 @@ from engine.brokers.base import Broker, OrderRequest, OutcomeUnknownError
 from engine.brokers.routing import BrokerRouter
 from engine.data.store import latest_prices, load_recent_bars, require_clean_bars
 from engine.errors import ExecutionRefusedError, NotFoundError, QualityGateError
-from engine.execution.halts import require_trading
+from engine.execution.halts import TradingHaltedError, refused_while_halted, require_trading
 from engine.execution.reconcile import Reconciliation, reconcile, sync_orders
 from engine.execution.store import (
     OPEN,
@@ -299,7 +299,10 @@ def _plan_or_recheck(
         raise ExecutionRefusedError(f"allocation {allocation_id} has no approval event")
     taken = frozenset(adopted_client_order_ids(conn, event))
     detail: dict[str, object] = {"target_positions_from": str(close.index[-1].date())}
-    with conn.transaction():  # the whole plan or nothing
+    with (
+        refused_while_halted(conn, f"allocation {allocation_id} was not planned"),
+        conn.transaction(),  # the whole plan or nothing
+    ):
         for venue, mine in sorted(by_venue.items()):
             venue_book = book_of(venue)
             leaving = {sid for sid, at in closing.items() if at == venue}
@@ -341,17 +344,31 @@ def _send(
 
 
 def submit(
-    conn: psycopg.Connection, broker: Broker, request: OrderRequest, recorded: bool = False
+    conn: psycopg.Connection,
+    broker: Broker,
+    request: OrderRequest,
+    recorded: bool = False,
+    halts: bool = True,
 ) -> int:
     """Send one order: recorded SUBMITTED before the broker is called (unless ``recorded``);
-    an unknown outcome is noted and raised (fail closed). Returns the fills recorded."""
+    an unknown outcome is noted and raised (fail closed). With ``halts`` (every order but the
+    kill switch's own), a halt recorded while the broker makes us wait to send it again (a rate
+    limit: it was not placed) cancels it. Returns the fills recorded."""
     coid = request.client_order_id
     if not recorded:
-        record_status(conn, coid, "SUBMITTED", {})
+        with refused_while_halted(conn, f"order {coid} was not sent"):
+            record_status(conn, coid, "SUBMITTED", {})
+
+    def may_send() -> None:
+        require_trading(conn, f"order {coid}, refused once by a rate limit, was not sent again")
+
     try:
-        answer = broker.submit_order(request)
+        answer = broker.submit_order(request, may_send if halts else None)
     except OutcomeUnknownError as e:
         note(conn, coid, "SUBMITTED", {"outcome_unknown": str(e)})
+        raise
+    except TradingHaltedError as e:
+        record_status(conn, coid, "CANCELED", {"reason": str(e)})
         raise
     return record_broker_order(conn, answer)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import psycopg
 
@@ -142,11 +143,16 @@ def _close(
     switch: TradingSwitch,
     prices: dict[str, float],
 ) -> list[str]:
-    """Close each position of the venue's book with one market order; the ids sent."""
+    """Close each position of the venue's book with one market order; the ids sent. Where the
+    book holds a symbol both ways (a strategy long, a person's adjustment short), the orders
+    against the account's net position go first, so the account never crosses to the other
+    side (it grows by them for a moment); then sells before buys, for the cash."""
+    positions = book(conn, venue.broker_name, venue.account)
+    net: dict[str, Decimal] = {}
+    for (_, symbol), qty in positions.items():
+        net[symbol] = net.get(symbol, Decimal(0)) + qty
     planned = []
-    for (strategy, symbol), qty in sorted(
-        book(conn, venue.broker_name, venue.account).items(), key=lambda kv: str(kv[0])
-    ):
+    for (strategy, symbol), qty in sorted(positions.items(), key=lambda kv: str(kv[0])):
         if qty == 0:
             continue
         digest = hashlib.sha256(f"{strategy}|{symbol}".encode()).hexdigest()[:16]
@@ -166,6 +172,10 @@ def _close(
         insert_orders(
             conn, None, None, planned, {"halt_event": switch.event_id}, decisions, "flatten"
         )
-    for p in sorted(planned, key=lambda p: p.request.side != Side.SELL):  # sells first
-        submit(conn, broker, p.request)
+
+    def closes_the_net(p: PlannedOrder) -> bool:
+        return (p.request.side == Side.SELL) == (net[p.request.symbol] >= 0)
+
+    for p in sorted(planned, key=lambda p: (closes_the_net(p), p.request.side != Side.SELL)):
+        submit(conn, broker, p.request, halts=False)
     return [p.request.client_order_id for p in planned]

@@ -9,6 +9,8 @@ wire when the halt is recorded is not recalled.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -62,6 +64,17 @@ def require_trading(conn: psycopg.Connection, what: str) -> None:
     current = trading_switch(conn)
     if current is not None and current.halted:
         raise TradingHaltedError(f"{current}: {what}; `tradeflow resume` lifts the halt")
+
+
+@contextmanager
+def refused_while_halted(conn: psycopg.Connection, what: str) -> Iterator[None]:
+    """The database refuses a plan or a send while halted (sql/0010), even one that passed
+    ``require_trading`` just before a halt was recorded: say so as ``TradingHaltedError``."""
+    try:
+        yield
+    except psycopg.errors.InsufficientPrivilege:
+        require_trading(conn, what)
+        raise
 
 
 def _switch(

@@ -167,10 +167,10 @@ def _finish_superseded(
     """Cancel at the broker what allocations no longer ACTIVE still have working; cancel here
     what never reached the broker; list what is sent and not yet known."""
     now = datetime.now(UTC)
-    working = [
+    working = [  # a flattening order is the kill switch's: only another flatten cancels it
         o
         for o in venue_orders(conn, venue.broker_name, venue.account, WORKING)
-        if _status(conn, o) != "ACTIVE"
+        if _status(conn, o) != "ACTIVE" and o.origin != "flatten"
     ]
     for stored in working:
         if stored.broker_order_id:
@@ -199,7 +199,7 @@ def _finish_superseded(
         sent = sent_at.get(coid)
         if stored.status == "SUBMITTED" and sent is not None and sent > now - STALE:
             report.unresolved[coid] = stored.allocation_id
-        elif allocation_state != "ACTIVE":
+        elif allocation_state != "ACTIVE" and stored.origin != "flatten":
             why = f"allocation {stored.allocation_id} is {allocation_state}; never reached"
             record_status(conn, coid, "CANCELED", {"reason": f"{why} {venue}"})
             report.canceled += 1

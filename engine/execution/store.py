@@ -33,6 +33,7 @@ class StoredOrder:
     account: str
     broker_order_id: str | None
     created_at: datetime
+    origin: str = "planned"  # planned, adopted or flatten
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class PlannedOrder:
 
 _SELECT = """SELECT client_order_id, symbol, side, qty, reference_price, order_type, limit_price,
                     time_in_force, take_profit_price, stop_loss_price, status, strategy_id,
-                    allocation_id, broker, account, broker_order_id, created_at
+                    allocation_id, broker, account, broker_order_id, created_at, origin
              FROM orders"""
 
 
@@ -72,6 +73,7 @@ def _stored(row: dict) -> StoredOrder:
         account=row["account"],
         broker_order_id=row["broker_order_id"],
         created_at=row["created_at"],
+        origin=row["origin"],
     )
 
 

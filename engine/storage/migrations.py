@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import psycopg
@@ -110,10 +111,24 @@ def refresh_aggregates(conn: psycopg.Connection) -> list[str]:
     try:
         for view, may in views:
             if may:
-                conn.execute("CALL refresh_continuous_aggregate(%s, NULL, NULL)", (view,))
+                _refresh(conn, view)
     finally:
         conn.autocommit = False
     return [view for view, may in views if not may]
+
+
+def _refresh(conn: psycopg.Connection, view: str, wait: float = 120.0) -> None:
+    """Refresh ``view``; when its hourly policy (or another load) is refreshing it, wait for that
+    refresh and run ours after it (it may have started before our bars were committed)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            conn.execute("CALL refresh_continuous_aggregate(%s, NULL, NULL)", (view,))
+            return
+        except psycopg.errors.LockNotAvailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def empty(conn: psycopg.Connection) -> None:

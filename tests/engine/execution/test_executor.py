@@ -103,7 +103,7 @@ class CrashAfterSends:
     def __getattr__(self, name: str):  # noqa: ANN204 - the rest is the simulated broker's
         return getattr(self.inner, name)
 
-    def submit_order(self, order: OrderRequest) -> BrokerOrder:
+    def submit_order(self, order: OrderRequest, may_send: object = None) -> BrokerOrder:
         result = self.inner.submit_order(order)
         self.sent.append(order.client_order_id)
         if len(self.sent) == self.sends_before_crash:
@@ -149,7 +149,7 @@ class TimesOutOnSend:
     def __getattr__(self, name: str):  # noqa: ANN204 - the rest is the simulated broker's
         return getattr(self.inner, name)
 
-    def submit_order(self, order: OrderRequest) -> BrokerOrder:
+    def submit_order(self, order: OrderRequest, may_send: object = None) -> BrokerOrder:
         raise BrokerError("timeout")
 
 
@@ -336,7 +336,7 @@ class ApprovesAnotherMidway:
     def __getattr__(self, name: str):  # noqa: ANN204 - the rest is the simulated broker's
         return getattr(self.inner, name)
 
-    def submit_order(self, order: OrderRequest) -> BrokerOrder:
+    def submit_order(self, order: OrderRequest, may_send: object = None) -> BrokerOrder:
         result = self.inner.submit_order(order)
         self.sends += 1
         if self.sends == 2:

@@ -3,26 +3,32 @@ before each order leaves); the halt and the resume are events naming who and why
 the UI's job work the same switch."""
 
 from datetime import date
+from decimal import Decimal
 
 import dagster as dg
 import psycopg
 import pytest
 
 from engine.approvals.workflow import approve
-from engine.brokers.base import BrokerOrder, OrderRequest
+from engine.brokers.base import BrokerOrder, OrderRequest, Side
 from engine.brokers.simulated import SimulatedBroker
 from engine.cli import main
 from engine.data.store import latest_prices
 from engine.errors import TradeflowError
-from engine.execution.executor import execute_allocation
+from engine.execution.executor import ExecutionSettings, execute_allocation
 from engine.execution.flatten import flatten
 from engine.execution.halts import TradingHaltedError, halt, resume, trading_switch
+from engine.execution.reconcile import adopt_positions
 from engine.execution.store import book_table
+from engine.execution.venues import Venue
 from engine.storage.connection import DatabaseUrls
+from engine.strategies.config import update_strategy
 from orchestration.definitions import build_definitions
 from orchestration.resources import BrokerConfig, Database, MarketData, Settings
-from tests.engine.execution.test_paper import FAST, LIMITS
+from tests.engine.execution.test_paper import FAST, KEY, LIMITS, SECRET
+from tests.engine.execution.test_paper import router as paper_router
 from tests.engine.execution.test_reconcile import simulated
+from tests.fake_alpaca import Fault, serve_alpaca
 from tests.helpers import pending_allocation, store_synthetic_bars
 
 A, B = "sma_cross_10_100", "sma_cross_20_50"
@@ -73,7 +79,7 @@ class _HaltsAfterTheFirstOrder:
         self.inner = SimulatedBroker(db, prices.get)
         self.db = db
 
-    def submit_order(self, order: OrderRequest) -> BrokerOrder:
+    def submit_order(self, order: OrderRequest, may_send: object = None) -> BrokerOrder:
         answer = self.inner.submit_order(order)
         with psycopg.connect(self.db) as conn:
             if trading_switch(conn) is None:
@@ -232,3 +238,114 @@ def test_flatten_from_the_command_line(
     assert "halted and the book flattened by erin" in out
     assert f"{positions} closing orders sent" in out and "still held" not in out
     assert book_table(conn) == []
+
+
+def test_a_rate_limited_order_is_not_sent_again_after_a_halt(
+    db: str, conn: psycopg.Connection, prices: dict[str, float]
+) -> None:
+    """Alpaca refused the first send with a 429 (not placed); a halt recorded during the wait
+    stops the second send: the order is CANCELED, the broker never has it."""
+    for sid in (A, B):
+        update_strategy(conn, sid, "alice", trading_mode="PAPER")
+    conn.commit()
+    with serve_alpaca(KEY, SECRET, cash=100_000.0, prices=prices) as fake:
+        fake.fill_on_submit = True
+        fake.fault("POST", "/v2/orders", Fault(status=429, headers={"Retry-After": "1"}))
+
+        def halt_on_the_first_send(phase: str, n: int, method: str, path: str) -> None:
+            if phase == "received" and (method, path) == ("POST", "/v2/orders"):
+                with psycopg.connect(db) as other:
+                    if trading_switch(other) is None:
+                        halt(other, "risk", "flash crash")
+
+        fake.on_event = halt_on_the_first_send
+        with pytest.raises(TradingHaltedError, match="refused once by a rate limit"):
+            execute_allocation(db, "a1", paper_router(db, fake, prices), LIMITS, FAST)
+        assert fake.orders_by_client_id() == {}
+    (status,) = conn.execute(
+        "SELECT DISTINCT status FROM orders WHERE status <> 'INTENT'"
+    ).fetchone()
+    assert status == "CANCELED"
+
+
+def test_the_database_refuses_plans_and_sends_while_halted(
+    db: str, conn: psycopg.Connection, prices: dict[str, float]
+) -> None:
+    """Whatever the application does: no INTENT order is stored, none moves to SUBMITTED."""
+    halting = simulated(db, _HaltsAfterTheFirstOrder(db, prices))
+    with pytest.raises(TradingHaltedError):
+        execute_allocation(db, "a1", halting, LIMITS, FAST)
+    coid, event = conn.execute(
+        "SELECT client_order_id, approval_event_id FROM orders WHERE status = 'INTENT' LIMIT 1"
+    ).fetchone()
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="it is not sent"):
+        conn.execute("UPDATE orders SET status = 'SUBMITTED' WHERE client_order_id = %s", (coid,))
+    conn.rollback()
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="nothing is planned"):
+        conn.execute(
+            "INSERT INTO orders (client_order_id, allocation_id, approval_event_id, strategy_id, "
+            "symbol, side, qty, reference_price, status, broker) VALUES ('late', 'a1', %s, %s, "
+            "'SYN01', 'buy', 1, 100, 'INTENT', 'simulated')",
+            (event, A),
+        )
+    conn.rollback()
+
+
+def test_a_flatten_survives_a_second_halt_and_crosses_no_position(
+    db: str, conn: psycopg.Connection, prices: dict[str, float]
+) -> None:
+    """Someone halts again (without flattening) while the flatten runs: it still closes the
+    book. A person's adjustment held against a strategy's position is bought back first, so
+    the account never goes short."""
+    broker = SimulatedBroker(db, prices.get)
+    execute_allocation(db, "a1", simulated(db, broker), LIMITS, FAST)
+    _, _, strategy, symbol, qty = book_table(conn)[0]
+    broker.submit_order(OrderRequest("manual-1", symbol, Side.SELL, Decimal(3), 1.0))
+    adopt_positions(conn, Venue("SIMULATION", "default"), broker, "alice", "manual sale")
+    conn.commit()
+
+    class SecondHalt:
+        def clock(self) -> None:
+            with psycopg.connect(db) as other:
+                halt(other, "ops", "also halting")
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(broker, name)
+
+    report = flatten(db, simulated(db, SecondHalt()), "risk", "kill", FAST)
+    assert report.left == [] and broker.positions() == {}
+    sent = conn.execute(
+        "SELECT side, strategy_id FROM orders WHERE origin = 'flatten' AND symbol = %s "
+        "ORDER BY (SELECT min(at) FROM order_events e "
+        "WHERE e.client_order_id = orders.client_order_id AND e.status = 'SUBMITTED')",
+        (symbol,),
+    ).fetchall()
+    assert sent[0] == ("buy", None) and qty > 0  # the person's short first, then the sells
+
+
+def test_a_halted_run_leaves_the_flattens_working_orders_alone(
+    db: str, conn: psycopg.Connection, prices: dict[str, float]
+) -> None:
+    """Its reconciliation canceled every working order of no ACTIVE allocation: the closing
+    orders too, leaving the positions open."""
+    for sid in (A, B):
+        update_strategy(conn, sid, "alice", trading_mode="PAPER")
+    conn.commit()
+    with serve_alpaca(KEY, SECRET, cash=100_000.0, prices=prices) as fake:
+        fake.fill_on_submit = True
+        execute_allocation(db, "a1", paper_router(db, fake, prices), LIMITS, FAST)
+        fake.fill_on_submit, fake.fill_fractions = False, []  # the closing orders rest
+        quick = ExecutionSettings(fill_wait_seconds=0.5, poll_seconds=0.1)
+        report = flatten(db, paper_router(db, fake, prices), "carol", "out", quick)
+        assert report.sent
+        pending_allocation(conn, "a2", {A: 0.3, B: 0.3})  # approved while halted
+        approve(conn, "a2", by="alice")
+        conn.commit()
+        with pytest.raises(TradingHaltedError):
+            execute_allocation(db, "a2", paper_router(db, fake, prices), LIMITS, FAST)
+        canceled = [c for c in report.sent if fake.orders_by_client_id()[c]["status"] == "canceled"]
+    assert canceled == []
+    statuses = conn.execute(
+        "SELECT DISTINCT status FROM orders WHERE origin = 'flatten'"
+    ).fetchall()
+    assert statuses == [("ACCEPTED",)]

@@ -99,7 +99,7 @@ class SlowToList:
     def __getattr__(self, name: str):  # noqa: ANN204 - the rest is the simulated broker's
         return getattr(self.inner, name)
 
-    def submit_order(self, order: OrderRequest) -> BrokerOrder:
+    def submit_order(self, order: OrderRequest, may_send: object = None) -> BrokerOrder:
         if not self.held and order.side is Side.BUY:
             self.held.append(order)
             raise OutcomeUnknownError(f"timeout on {order.client_order_id}; not listed yet")

@@ -38,7 +38,8 @@ ALTER TABLE strategies ADD CONSTRAINT strategies_risk_limits_shape CHECK (
 REVOKE INSERT (trading_mode, risk_limits, account) ON strategies FROM tradeflow_app;
 
 -- 3. NOT_SENT is a VALIDATION strategy's planned order, never a later status: an open order
--- moved to NOT_SENT left the broker's working set and counted in the book as filled.
+-- moved to NOT_SENT left the broker's working set and counted in the book as filled. (That only
+-- a validation order starts as NOT_SENT is checked with the other order rules, sql/0010.)
 CREATE OR REPLACE FUNCTION order_transition_allowed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF (NEW.client_order_id, NEW.allocation_id, NEW.approval_event_id, NEW.strategy_id,
@@ -64,39 +65,6 @@ BEGIN
             USING ERRCODE = 'check_violation';
     END IF;
     NEW.updated_at := now();
-    RETURN NEW;
-END $$;
-
-CREATE OR REPLACE FUNCTION order_authorized() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.broker_order_id IS NOT NULL THEN
-        RAISE EXCEPTION 'order %: the broker''s id is recorded when the broker answers',
-            NEW.client_order_id USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    IF NEW.origin = 'adopted' THEN
-        IF NEW.status <> 'SUBMITTED' THEN
-            RAISE EXCEPTION 'order %: an adopted order starts as SUBMITTED', NEW.client_order_id
-                USING ERRCODE = 'insufficient_privilege';
-        END IF;
-        RETURN NEW;
-    END IF;
-    IF NEW.status NOT IN ('INTENT', 'BLOCKED', 'NOT_SENT') THEN
-        RAISE EXCEPTION 'order %: a planned order starts as INTENT, BLOCKED or NOT_SENT, not %',
-            NEW.client_order_id, NEW.status USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    IF NEW.status <> 'BLOCKED' AND (NEW.status = 'NOT_SENT') <> (NEW.broker = 'validation') THEN
-        RAISE EXCEPTION 'order %: an order for % cannot start as % (NOT_SENT is for validation '
-            'alone)', NEW.client_order_id, NEW.broker, NEW.status
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    IF NOT EXISTS (SELECT FROM public.approval_events e JOIN public.allocations a USING (allocation_id)
-                   WHERE e.event_id = NEW.approval_event_id
-                     AND e.allocation_id = NEW.allocation_id
-                     AND e.to_status = 'ACTIVE' AND a.status = 'ACTIVE') THEN
-        RAISE EXCEPTION 'order %: approval event % did not make allocation % ACTIVE, or it is '
-            'no longer ACTIVE', NEW.client_order_id, NEW.approval_event_id, NEW.allocation_id
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
     RETURN NEW;
 END $$;
 

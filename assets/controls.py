@@ -5,7 +5,7 @@ from typing import Literal
 
 import dagster as dg
 
-from engine.data.store import latest_prices
+from engine.data.read_store import latest_prices
 from engine.execution.flatten import flatten
 from engine.execution.halts import halt, resume
 from orchestration.resources import BrokerConfig, Database

@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets.allocations import allocation_recommendation
 from engine.brokers.base import OutcomeUnknownError
-from engine.data.store import latest_prices
+from engine.data.read_store import latest_prices
 from engine.execution.executor import execute_allocation
 from engine.markdown import markdown_table
 from orchestration.resources import BrokerConfig, Database, Settings

@@ -29,8 +29,8 @@ import polars as pl
 import psycopg
 
 from engine.data.load import load_daily_bars
+from engine.data.read_store import latest_prices, load_bars, load_recent_bars, weekly_bars
 from engine.data.sources import LocalFileSource
-from engine.data.store import latest_prices, load_bars, load_recent_bars, weekly_bars
 from engine.storage.connection import provision
 from engine.storage.migrations import migrate, recorded_backend
 

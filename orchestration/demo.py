@@ -33,8 +33,8 @@ from assets.market_data import partition_key_range  # noqa: E402
 from engine.approvals.store import last_activation_event_id, latest_pending_id  # noqa: E402
 from engine.approvals.workflow import approve, list_allocations  # noqa: E402
 from engine.backtest.store import latest_backtest_run, run_benchmarks  # noqa: E402
+from engine.data.read_store import stored_counts  # noqa: E402
 from engine.data.sources import LocalFileSource  # noqa: E402
-from engine.data.store import stored_counts  # noqa: E402
 from engine.execution.store import order_counts  # noqa: E402
 from engine.portfolio.store import latest_correlation_matrices, latest_optimization  # noqa: E402
 from engine.signals.store import signal_count  # noqa: E402

@@ -39,7 +39,7 @@ import psycopg
 from engine.approvals.workflow import approve
 from engine.brokers.routing import AccountSettings, AlpacaKeys, AlpacaSettings, BrokerRouter
 from engine.brokers.simulated import SimulatedBroker
-from engine.data.store import latest_prices
+from engine.data.read_store import latest_prices
 from engine.execution.executor import ExecutionSettings, execute_allocation
 from engine.execution.store import FINAL_STATUSES
 from engine.risk.limits import RiskLimits

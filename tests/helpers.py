@@ -6,7 +6,7 @@ import psycopg
 
 from engine.approvals.store import insert_allocation
 from engine.data.load import load_daily_bars
-from engine.data.store import load_bars
+from engine.data.read_store import load_bars
 from engine.data.synthetic import SyntheticSource
 from engine.signals.prices import price_panel
 from engine.signals.scans import scan_universe

@@ -20,7 +20,7 @@ import psycopg
 
 from engine.backtest.simulation import Simulation
 from engine.backtest.sma_sweep import SweepResult, benchmarks, evaluate
-from engine.data.store import instrument_sectors, stored_symbols
+from engine.data.read_store import instrument_sectors, stored_symbols
 from engine.errors import ConfigurationError, InsufficientDataError
 from engine.signals.prices import PricePanel
 from engine.signals.store import get_scanner

@@ -12,7 +12,7 @@ import psycopg
 
 from engine.backtest.store import strategy_trades
 from engine.brokers.routing import ALLOW_LIVE_ENV, live_allowed
-from engine.data.store import instrument_sectors, load_recent_bars
+from engine.data.read_store import instrument_sectors, load_recent_bars
 from engine.signals.scanners import Scanner, resolve
 from engine.signals.store import list_scanners, save_scanner
 from engine.strategies.config import (

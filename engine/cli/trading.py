@@ -18,11 +18,12 @@ from engine.brokers.routing import (
     live_allowed,
 )
 from engine.brokers.simulated import SimulatedBroker
-from engine.data.store import latest_prices
+from engine.data.read_store import latest_prices
+from engine.execution.book_store import book_table
 from engine.execution.flatten import flatten
 from engine.execution.halts import halt, resume, trading_switch
 from engine.execution.reconcile import adopt_positions
-from engine.execution.store import book_table, order_table
+from engine.execution.store import order_table
 from engine.execution.venues import Venue, locked
 from engine.storage.connection import resolve_database_url
 

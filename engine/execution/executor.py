@@ -34,8 +34,10 @@ from engine.approvals.store import activation_event_id, allocation_status
 from engine.approvals.workflow import get_allocation
 from engine.brokers.base import Broker, OrderRequest, OutcomeUnknownError
 from engine.brokers.routing import BrokerRouter
-from engine.data.store import latest_prices, load_recent_bars, require_clean_bars
+from engine.data.read_store import latest_prices, load_recent_bars
+from engine.data.store import require_clean_bars
 from engine.errors import ExecutionRefusedError, NotFoundError, QualityGateError
+from engine.execution.book_store import book_table, money_records_exposed
 from engine.execution.halts import TradingHaltedError, refused_while_halted, require_trading
 from engine.execution.reconcile import Reconciliation, reconcile, sync_orders
 from engine.execution.store import (
@@ -45,11 +47,9 @@ from engine.execution.store import (
     StoredOrder,
     adopted_client_order_ids,
     allocation_orders,
-    book_table,
     has_plan,
     insert_decisions,
     insert_orders,
-    money_records_exposed,
     note,
     order_counts,
     order_table,

@@ -24,7 +24,8 @@ import psycopg
 
 from engine.brokers.base import Broker, OrderRequest, OutcomeUnknownError, Side
 from engine.brokers.routing import BrokerRouter
-from engine.data.store import latest_prices
+from engine.data.read_store import latest_prices
+from engine.execution.book_store import book, book_table, busy_venues
 from engine.execution.executor import (
     ExecutionSettings,
     follow,
@@ -39,9 +40,6 @@ from engine.execution.store import (
     WORKING,
     PlannedOrder,
     StoredOrder,
-    book,
-    book_table,
-    busy_venues,
     insert_orders,
     record_status,
     status_of,

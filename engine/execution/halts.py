@@ -17,7 +17,7 @@ from datetime import datetime
 import psycopg
 
 from engine.errors import ExecutionRefusedError, TradeflowError
-from engine.execution.store import insert_switch, latest_switch
+from engine.execution.book_store import insert_switch, latest_switch
 
 
 class TradingHaltedError(ExecutionRefusedError):

@@ -29,6 +29,7 @@ import psycopg
 from engine.approvals.store import allocation_of_event, allocation_status
 from engine.brokers.base import Broker, BrokerOrder, OutcomeUnknownError
 from engine.errors import ExecutionRefusedError, ReconciliationError
+from engine.execution.book_store import book, insert_adjustment
 from engine.execution.planning import client_order_id
 from engine.execution.store import (
     OPEN,
@@ -36,8 +37,6 @@ from engine.execution.store import (
     WORKING,
     StoredOrder,
     adopt_order,
-    book,
-    insert_adjustment,
     known_client_order_ids,
     record_broker_order,
     record_status,

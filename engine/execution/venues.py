@@ -16,8 +16,9 @@ import psycopg
 from engine.brokers.base import Broker, OrderRequest, Side
 from engine.brokers.routing import BROKER_NAMES
 from engine.errors import ExecutionRefusedError
+from engine.execution.book_store import book, pending
 from engine.execution.planning import latest_session_returns, strategy_orders, strategy_targets
-from engine.execution.store import PlannedOrder, StoredOrder, book, pending, try_lock, unlock
+from engine.execution.store import PlannedOrder, StoredOrder, try_lock, unlock
 from engine.risk.limits import (
     RiskDecision,
     RiskLimits,

@@ -18,7 +18,7 @@ import polars as pl
 import psycopg
 
 from engine.backtest.store import latest_backtest_run, load_strategy_returns
-from engine.data.store import (
+from engine.data.read_store import (
     instrument_sectors,
     latest_bar_day,
     load_bars,

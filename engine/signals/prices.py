@@ -9,7 +9,8 @@ import pandas as pd
 import polars as pl
 import psycopg
 
-from engine.data.store import load_bars, require_clean_bars
+from engine.data.read_store import load_bars
+from engine.data.store import require_clean_bars
 from engine.errors import InsufficientDataError
 
 

@@ -9,7 +9,7 @@ from typing import cast
 import polars as pl
 import psycopg
 
-from engine.data.store import instrument_sectors, load_bars, stored_symbols
+from engine.data.read_store import instrument_sectors, load_bars, stored_symbols
 from engine.errors import ConfigurationError, NotFoundError
 from engine.signals.scanners import SIGNAL_TYPES, Scanner, filter_members_by_day, resolve
 from engine.signals.store import SIGNAL_COLUMNS, get_scanner, signals_of_type

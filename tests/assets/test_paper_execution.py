@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from engine.approvals.workflow import approve
-from engine.data.store import latest_prices
+from engine.data.read_store import latest_prices
 from engine.strategies.config import update_strategy
 from orchestration.definitions import build_definitions
 from orchestration.resources import BrokerConfig, Database, MarketData, Settings

@@ -11,8 +11,8 @@ from engine.brokers.routing import AccountSettings, BrokerRouter
 from engine.brokers.simulated import SimulatedBroker
 from engine.cli import main
 from engine.data.load import load_daily_bars
+from engine.data.read_store import latest_prices, load_bars
 from engine.data.sources import LocalFileSource
-from engine.data.store import latest_prices, load_bars
 from engine.execution.executor import execute_allocation
 from engine.risk.limits import RiskLimits
 from engine.signals.prices import price_panel

@@ -16,7 +16,7 @@ from engine.backtest.signal_follow import (
     signal_strategies,
 )
 from engine.backtest.store import latest_backtest_run, record_backtest
-from engine.data.store import load_bars
+from engine.data.read_store import load_bars
 from engine.data.synthetic import SyntheticSource
 from engine.errors import ConfigurationError, NotFoundError
 from engine.signals.prices import PricePanel, price_panel

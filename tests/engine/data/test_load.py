@@ -12,8 +12,9 @@ import pytest
 
 from engine.data.calendar import trading_days
 from engine.data.load import DatasetError, load_daily_bars
+from engine.data.read_store import load_bars
 from engine.data.sources import BAR_SCHEMA, CORPORATE_ACTION_SCHEMA, LocalFileSource
-from engine.data.store import load_bars, require_clean_bars
+from engine.data.store import require_clean_bars
 from engine.data.synthetic import SyntheticSource
 from engine.errors import QualityGateError
 from engine.signals.prices import price_panel

@@ -18,8 +18,8 @@ from engine.brokers.base import Broker, BrokerError, BrokerOrder, OrderRequest, 
 from engine.brokers.routing import AccountSettings, BrokerRouter
 from engine.brokers.simulated import SimulatedBroker
 from engine.data.load import load_daily_bars
+from engine.data.read_store import latest_prices
 from engine.data.sources import LocalFileSource
-from engine.data.store import latest_prices
 from engine.data.synthetic import SyntheticSource
 from engine.errors import ExecutionRefusedError
 from engine.execution.executor import execute_allocation

@@ -13,13 +13,13 @@ from engine.approvals.workflow import approve
 from engine.brokers.base import BrokerOrder, OrderRequest, Side
 from engine.brokers.simulated import SimulatedBroker
 from engine.cli import main
-from engine.data.store import latest_prices
+from engine.data.read_store import latest_prices
 from engine.errors import TradeflowError
+from engine.execution.book_store import book_table
 from engine.execution.executor import ExecutionSettings, execute_allocation
 from engine.execution.flatten import flatten
 from engine.execution.halts import TradingHaltedError, halt, resume, trading_switch
 from engine.execution.reconcile import adopt_positions
-from engine.execution.store import book_table
 from engine.execution.venues import Venue
 from engine.storage.connection import DatabaseUrls
 from engine.strategies.config import update_strategy

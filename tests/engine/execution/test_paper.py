@@ -16,7 +16,7 @@ from engine.approvals.store import activation_event_id
 from engine.approvals.workflow import approve
 from engine.brokers.routing import AccountSettings, AlpacaKeys, AlpacaSettings, BrokerRouter
 from engine.brokers.simulated import SimulatedBroker
-from engine.data.store import latest_prices
+from engine.data.read_store import latest_prices
 from engine.errors import ExecutionRefusedError, ReconciliationError
 from engine.execution.executor import ExecutionSettings, execute_allocation
 from engine.execution.planning import client_order_id

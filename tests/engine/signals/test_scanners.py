@@ -2,7 +2,7 @@ import polars as pl
 import psycopg
 import pytest
 
-from engine.data.store import load_bars
+from engine.data.read_store import load_bars
 from engine.data.synthetic import SyntheticSource
 from engine.errors import ConfigurationError
 from engine.signals.scanners import Scanner, resolve

@@ -10,8 +10,8 @@ from psycopg import sql
 
 from engine.data.calendar import trading_days
 from engine.data.load import load_daily_bars
+from engine.data.read_store import load_bars, weekly_bars
 from engine.data.sources import LocalFileSource
-from engine.data.store import load_bars, weekly_bars
 from engine.storage.migrations import empty, refresh_aggregates
 from tests.conftest import write_bars_csv
 from tests.helpers import store_synthetic_bars
@@ -29,7 +29,7 @@ def test_weeks_bucket_on_mondays(conn: psycopg.Connection) -> None:
 
 
 def _weekly(conn: psycopg.Connection) -> list[tuple]:
-    """What research reads (engine.data.store.weekly_bars)."""
+    """What research reads (engine.data.read_store.weekly_bars)."""
     columns = ("symbol", "week", "open", "high", "low", "close", "volume", "days")
     return weekly_bars(conn).select(columns).rows()
 

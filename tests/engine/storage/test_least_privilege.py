@@ -10,10 +10,10 @@ import pytest
 
 from engine.approvals.workflow import approve
 from engine.brokers.simulated import SimulatedBroker
-from engine.data.store import latest_prices
+from engine.data.read_store import latest_prices
 from engine.errors import ExecutionRefusedError
+from engine.execution.book_store import money_records_exposed
 from engine.execution.executor import execute_allocation
-from engine.execution.store import money_records_exposed
 from engine.storage.connection import APP_ROLE, DatabaseUrls
 from engine.strategies.config import update_strategy
 from tests.engine.execution.test_paper import FAST, KEY, LIMITS, SECRET, router

@@ -1,0 +1,129 @@
+"""Reads of the stored bars, for research and execution: ranges, the last sessions, the latest
+closes, weekly bars (TimescaleDB's continuous aggregate, or a view) and what is stored. The
+writes and the gate's records are in ``engine.data.store``."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+import psycopg
+
+from engine.data.sources import BAR_SCHEMA
+from engine.data.store import BAR_COLUMNS
+
+
+def load_bars(
+    conn: psycopg.Connection,
+    start: date | None = None,
+    end: date | None = None,
+    symbols: list[str] | None = None,
+) -> pl.DataFrame:
+    """Stored bars with ``start <= ts <= end`` (of ``symbols``, or all), ordered by symbol and
+    day; volume adjusted for later splits (prices are adjusted through adj_close)."""
+    rows = conn.execute(
+        """SELECT symbol, ts, open, high, low, close, adj_close,
+                  round(volume * volume_factor)::bigint, source
+           FROM bars_daily
+           WHERE ts >= coalesce(%s, '-infinity'::date) AND ts <= coalesce(%s, 'infinity'::date)
+             AND (%s::text[] IS NULL OR symbol = ANY(%s))
+           ORDER BY symbol, ts""",
+        (start, end, symbols, symbols),
+    ).fetchall()
+    schema = {c: BAR_SCHEMA[c] for c in BAR_COLUMNS}
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def load_recent_bars(conn: psycopg.Connection, n_days: int) -> pl.DataFrame:
+    """Bars of the last ``n_days`` stored trading days (all symbols)."""
+    row = conn.execute(
+        "SELECT min(ts) FROM (SELECT DISTINCT ts FROM bars_daily ORDER BY ts DESC LIMIT %s) d",
+        (n_days,),
+    ).fetchone()
+    if row is None or row[0] is None:
+        return load_bars(conn, date.max, date.max)
+    return load_bars(conn, row[0])
+
+
+def latest_bar_day(conn: psycopg.Connection) -> date | None:
+    """The last trading day with a stored bar."""
+    row = conn.execute("SELECT max(ts) FROM bars_daily").fetchone()
+    return None if row is None else row[0]
+
+
+def sessions_after(conn: psycopg.Connection, day: date) -> int:
+    """How many trading days with stored bars come after ``day``."""
+    row = conn.execute("SELECT count(DISTINCT ts) FROM bars_daily WHERE ts > %s", (day,))
+    return int(row.fetchone()[0])  # type: ignore[index]
+
+
+def latest_prices(conn: psycopg.Connection) -> dict[str, tuple[date, float]]:
+    """Each symbol's last stored raw close and its day."""
+    rows = conn.execute(
+        """SELECT DISTINCT ON (symbol) symbol, ts, close FROM bars_daily
+           ORDER BY symbol, ts DESC"""
+    ).fetchall()
+    return {symbol: (ts, close) for symbol, ts, close in rows}
+
+
+def closes_before(conn: psycopg.Connection, day: date) -> dict[str, float]:
+    """Each symbol's last stored adj_close before ``day`` (the base of its first move)."""
+    rows = conn.execute(
+        """SELECT DISTINCT ON (symbol) symbol, adj_close FROM bars_daily
+           WHERE ts < %s ORDER BY symbol, ts DESC""",
+        (day,),
+    ).fetchall()
+    return {symbol: float(close) for symbol, close in rows}
+
+
+def corporate_action_days(
+    conn: psycopg.Connection, start: date, end: date
+) -> set[tuple[str, date]]:
+    rows = conn.execute(
+        "SELECT symbol, ex_date FROM corporate_actions WHERE ex_date BETWEEN %s AND %s",
+        (start, end),
+    ).fetchall()
+    return {(symbol, ex_date) for symbol, ex_date in rows}
+
+
+def instrument_sectors(conn: psycopg.Connection) -> dict[str, str]:
+    rows = conn.execute("SELECT symbol, sector FROM instruments WHERE sector IS NOT NULL")
+    return {symbol: sector for symbol, sector in rows.fetchall()}
+
+
+def stored_symbols(conn: psycopg.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT symbol FROM instruments ORDER BY symbol")]
+
+
+def stored_counts(conn: psycopg.Connection) -> tuple[int, int]:
+    """(daily bars stored, rows quarantined)."""
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM bars_daily), (SELECT count(*) FROM quarantine_bars)"
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def weekly_bars(
+    conn: psycopg.Connection, start: date | None = None, end: date | None = None
+) -> pl.DataFrame:
+    """Weekly bars (weeks from Monday, whose first day is within ``start`` .. ``end``), from
+    ``bars_weekly``: the continuous aggregate on TimescaleDB, a view on plain PostgreSQL. Raw
+    prices; ``adj_close`` the week's last adjusted close; volume raw; ``days`` its sessions."""
+    rows = conn.execute(
+        """SELECT symbol, week, open, high, low, close, adj_close, volume, days FROM bars_weekly
+           WHERE week >= coalesce(%s, '-infinity'::date) AND week <= coalesce(%s, 'infinity'::date)
+           ORDER BY symbol, week""",
+        (start, end),
+    ).fetchall()
+    return pl.DataFrame(
+        rows,
+        schema={
+            "symbol": pl.String,
+            "week": pl.Date,
+            **{c: pl.Float64 for c in ("open", "high", "low", "close", "adj_close")},
+            "volume": pl.Int64,
+            "days": pl.Int64,
+        },
+        orient="row",
+    )

@@ -1,0 +1,131 @@
+"""The book the execution tables make (positions by broker, account and strategy, with the
+adjustments a person made), what the kill switch records (trading_halts), and whether a
+database role could rewrite the money records. The rest of the execution tables' queries are in
+``engine.execution.store``."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import psycopg
+
+from engine.execution.store import OPEN, WORKING
+
+Book = dict[tuple[str | None, str], Decimal]  # (strategy or None, symbol) -> quantity
+
+
+def book(conn: psycopg.Connection, broker: str, account: str) -> Book:
+    """Our positions at a broker and account: (strategy, symbol) -> quantity; strategy None for
+    adjustments a person made."""
+    rows = conn.execute(
+        "SELECT strategy_id, symbol, qty FROM book_positions WHERE broker = %s AND account = %s",
+        (broker, account),
+    ).fetchall()
+    return {(s, symbol): Decimal(qty) for s, symbol, qty in rows}
+
+
+def pending(conn: psycopg.Connection, broker: str, account: str) -> Book:
+    """What working orders at a broker and account still want, signed: (strategy, symbol) ->
+    quantity not yet filled."""
+    rows = conn.execute(
+        """SELECT o.strategy_id, o.symbol,
+                  sum(CASE o.side WHEN 'buy' THEN 1 ELSE -1 END
+                      * (o.qty - coalesce((SELECT sum(f.qty) FROM fills f
+                                           WHERE f.client_order_id = o.client_order_id), 0)))
+           FROM orders o
+           WHERE o.broker = %s AND o.account = %s AND o.status = ANY(%s)
+           GROUP BY o.strategy_id, o.symbol""",
+        (broker, account, list(WORKING)),
+    ).fetchall()
+    return {(s, symbol): Decimal(qty) for s, symbol, qty in rows if qty}
+
+
+def insert_adjustment(
+    conn: psycopg.Connection,
+    broker: str,
+    account: str,
+    symbol: str,
+    qty: Decimal,
+    book_qty: Decimal,
+    broker_qty: Decimal,
+    actor: str,
+    reason: str,
+) -> None:
+    conn.execute(
+        """INSERT INTO position_adjustments (broker, account, symbol, qty, book_qty, broker_qty,
+               actor, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+        (broker, account, symbol, qty, book_qty, broker_qty, actor, reason),
+    )
+
+
+def book_table(conn: psycopg.Connection) -> list[tuple]:
+    """(broker, account, strategy, symbol, qty) of every position in our book."""
+    return conn.execute(
+        """SELECT broker, account, strategy_id, symbol, qty FROM book_positions
+           ORDER BY broker, account, strategy_id NULLS LAST, symbol"""
+    ).fetchall()
+
+
+MONEY_TABLES = ("orders", "order_events", "fills", "risk_decisions", "position_adjustments")
+
+
+def money_records_exposed(conn: psycopg.Connection) -> list[str]:
+    """Why the connection's role could rewrite or erase the money records (empty: it cannot,
+    as the application's role of sql/0006 cannot)."""
+    rows = conn.execute(
+        """SELECT t, r.rolsuper, pg_has_role(c.relowner, 'USAGE'),
+                  has_table_privilege(c.oid, 'DELETE'), has_table_privilege(c.oid, 'TRUNCATE'),
+                  t = 'orders' AND has_column_privilege(c.oid, 'qty', 'UPDATE')
+           FROM unnest(%s::text[]) t JOIN pg_class c ON c.oid = t::regclass
+           JOIN pg_roles r ON r.rolname = current_user""",
+        (list(MONEY_TABLES),),
+    ).fetchall()
+    problems: list[str] = []
+    for table, superuser, owns, delete, truncate, rewrite in rows:
+        if superuser:
+            return [f"{conn.info.user} is a superuser"]
+        found = [
+            what
+            for what, can in (
+                ("owns", owns),
+                ("may DELETE", delete),
+                ("may TRUNCATE", truncate),
+                ("may rewrite", rewrite),
+            )
+            if can
+        ]
+        problems += [f"{conn.info.user} {what} {table}" for what in found]
+    return problems
+
+
+_SWITCH = "event_id, halted, flatten, actor, reason, at"
+
+
+def latest_switch(conn: psycopg.Connection) -> tuple | None:
+    """The latest halt or resume (engine.execution.halts): (event_id, halted, flatten, actor,
+    reason, at)."""
+    return conn.execute(
+        f"SELECT {_SWITCH} FROM trading_halts ORDER BY event_id DESC LIMIT 1"  # type: ignore[arg-type]
+    ).fetchone()
+
+
+def insert_switch(
+    conn: psycopg.Connection, halted: bool, flatten: bool, actor: str, reason: str
+) -> tuple:
+    row = conn.execute(
+        f"""INSERT INTO trading_halts (halted, flatten, actor, reason) VALUES (%s, %s, %s, %s)
+            RETURNING {_SWITCH}""",  # type: ignore[arg-type]
+        (halted, flatten, actor, reason),
+    ).fetchone()
+    assert row is not None
+    return row
+
+
+def busy_venues(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """(broker, account) of every position in our book and every order not final."""
+    rows = conn.execute(
+        """SELECT broker, account FROM book_positions
+           UNION SELECT broker, account FROM orders WHERE status = ANY(%s)""",
+        (["INTENT", *OPEN],),
+    ).fetchall()
+    return [(str(b), str(a)) for b, a in rows]

@@ -229,6 +229,8 @@ class Settings(dg.ConfigurableResource):
     regime_shift_threshold: float = 0.10
     max_position_pct: float = 0.10
     max_gross_leverage: float = 1.0
+    max_order_notional: float | None = None  # None: no limit
+    max_run_notional: float | None = None  # per run at each account
     # the data quality gate (engine/data/quality.py)
     min_price: float = 0.05
     spike_threshold: float = 0.40
@@ -294,5 +296,8 @@ class Settings(dg.ConfigurableResource):
 
     def risk_limits(self) -> RiskLimits:
         return RiskLimits(
-            max_position_pct=self.max_position_pct, max_gross_leverage=self.max_gross_leverage
+            max_position_pct=self.max_position_pct,
+            max_gross_leverage=self.max_gross_leverage,
+            max_order_notional=self.max_order_notional,
+            max_run_notional=self.max_run_notional,
         )

@@ -8,6 +8,10 @@ Rules, each evaluated per order and recorded whether it passed or not:
   ``max_gross_leverage``;
 - ``long_only``: a sell never takes the account's position below zero (the batch in order,
   sells first): strategies are long-only, whatever our book says they hold.
+- ``max_order_notional`` (when set): qty x reference price of one order <= the limit;
+- ``max_run_notional`` (when set): the batch's orders, in order (sells first), add up to no more
+  than the limit in qty x reference price; the first order past it and every later one that adds
+  exposure are blocked. A batch is one run's orders at one account.
 
 Per strategy, from its configuration (``engine.strategies.config``), on the strategy's own orders:
 
@@ -33,6 +37,8 @@ from engine.brokers.base import OrderRequest, Side
 class RiskLimits:
     max_position_pct: float = 0.10
     max_gross_leverage: float = 1.0
+    max_order_notional: float | None = None  # in the account's currency; None: no limit
+    max_run_notional: float | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,7 @@ def evaluate(
     leverage = gross / equity if gross_known else None
 
     held = dict(positions)  # as the batch goes, sells first
+    run_notional = 0.0
     for order in orders:
         coid = order.client_order_id
         adds = _adds_exposure(order, positions)
@@ -124,6 +131,22 @@ def evaluate(
             ok = leverage <= cap + 1e-12
             reason = f"gross leverage after batch {leverage:.2f} {'<=' if ok else '>'} {cap:.2f}"
         decisions.append(_decision(coid, "max_gross_leverage", ok, adds, leverage, cap, reason))
+        notional = float(order.qty) * price if math.isfinite(price) and price > 0 else math.nan
+        run_notional += notional
+        for rule, value, cap_or_none, what in (
+            ("max_order_notional", notional, limits.max_order_notional, "order notional"),
+            ("max_run_notional", run_notional, limits.max_run_notional, "run notional so far"),
+        ):
+            if cap_or_none is None:
+                continue
+            ok = math.isfinite(value) and value <= cap_or_none + 1e-9
+            reason = (
+                f"{what} {value:,.2f} {'<=' if ok else '>'} {cap_or_none:,.2f}"
+                if math.isfinite(value)
+                else f"cannot evaluate {what}: price={price}"
+            )
+            known = value if math.isfinite(value) else None
+            decisions.append(_decision(coid, rule, ok, adds, known, cap_or_none, reason))
     return decisions
 
 

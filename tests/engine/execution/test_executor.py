@@ -490,3 +490,39 @@ def test_no_plan_on_the_prices_of_a_load_that_failed_or_is_incomplete(
     with pytest.raises(ExecutionRefusedError, match="5 of 8 symbols missing or held back"):
         execute_allocation(db, "a1", route(_broker(db, conn)), LIMITS)
     assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 0
+
+
+def test_notional_limits_per_order_and_per_run_block_only_what_adds() -> None:
+    prices = {"AAA": 50.0, "BBB": 50.0, "CCC": 50.0}
+    limits = RiskLimits(max_position_pct=1.0, max_gross_leverage=10.0, max_order_notional=4_000.0)
+    big = OrderRequest("big", "AAA", Side.BUY, Decimal(100), 50.0)  # 5,000
+    small = OrderRequest("small", "BBB", Side.BUY, Decimal(60), 50.0)  # 3,000
+    unpriced = OrderRequest("unpriced", "CCC", Side.BUY, Decimal(1), math.nan)
+    failed = {
+        (d.client_order_id, d.rule)
+        for d in evaluate([big, small, unpriced], {}, prices, 1e6, limits)
+        if not d.passed
+    }
+    assert ("big", "max_order_notional") in failed and ("unpriced", "max_order_notional") in failed
+    assert not any(coid == "small" for coid, _ in failed)
+    closing = OrderRequest("closing", "AAA", Side.SELL, Decimal(100), 50.0)  # only reduces
+    assert all(d.passed for d in evaluate([closing], {"AAA": Decimal(100)}, prices, 1e6, limits))
+
+    per_run = RiskLimits(max_position_pct=1.0, max_gross_leverage=10.0, max_run_notional=7_000.0)
+    buys = [OrderRequest(f"b{i}", s, Side.BUY, Decimal(60), 50.0) for i, s in enumerate(prices)]
+    decisions = evaluate(buys, {}, prices, 1e6, per_run)
+    run = {d.client_order_id: d for d in decisions if d.rule == "max_run_notional"}
+    assert [run[f"b{i}"].passed for i in range(3)] == [True, True, False]  # 3,000 6,000 9,000
+    assert run["b2"].reason == "run notional so far 9,000.00 > 7,000.00"
+
+
+def test_an_order_notional_limit_blocks_the_orders_and_nothing_is_sent(
+    db: str, conn: psycopg.Connection, active: str
+) -> None:
+    broker = _broker(db, conn)
+    tiny = RiskLimits(max_position_pct=0.25, max_gross_leverage=1.0, max_order_notional=1.0)
+    report = execute_allocation(db, active, route(broker), tiny)
+    assert report.planned > 0 and report.blocked == report.planned and report.sent == 0
+    assert _broker_order_count(conn) == 0
+    failed = conn.execute("SELECT DISTINCT rule FROM risk_decisions WHERE NOT passed").fetchall()
+    assert failed == [("max_order_notional",)]

@@ -5,7 +5,6 @@ from typing import Literal
 
 import dagster as dg
 
-from engine.data.read_store import latest_prices
 from engine.execution.flatten import flatten
 from engine.execution.halts import halt, resume
 from orchestration.resources import BrokerConfig, Database
@@ -29,11 +28,12 @@ def switch_trading(
 ) -> None:
     """While halted no order is planned or sent, at any broker."""
     if config.action == "halt" and config.flatten:
-        url = database.database_url()
-        with database.connect() as conn:
-            prices = {symbol: close for symbol, (_, close) in latest_prices(conn).items()}
         report = flatten(
-            url, broker.router(url, prices.get), config.by, config.reason, broker.execution()
+            database.database_url(),
+            broker.router(database),
+            config.by,
+            config.reason,
+            broker.execution(),
         )
         context.log.warning(
             f"{report.switch}: {report.canceled} orders canceled, {len(report.sent)} closing "

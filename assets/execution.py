@@ -4,7 +4,6 @@ import dagster as dg
 
 from assets.allocations import allocation_recommendation
 from engine.brokers.base import OutcomeUnknownError
-from engine.data.read_store import latest_prices
 from engine.execution.executor import execute_allocation
 from engine.markdown import markdown_table
 from orchestration.resources import BrokerConfig, Database, Settings
@@ -28,13 +27,13 @@ def executed_orders(
 ) -> dg.MaterializeResult:
     """Reconcile each broker, then target positions -> risk checks -> orders and fills, for one
     ACTIVE allocation; each strategy's orders go to its mode's broker and its account."""
-    url = database.database_url()
-    with database.connect() as conn:
-        prices = {symbol: close for symbol, (_, close) in latest_prices(conn).items()}
-    router = broker.router(url, prices.get)
     try:
         report = execute_allocation(
-            url, config.allocation_id, router, settings.risk_limits(), broker.execution()
+            database.database_url(),
+            config.allocation_id,
+            broker.router(database),
+            settings.risk_limits(),
+            broker.execution(),
         )
     except OutcomeUnknownError as e:
         # The broker may have an order we could not confirm: a later attempt asks it first.

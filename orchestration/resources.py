@@ -27,10 +27,11 @@ from engine.brokers.routing import (
     key_variables,
     live_allowed,
 )
-from engine.brokers.simulated import PriceSource, SimulatedBroker
+from engine.brokers.simulated import SimulatedBroker
 from engine.data.alpaca_source import AlpacaSource
 from engine.data.polygon_source import PolygonSource
 from engine.data.quality import GateSettings
+from engine.data.read_store import latest_prices
 from engine.data.sources import LocalFileSource, MarketDataSource
 from engine.data.synthetic import SyntheticSource
 from engine.errors import ConfigurationError
@@ -154,7 +155,12 @@ class BrokerConfig(dg.ConfigurableResource):
     poll_seconds: float = 1.0
     lock_wait_seconds: float = 300.0
 
-    def router(self, database_url: str, price_of: PriceSource) -> BrokerRouter:
+    def router(self, database: Database) -> BrokerRouter:
+        """Each account's brokers; the simulated one prices orders at the latest stored closes."""
+        database_url = database.database_url()
+        with database.connect() as conn:
+            prices = {symbol: close for symbol, (_, close) in latest_prices(conn).items()}
+
         def keys(account: str, mode: str, url: str | None) -> AlpacaKeys:
             api_key, secret_key = key_variables(account, mode)
             return AlpacaKeys(
@@ -170,7 +176,7 @@ class BrokerConfig(dg.ConfigurableResource):
             },
             simulated=lambda account: SimulatedBroker(
                 database_url=database_url,
-                price_of=price_of,
+                price_of=prices.get,
                 account_name=account,
                 initial_cash=self.initial_cash,
                 slippage_bps=self.slippage_bps,

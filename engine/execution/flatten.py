@@ -16,7 +16,6 @@ VALIDATION holdings are a shadow book with nothing at a broker: they are left as
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -34,7 +33,7 @@ from engine.execution.executor import (
     submit,
 )
 from engine.execution.halts import TradingSwitch, halt
-from engine.execution.reconcile import CANCEL_WAIT, reconcile, sync_orders
+from engine.execution.reconcile import cancel_working, reconcile
 from engine.execution.store import (
     OPEN,
     WORKING,
@@ -42,7 +41,6 @@ from engine.execution.store import (
     StoredOrder,
     insert_orders,
     record_status,
-    status_of,
     venue_orders,
 )
 from engine.execution.venues import Venue, locked
@@ -115,23 +113,10 @@ def _cancel_open(
         record_status(conn, stored.request.client_order_id, "CANCELED", why)
         canceled += 1
     working = venue_orders(conn, venue.broker_name, venue.account, WORKING)
-    for stored in working:
-        if stored.broker_order_id:
-            broker.cancel_order(stored.broker_order_id)
-    canceled += len(working)
-    deadline = time.monotonic() + CANCEL_WAIT
-    while working:
-        sync_orders(conn, broker, working)
-        working = [o for o in working if status_of(conn, o.request.client_order_id) in WORKING]
-        if working and time.monotonic() > deadline:
-            raise OutcomeUnknownError(
-                f"{venue}: the broker has not confirmed the cancel of "
-                f"{', '.join(o.request.client_order_id for o in working)}; trading is halted, "
-                "nothing was closed; flatten again"
-            )
-        if working:
-            time.sleep(0.2)
-    return canceled
+    cancel_working(
+        conn, venue, broker, working, "(trading is halted, nothing was closed; flatten again)"
+    )
+    return canceled + len(working)
 
 
 def _close(

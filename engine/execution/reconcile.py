@@ -171,25 +171,13 @@ def _finish_superseded(
         for o in venue_orders(conn, venue.broker_name, venue.account, WORKING)
         if _status(conn, o) != "ACTIVE" and o.origin != "flatten"
     ]
-    for stored in working:
-        if stored.broker_order_id:
-            broker.cancel_order(stored.broker_order_id)
-    deadline = time.monotonic() + CANCEL_WAIT
-    while working:
-        sync_orders(conn, broker, working)
-        working = [
-            o
-            for o in working
-            if status_of(conn, o.request.client_order_id) in ("ACCEPTED", "PARTIALLY_FILLED")
-        ]
-        if working and time.monotonic() > deadline:
-            raise OutcomeUnknownError(
-                f"{venue}: the broker has not confirmed the cancel of "
-                f"{', '.join(o.request.client_order_id for o in working)} (orders of allocations "
-                "no longer ACTIVE); nothing was sent; the run is tried again"
-            )
-        if working:
-            time.sleep(0.2)
+    cancel_working(
+        conn,
+        venue,
+        broker,
+        working,
+        "(orders of allocations no longer ACTIVE); nothing was sent; the run is tried again",
+    )
     unsent = venue_orders(conn, venue.broker_name, venue.account, UNSENT)
     sent_at = submitted_at(conn, [o.request.client_order_id for o in unsent])
     for stored in unsent:
@@ -202,6 +190,31 @@ def _finish_superseded(
             why = f"allocation {stored.allocation_id} is {allocation_state}; never reached"
             record_status(conn, coid, "CANCELED", {"reason": f"{why} {venue}"})
             report.canceled += 1
+
+
+def cancel_working(
+    conn: psycopg.Connection,
+    venue: Venue,
+    broker: Broker,
+    working: list[StoredOrder],
+    unconfirmed: str,
+) -> None:
+    """Cancel ``working`` orders at the broker and follow them until it confirms (each is then
+    final); past ``CANCEL_WAIT`` raise ``OutcomeUnknownError`` ending with ``unconfirmed``."""
+    for stored in working:
+        if stored.broker_order_id:
+            broker.cancel_order(stored.broker_order_id)
+    deadline = time.monotonic() + CANCEL_WAIT
+    while working:
+        sync_orders(conn, broker, working)
+        working = [o for o in working if status_of(conn, o.request.client_order_id) in WORKING]
+        if working and time.monotonic() > deadline:
+            raise OutcomeUnknownError(
+                f"{venue}: the broker has not confirmed the cancel of "
+                f"{', '.join(o.request.client_order_id for o in working)} {unconfirmed}"
+            )
+        if working:
+            time.sleep(0.2)
 
 
 def _status(conn: psycopg.Connection, stored: StoredOrder) -> str | None:

@@ -61,7 +61,10 @@ def _run_sensor(
     context = dg.build_sensor_context(
         instance=instance, cursor=cursor, resources={"database": database}
     )
-    return list(sensor(context).run_requests or [])
+    result = sensor(context)
+    if not result.run_requests and result.skip_reason:  # e.g. trading is halted
+        print(f"approvals_sensor launched nothing: {result.skip_reason.skip_message}")
+    return list(result.run_requests or [])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,8 +74,9 @@ def _halt(conn: psycopg.Connection, args: argparse.Namespace) -> None:
 def _resume(conn: psycopg.Connection, args: argparse.Namespace) -> None:
     print(resume(conn, args.by, args.reason))
     print(
-        "orders a halted run left unsent are judged again when that allocation's execution is "
-        "launched again (the execute_allocation job, config allocation_id)"
+        "approvals made while halted are executed by the approvals sensor (./run ui); orders a "
+        "halted run left unsent are judged again when that allocation's execution is launched "
+        "again (the execute_allocation job, config allocation_id)"
     )
 
 

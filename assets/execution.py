@@ -45,8 +45,8 @@ def executed_orders(
                 f"broker had under our prefix: {', '.join(reconciliation.adopted)}"
             )
     context.log.info(
-        f"execution of {config.allocation_id}: {report.sent} sent, {report.filled} filled, "
-        f"{report.blocked} blocked, {report.not_sent} not sent (VALIDATION)"
+        f"execution of {config.allocation_id}, session {report.session}: {report.sent} sent, "
+        f"{report.filled} filled, {report.blocked} blocked, {report.not_sent} not sent (VALIDATION)"
     )
     rows = [
         (
@@ -64,6 +64,7 @@ def executed_orders(
     return dg.MaterializeResult(
         metadata={
             "allocation_id": config.allocation_id,
+            "session": str(report.session),
             "brokers": ", ".join(sorted({f"{o['broker']}/{o['account']}" for o in report.orders})),
             "orders": dg.MetadataValue.int(report.planned),
             "sent": dg.MetadataValue.int(report.sent),

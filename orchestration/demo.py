@@ -35,7 +35,7 @@ from engine.approvals.workflow import approve, list_allocations  # noqa: E402
 from engine.backtest.store import latest_backtest_run, run_benchmarks  # noqa: E402
 from engine.data.read_store import stored_counts  # noqa: E402
 from engine.data.sources import LocalFileSource  # noqa: E402
-from engine.execution.store import order_counts  # noqa: E402
+from engine.execution.store import order_counts, planned_sessions  # noqa: E402
 from engine.portfolio.store import latest_correlation_matrices, latest_optimization  # noqa: E402
 from engine.signals.store import signal_count  # noqa: E402
 from engine.storage.connection import (  # noqa: E402
@@ -213,7 +213,8 @@ def _summary(conn) -> None:
     for sid, weight in sorted(latest[0].weights.items(), key=lambda item: -item[1]):
         if weight > 0:
             print(f"    {sid:<22} {weight:>7.2%}")
-    orders, fills = order_counts(conn, allocation_id)
+    sessions = planned_sessions(conn, allocation_id)
+    orders, fills = order_counts(conn, allocation_id, sessions[-1]) if sessions else ({}, 0)
     if not orders:
         print("  orders             none")
     for status, n in sorted(orders.items()):

@@ -1,10 +1,14 @@
 """Sensors: each newly ACTIVE allocation launches execute_allocation once (while trading is
-halted, approvals wait for the resume); each ACTIVE allocation marked for re-optimization (a
-correlation regime shift) launches recommend_allocation once."""
+halted, approvals wait for the resume); every later session of the ACTIVE allocation launches
+it once more; each ACTIVE allocation marked for re-optimization (a correlation regime shift)
+launches recommend_allocation once."""
+
+from datetime import UTC, datetime
 
 import dagster as dg
 
 from engine.approvals.store import activations_after, reoptimization_requests
+from engine.execution.daily import session_due
 from engine.execution.halts import trading_switch
 from orchestration.jobs import execute_allocation_job, recommend_allocation_job
 from orchestration.resources import Database
@@ -37,6 +41,36 @@ def approvals_sensor(context: dg.SensorEvaluationContext, database: Database) ->
     ]
     cursor = str(activations[-1][0]) if activations else context.cursor
     return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+
+@dg.sensor(
+    job=execute_allocation_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def daily_execution_sensor(
+    context: dg.SensorEvaluationContext, database: Database
+) -> dg.SensorResult:
+    """Bring the ACTIVE allocation to its targets after each new session (its bars stored and
+    clean), once per allocation and session: ``run_key`` = ``ALLOCATION@SESSION``."""
+    with database.connect() as conn:
+        due = session_due(conn, datetime.now(UTC))
+    if isinstance(due, str):
+        return dg.SensorResult(skip_reason=due)
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=due.run_key,
+                run_config={
+                    "ops": {"executed_orders": {"config": {"allocation_id": due.allocation_id}}}
+                },
+                tags={
+                    "tradeflow/allocation_id": due.allocation_id,
+                    "tradeflow/session": str(due.session),
+                },
+            )
+        ]
+    )
 
 
 @dg.sensor(

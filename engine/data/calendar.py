@@ -46,3 +46,8 @@ def weekday_holidays(start: date, end: date) -> list[date]:
     last_known = nyse().last_session.date()
     weekdays = pd.bdate_range(start, min(end, last_known))
     return [d.date() for d in weekdays if d.date() not in sessions]
+
+
+def is_open(at: datetime) -> bool:
+    """Whether NYSE is in a session at ``at`` (timezone-aware)."""
+    return bool(nyse().is_open_on_minute(pd.Timestamp(at).floor("min"), ignore_breaks=True))

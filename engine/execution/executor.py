@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 
 import psycopg
@@ -34,7 +35,7 @@ from engine.approvals.store import activation_event_id, allocation_status
 from engine.approvals.workflow import get_allocation
 from engine.brokers.base import Broker, OrderRequest, OutcomeUnknownError
 from engine.brokers.routing import BrokerRouter
-from engine.data.read_store import latest_prices, load_recent_bars
+from engine.data.read_store import latest_bar_day, latest_prices, load_recent_bars
 from engine.data.store import require_clean_bars
 from engine.errors import ExecutionRefusedError, NotFoundError, QualityGateError
 from engine.execution.book_store import book_table, money_records_exposed
@@ -54,7 +55,9 @@ from engine.execution.store import (
     order_counts,
     order_table,
     record_broker_order,
+    record_plan,
     record_status,
+    superseded_orders,
 )
 from engine.execution.venues import (
     Venue,
@@ -83,6 +86,7 @@ class ExecutionSettings:
 @dataclass
 class ExecutionReport:
     allocation_id: str
+    session: date | None = None  # the session whose closes the plan was made on
     planned: int = 0
     blocked: int = 0
     not_sent: int = 0
@@ -104,16 +108,21 @@ def execute_allocation(
     limits: RiskLimits,
     settings: ExecutionSettings = ExecutionSettings(),
 ) -> ExecutionReport:
-    """Reconcile, plan (if not yet planned) and send the orders of ``allocation_id``."""
+    """Reconcile, plan (if the latest session is not planned yet) and send the orders of
+    ``allocation_id``."""
     report = ExecutionReport(allocation_id)
     # Autocommit: every transaction below is explicit, so each state change is durable before
     # the next network call.
     with psycopg.connect(database_url, autocommit=True) as conn:
-        venues = _venues(conn, allocation_id, router)
+        session = latest_bar_day(conn)
+        if session is None:
+            raise ExecutionRefusedError("no bars stored; cannot compute target positions")
+        report.session = session
+        venues = _venues(conn, allocation_id, session, router)
         with locked(conn, sorted(venues), settings.lock_wait_seconds):
             # What was decided while waiting for the locks is decided again: a strategy may
             # have changed its mode or account meanwhile.
-            again = _venues(conn, allocation_id, router)
+            again = _venues(conn, allocation_id, session, router)
             if not again <= venues:
                 raise ExecutionRefusedError(
                     f"the venues of allocation {allocation_id} changed while this run waited "
@@ -135,16 +144,23 @@ def execute_allocation(
             _require_resolved(report.reconciliations, allocation_id)
             require_trading(conn, f"allocation {allocation_id} was not planned or sent")
             require_open_markets(brokers)
-            _plan_or_recheck(conn, allocation_id, router, brokers, limits, settings)
-            for venue, broker in sorted(brokers.items()):
-                if not _send(conn, allocation_id, venue, broker, report):
-                    break
+            if not has_plan(conn, allocation_id, session):
+                # An earlier session's orders that never left give way to this session's plan;
+                # those that may have left are finished first, as a re-run of their session
+                # would, so the new plan sees what they filled.
+                with conn.transaction():
+                    superseded_orders(conn, allocation_id, session)
+                _send_all(conn, allocation_id, brokers, report)
+            _plan_or_recheck(conn, allocation_id, session, router, brokers, limits, settings)
+            _send_all(conn, allocation_id, brokers, report)
             follow(conn, brokers, lambda: allocation_orders(conn, allocation_id, WORKING), settings)
         _summarise(conn, report)
     return report
 
 
-def _venues(conn: psycopg.Connection, allocation_id: str, router: BrokerRouter) -> set[Venue]:
+def _venues(
+    conn: psycopg.Connection, allocation_id: str, session: date, router: BrokerRouter
+) -> set[Venue]:
     """The venues a run of the allocation touches: those of its unfinished orders, and for a new
     plan those of its strategies and of the strategies it closes (each checked: tradable now,
     and routable before any network call)."""
@@ -154,7 +170,7 @@ def _venues(conn: psycopg.Connection, allocation_id: str, router: BrokerRouter) 
         raise ExecutionRefusedError(str(e)) from e
     unfinished = allocation_orders(conn, allocation_id, ("INTENT", *OPEN))
     venues = {Venue.of(o.broker, o.account) for o in unfinished}
-    if allocation.status == "ACTIVE" and not has_plan(conn, allocation_id):
+    if allocation.status == "ACTIVE" and not has_plan(conn, allocation_id, session):
         weights = {sid: w for sid, w in allocation.weights.items() if w > 0}
         configs = strategy_configs(conn, list(weights))
         _check_strategies(weights, configs, router)
@@ -235,12 +251,13 @@ def require_open_markets(brokers: dict[Venue, Broker]) -> None:
 def _plan_or_recheck(
     conn: psycopg.Connection,
     allocation_id: str,
+    session: date,
     router: BrokerRouter,
     brokers: dict[Venue, Broker],
     limits: RiskLimits,
     settings: ExecutionSettings,
 ) -> None:
-    planned = has_plan(conn, allocation_id)
+    planned = has_plan(conn, allocation_id, session)
     unsent = allocation_orders(conn, allocation_id, UNSENT)
     if planned and not unsent:
         return
@@ -259,6 +276,11 @@ def _plan_or_recheck(
     if bars.is_empty():
         raise ExecutionRefusedError("no bars stored; cannot compute target positions")
     close = price_panel(bars).close
+    if close.index[-1].date() != session:
+        raise ExecutionRefusedError(
+            f"bars of {close.index[-1].date()} were stored while this run waited; nothing was "
+            f"planned for {session}; the run of the new session executes them"
+        )
     prices = {symbol: price for symbol, (_, price) in latest_prices(conn).items()}
     by_venue: dict[Venue, dict[str, float]] = {v: {} for v in closing.values()}
     for sid, weight in weights.items():
@@ -298,7 +320,8 @@ def _plan_or_recheck(
     if event is None:
         raise ExecutionRefusedError(f"allocation {allocation_id} has no approval event")
     taken = frozenset(adopted_client_order_ids(conn, event))
-    detail: dict[str, object] = {"target_positions_from": str(close.index[-1].date())}
+    detail: dict[str, object] = {"target_positions_from": str(session)}
+    planned_orders = 0
     with (
         refused_while_halted(conn, f"allocation {allocation_id} was not planned"),
         conn.transaction(),  # the whole plan or nothing
@@ -307,9 +330,30 @@ def _plan_or_recheck(
             venue_book = book_of(venue)
             leaving = {sid for sid, at in closing.items() if at == venue}
             want = wanted(venue_book, mine, configs, close)
-            judged = plan_venue(venue_book, want, leaving, prices, event, limits, taken)
+            judged = plan_venue(venue_book, want, leaving, prices, event, session, limits, taken)
             detail["equity"] = venue_book.equity
-            insert_orders(conn, allocation_id, event, judged.orders, detail, judged.decisions)
+            insert_orders(
+                conn,
+                allocation_id,
+                event,
+                judged.orders,
+                detail,
+                judged.decisions,
+                session=session,
+            )
+            planned_orders += len(judged.orders)
+        record_plan(conn, allocation_id, session, event, planned_orders)
+
+
+def _send_all(
+    conn: psycopg.Connection,
+    allocation_id: str,
+    brokers: dict[Venue, Broker],
+    report: ExecutionReport,
+) -> None:
+    for venue, broker in sorted(brokers.items()):
+        if not _send(conn, allocation_id, venue, broker, report):
+            return
 
 
 def _send(
@@ -392,10 +436,11 @@ def follow(
 
 
 def _summarise(conn: psycopg.Connection, report: ExecutionReport) -> None:
-    report.statuses, report.fills = order_counts(conn, report.allocation_id)
+    assert report.session is not None
+    report.statuses, report.fills = order_counts(conn, report.allocation_id, report.session)
     report.planned = sum(report.statuses.values())
     report.blocked = report.statuses.get("BLOCKED", 0)
     report.not_sent = report.statuses.get("NOT_SENT", 0)
     report.filled = report.statuses.get("FILLED", 0)
     report.rejected = report.statuses.get("REJECTED", 0)
-    report.orders = order_table(conn, report.allocation_id, limit=1000)
+    report.orders = order_table(conn, report.allocation_id, 1000, report.session)

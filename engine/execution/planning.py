@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from datetime import date
 from decimal import Decimal
 
 import pandas as pd
@@ -19,10 +20,14 @@ from engine.brokers.base import OrderRequest, Side
 from engine.signals.scans import sma_cross_state
 
 
-def client_order_id(approval_event_id: int, strategy: str, symbol: str, leg: int) -> str:
-    """Deterministic: the same approval, strategy, symbol and leg always give the same id."""
-    digest = hashlib.sha256(f"{approval_event_id}|{strategy}|{symbol}|{leg}".encode()).hexdigest()
-    return f"tf-{approval_event_id}-{digest[:20]}"
+def client_order_id(
+    approval_event_id: int, session: date, strategy: str, symbol: str, leg: int
+) -> str:
+    """Deterministic: the same approval, session, strategy, symbol and leg always give the same
+    id."""
+    key = f"{approval_event_id}|{session.isoformat()}|{strategy}|{symbol}|{leg}"
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"tf-{approval_event_id}-{session:%Y%m%d}-{digest[:20]}"
 
 
 def strategy_targets(
@@ -76,6 +81,7 @@ def strategy_orders(
     prices: dict[str, float],
     holdings: dict[str, Decimal],
     approval_event_id: int,
+    session: date,
     taken: frozenset[str] = frozenset(),
 ) -> list[OrderRequest]:
     """Whole-share orders moving the strategy's ``holdings`` to its ``targets`` (market value
@@ -94,11 +100,13 @@ def strategy_orders(
         if delta == 0:
             continue
         leg = 0
-        while client_order_id(approval_event_id, strategy_id, symbol, leg) in taken:
+        while client_order_id(approval_event_id, session, strategy_id, symbol, leg) in taken:
             leg += 1
         orders.append(
             OrderRequest(
-                client_order_id=client_order_id(approval_event_id, strategy_id, symbol, leg),
+                client_order_id=client_order_id(
+                    approval_event_id, session, strategy_id, symbol, leg
+                ),
                 symbol=symbol,
                 side=Side.BUY if delta > 0 else Side.SELL,
                 qty=abs(delta),

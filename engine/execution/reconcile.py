@@ -47,7 +47,7 @@ from engine.execution.store import (
 from engine.execution.venues import Venue
 from engine.strategies.store import list_strategies
 
-CLIENT_ORDER_ID = re.compile(r"^tf-(\d+)-[0-9a-f]+$")
+CLIENT_ORDER_ID = re.compile(r"^tf-(\d+)-(?:(\d{8})-)?[0-9a-f]+$")  # event, session
 STALE = timedelta(minutes=2)  # far beyond the time a broker takes to register an order
 CANCEL_WAIT = 10.0  # seconds to wait for the broker to confirm a cancel
 
@@ -108,12 +108,16 @@ def _sync_and_adopt(
     for order in ours:
         if order.client_order_id in known:
             continue
-        event = int(CLIENT_ORDER_ID.match(order.client_order_id).group(1))  # type: ignore[union-attr]
+        match = CLIENT_ORDER_ID.match(order.client_order_id)
+        assert match is not None
+        event = int(match.group(1))
+        session = datetime.strptime(match.group(2), "%Y%m%d").date() if match.group(2) else None
         owner = next(
             (
                 sid
                 for sid in strategies
-                if client_order_id(event, sid, order.symbol, 0) == order.client_order_id
+                if session
+                and client_order_id(event, session, sid, order.symbol, 0) == order.client_order_id
             ),
             None,
         )

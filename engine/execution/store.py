@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import psycopg
@@ -93,14 +93,33 @@ def unlock(conn: psycopg.Connection, key: str) -> None:
     conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
 
 
-def has_plan(conn: psycopg.Connection, allocation_id: str) -> bool:
-    """Whether the allocation's orders were planned (an order adopted from the broker is not a
-    plan)."""
+def has_plan(conn: psycopg.Connection, allocation_id: str, session: date) -> bool:
+    """Whether the allocation was planned for ``session``."""
     row = conn.execute(
-        "SELECT 1 FROM orders WHERE allocation_id = %s AND origin = 'planned' LIMIT 1",
-        (allocation_id,),
+        "SELECT 1 FROM execution_plans WHERE allocation_id = %s AND session = %s",
+        (allocation_id, session),
     ).fetchone()
     return row is not None
+
+
+def record_plan(
+    conn: psycopg.Connection, allocation_id: str, session: date, approval_event_id: int, orders: int
+) -> None:
+    """The plan of ``session`` (refused, with the orders in its transaction, if one exists)."""
+    conn.execute(
+        """INSERT INTO execution_plans (allocation_id, session, approval_event_id, orders)
+           VALUES (%s, %s, %s, %s)""",
+        (allocation_id, session, approval_event_id, orders),
+    )
+
+
+def planned_sessions(conn: psycopg.Connection, allocation_id: str) -> list[date]:
+    """The sessions the allocation was planned for, oldest first."""
+    rows = conn.execute(
+        "SELECT session FROM execution_plans WHERE allocation_id = %s ORDER BY session",
+        (allocation_id,),
+    ).fetchall()
+    return [r[0] for r in rows]
 
 
 def submitted_at(conn: psycopg.Connection, client_order_ids: list[str]) -> dict[str, datetime]:
@@ -121,6 +140,7 @@ def insert_orders(
     detail: dict,
     decisions: list[RiskDecision],
     origin: str = "planned",
+    session: date | None = None,
 ) -> None:
     """A planned batch (or, ``origin='flatten'``, the kill switch's closing orders, of no
     allocation): each order with its first event, and every risk decision."""
@@ -129,8 +149,8 @@ def insert_orders(
         conn.execute(
             """INSERT INTO orders (client_order_id, allocation_id, approval_event_id, strategy_id,
                    symbol, side, qty, order_type, limit_price, time_in_force, take_profit_price,
-                   stop_loss_price, reference_price, status, broker, account, origin)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                   stop_loss_price, reference_price, status, broker, account, origin, session)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             (
                 order.client_order_id,
                 allocation_id,
@@ -149,6 +169,7 @@ def insert_orders(
                 planned.broker,
                 planned.account,
                 origin,
+                session,
             ),
         )
         conn.execute(
@@ -337,27 +358,49 @@ def adopt_order(
         record_broker_order(conn, order)
 
 
-def order_counts(conn: psycopg.Connection, allocation_id: str) -> tuple[dict[str, int], int]:
-    """(orders by status, fills) of an allocation."""
+def superseded_orders(conn: psycopg.Connection, allocation_id: str, session: date) -> int:
+    """Cancel the allocation's orders of other sessions that never left (the plan of
+    ``session`` replaces them); return how many."""
     rows = conn.execute(
-        "SELECT status, count(*) FROM orders WHERE allocation_id = %s GROUP BY status",
-        (allocation_id,),
+        """SELECT client_order_id FROM orders
+           WHERE allocation_id = %s AND session IS DISTINCT FROM %s AND status = 'INTENT'
+           ORDER BY client_order_id""",
+        (allocation_id, session),
+    ).fetchall()
+    for (coid,) in rows:
+        why = f"superseded by the plan of session {session}"
+        record_status(conn, coid, "CANCELED", {"reason": why})
+    return len(rows)
+
+
+def order_counts(
+    conn: psycopg.Connection, allocation_id: str, session: date
+) -> tuple[dict[str, int], int]:
+    """(orders by status, fills) of an allocation's plan for ``session``."""
+    rows = conn.execute(
+        """SELECT status, count(*) FROM orders WHERE allocation_id = %s AND session = %s
+           GROUP BY status""",
+        (allocation_id, session),
     ).fetchall()
     fills = conn.execute(
         """SELECT count(*) FROM fills f JOIN orders o USING (client_order_id)
-           WHERE o.allocation_id = %s""",
-        (allocation_id,),
+           WHERE o.allocation_id = %s AND o.session = %s""",
+        (allocation_id, session),
     ).fetchone()
     return {str(status): int(n) for status, n in rows}, int(fills[0]) if fills else 0
 
 
 def order_table(
-    conn: psycopg.Connection, allocation_id: str | None = None, limit: int = 50
+    conn: psycopg.Connection,
+    allocation_id: str | None = None,
+    limit: int = 50,
+    session: date | None = None,
 ) -> list[dict]:
     """Orders, newest first: symbol, side, qty, filled qty and average price, status, strategy,
     broker, account, and the reason of a block or a rejection."""
     rows = conn.cursor(row_factory=dict_row).execute(
-        """SELECT o.created_at, o.client_order_id, o.allocation_id, o.strategy_id, o.symbol,
+        """SELECT o.created_at, o.session, o.client_order_id, o.allocation_id, o.strategy_id,
+                  o.symbol,
                   o.side, o.qty, o.order_type, o.limit_price, o.status, o.broker, o.account,
                   f.filled, f.average,
                   coalesce(
@@ -370,9 +413,9 @@ def order_table(
            LEFT JOIN LATERAL (
                SELECT sum(qty) AS filled, sum(qty * price::numeric) / sum(qty) AS average
                FROM fills WHERE client_order_id = o.client_order_id) f ON true
-           WHERE %s::text IS NULL OR o.allocation_id = %s
+           WHERE (%s::text IS NULL OR o.allocation_id = %s) AND (%s::date IS NULL OR o.session = %s)
            ORDER BY o.created_at DESC, o.client_order_id LIMIT %s""",
-        (allocation_id, allocation_id, limit),
+        (allocation_id, allocation_id, session, session, limit),
     )
     return rows.fetchall()
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 
 import pandas as pd
@@ -167,6 +168,7 @@ def plan_venue(
     closing: set[str],
     prices: dict[str, float],
     approval_event_id: int,
+    session: date,
     limits: RiskLimits,
     taken: frozenset[str] = frozenset(),
 ) -> Judged:
@@ -177,7 +179,7 @@ def plan_venue(
     for sid in sorted(set(want.targets.columns) | closing):
         targets = want.targets[sid] if sid in want.targets else pd.Series(dtype=float)
         held = venue_book.holdings.get(sid, {})
-        for order in strategy_orders(sid, targets, prices, held, approval_event_id, taken):
+        for order in strategy_orders(sid, targets, prices, held, approval_event_id, session, taken):
             requests.append(order)
             strategy_of[order.client_order_id] = sid
     requests.sort(key=lambda o: (o.side is Side.BUY, o.symbol, o.client_order_id))

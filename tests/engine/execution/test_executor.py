@@ -226,9 +226,13 @@ def test_an_order_status_never_moves_backwards(
 
 
 def test_client_order_ids_are_deterministic() -> None:
-    assert client_order_id(7, "portfolio", "AAA", 0) == client_order_id(7, "portfolio", "AAA", 0)
-    assert client_order_id(7, "portfolio", "AAA", 0) != client_order_id(7, "portfolio", "AAA", 1)
-    assert client_order_id(7, "portfolio", "AAA", 0) != client_order_id(8, "portfolio", "AAA", 0)
+    day, next_day = date(2024, 6, 27), date(2024, 6, 28)
+    first = client_order_id(7, day, "portfolio", "AAA", 0)
+    assert first == client_order_id(7, day, "portfolio", "AAA", 0)
+    assert first.startswith("tf-7-20240627-")
+    assert first != client_order_id(7, day, "portfolio", "AAA", 1)
+    assert first != client_order_id(8, day, "portfolio", "AAA", 0)
+    assert first != client_order_id(7, next_day, "portfolio", "AAA", 0)
 
 
 def test_a_rule_that_cannot_be_evaluated_blocks() -> None:

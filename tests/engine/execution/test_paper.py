@@ -16,7 +16,7 @@ from engine.approvals.store import activation_event_id
 from engine.approvals.workflow import approve
 from engine.brokers.routing import AccountSettings, AlpacaKeys, AlpacaSettings, BrokerRouter
 from engine.brokers.simulated import SimulatedBroker
-from engine.data.read_store import latest_prices
+from engine.data.read_store import latest_bar_day, latest_prices
 from engine.errors import ExecutionRefusedError, ReconciliationError
 from engine.execution.executor import ExecutionSettings, execute_allocation
 from engine.execution.planning import client_order_id
@@ -174,7 +174,9 @@ def test_orders_under_our_prefix_the_database_lost_are_adopted_and_the_plan_stil
     fake.fill_on_submit = True
     event = activation_event_id(conn, "a1")
     assert event is not None
-    lost = client_order_id(event, A, "SYN002", 0)  # ours: its hash names A and SYN002
+    session = latest_bar_day(conn)
+    assert session is not None
+    lost = client_order_id(event, session, A, "SYN002", 0)  # its hash names A and SYN002
     foreign = f"tf-{event}-00c0ffee00c0ffee00c0"  # our format, nobody's hash
     by_hand = TradingClient(KEY, SECRET, paper=True, url_override=fake.base_url)
     for coid, symbol in ((lost, "SYN002"), (foreign, "SYN006")):

@@ -298,8 +298,9 @@ def _open_order(conn: psycopg.Connection, status: str) -> str:
     ).fetchone()
     conn.execute(
         "INSERT INTO orders (client_order_id, allocation_id, approval_event_id, strategy_id, "
-        "symbol, side, qty, reference_price, status, broker) VALUES "
-        f"('open-1', 'a1', {event}, '{A}', 'SYN01', 'buy', 10, 100, 'INTENT', 'simulated')"
+        "symbol, side, qty, reference_price, status, broker, session) VALUES "
+        f"('open-1', 'a1', {event}, '{A}', 'SYN01', 'buy', 10, 100, 'INTENT', 'simulated', "
+        "'2024-06-28')"
     )
     conn.execute("UPDATE orders SET status = %s WHERE client_order_id = 'open-1'", (status,))
     return "open-1"

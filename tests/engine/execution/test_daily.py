@@ -1,0 +1,160 @@
+"""The book run every session: one plan per allocation and session, only the differences sent,
+and the sessions a halt, an unclean load or a closed market hold back."""
+
+import math
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from engine.approvals.workflow import approve
+from engine.brokers.base import BrokerError
+from engine.brokers.simulated import SimulatedBroker
+from engine.data.calendar import trading_days
+from engine.data.read_store import latest_prices, load_recent_bars
+from engine.execution.daily import SessionDue, session_due
+from engine.execution.executor import execute_allocation
+from engine.execution.halts import halt, resume
+from engine.execution.planning import strategy_targets
+from engine.signals.prices import price_panel
+from engine.strategies.config import update_strategy
+from tests.engine.execution.test_executor import LIMITS, TimesOutOnSend, route
+from tests.helpers import pending_allocation, store_synthetic_bars
+
+WEIGHTS = {"sma_cross_10_100": 0.5, "sma_cross_20_50": 0.5}
+FIRST = date(2024, 6, 14)
+SESSIONS = trading_days(date(2024, 6, 17), date(2024, 6, 28))
+A_SATURDAY = datetime(2024, 6, 29, 15, 0, tzinfo=UTC)
+MONDAY_NOON_NY = datetime(2024, 7, 1, 16, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def approved(conn: psycopg.Connection) -> str:
+    store_synthetic_bars(conn, date(2023, 1, 1), FIRST, n_symbols=8)
+    pending_allocation(conn, "a1", WEIGHTS)
+    approve(conn, "a1", by="alice")
+    conn.commit()
+    return "a1"
+
+
+def _broker(db: str, conn: psycopg.Connection) -> SimulatedBroker:
+    """The simulated broker priced at the latest stored closes (the session's own)."""
+    prices = {s: p for s, (_, p) in latest_prices(conn).items()}
+    return SimulatedBroker(db, prices.get)
+
+
+def _book(conn: psycopg.Connection) -> dict[tuple[str, str], Decimal]:
+    rows = conn.execute("SELECT strategy_id, symbol, qty FROM book_positions").fetchall()
+    return {(sid, symbol): qty for sid, symbol, qty in rows}
+
+
+def _targets(conn: psycopg.Connection, equity: float) -> dict[tuple[str, str], Decimal]:
+    """Whole shares of each strategy's target on the latest session, from its SMA state."""
+    params = {
+        sid: {"fast": int(sid.split("_")[2]), "slow": int(sid.split("_")[3])} for sid in WEIGHTS
+    }
+    close = price_panel(load_recent_bars(conn, 101)).close
+    prices = {s: p for s, (_, p) in latest_prices(conn).items()}
+    targets = strategy_targets(WEIGHTS, params, close, equity)
+    return {
+        (sid, symbol): Decimal(math.floor(value / prices[symbol]))
+        for sid in targets.columns
+        for symbol, value in targets[sid].items()
+        if math.floor(value / prices[symbol]) > 0
+    }
+
+
+def test_every_session_is_executed_once_and_sends_only_the_differences(
+    db: str, conn: psycopg.Connection, approved: str
+) -> None:
+    first = execute_allocation(db, approved, route(_broker(db, conn)), LIMITS)
+    assert first.session == FIRST and first.sent > 0
+    assert session_due(conn, A_SATURDAY) == f"allocation a1 is executed up to session {FIRST}"
+    traded = 0
+    for day in SESSIONS:
+        store_synthetic_bars(conn, day, day, n_symbols=8)
+        assert session_due(conn, A_SATURDAY) == SessionDue("a1", day)
+        assert SessionDue("a1", day).run_key == f"a1@{day}"
+        broker = _broker(db, conn)
+        equity = broker.account().equity
+        held = _book(conn)
+        report = execute_allocation(db, approved, route(broker), LIMITS)
+        assert report.session == day and report.sent == report.filled == report.planned
+        # Only the differences went out: each order moves one holding to its new target.
+        want = _targets(conn, equity)
+        for order in report.orders:
+            key = (order["strategy_id"], order["symbol"])
+            signed = order["qty"] if order["side"] == "buy" else -order["qty"]
+            assert held.get(key, 0) + signed == want.get(key, 0)
+        assert _book(conn) == want
+        assert dict(
+            conn.execute("SELECT symbol, qty FROM positions WHERE qty <> 0").fetchall()
+        ) == {s: q for s, q in broker.positions().items()}
+        traded += report.sent
+        again = execute_allocation(db, approved, route(broker), LIMITS)
+        assert again.sent == 0 and again.planned == report.planned
+    assert traded > 0
+    sessions = conn.execute(
+        "SELECT session, orders FROM execution_plans WHERE allocation_id = 'a1' ORDER BY session"
+    ).fetchall()
+    assert [s for s, _ in sessions] == [FIRST, *SESSIONS]
+    assert conn.execute(
+        "SELECT count(*) FROM orders WHERE session IS NULL AND origin = 'planned'"
+    ).fetchone() == (0,)
+
+
+def test_a_session_is_due_only_when_it_can_be_traded(
+    db: str, conn: psycopg.Connection, approved: str
+) -> None:
+    assert "has not been executed since it became ACTIVE" in str(session_due(conn, A_SATURDAY))
+    execute_allocation(db, approved, route(_broker(db, conn)), LIMITS)
+    day = SESSIONS[0]
+    store_synthetic_bars(conn, day, day, n_symbols=8)
+    halt(conn, "risk desk", "review")
+    conn.commit()
+    assert "halted by risk desk" in str(session_due(conn, A_SATURDAY))
+    resume(conn, "risk desk", "reviewed")
+    conn.commit()
+    sid = next(iter(WEIGHTS))
+    update_strategy(conn, sid, by="alice", trading_mode="PAPER", reason="to paper")
+    conn.commit()
+    waiting = session_due(conn, A_SATURDAY)
+    assert (
+        waiting == f"session {day} of allocation a1 waits for the NYSE open ({sid} trade at Alpaca)"
+    )
+    assert session_due(conn, MONDAY_NOON_NY) == SessionDue("a1", day)
+
+
+def test_an_earlier_sessions_unsent_orders_give_way_and_an_unconfirmed_one_is_finished_first(
+    db: str, conn: psycopg.Connection, approved: str
+) -> None:
+    broker = _broker(db, conn)
+    with pytest.raises(BrokerError, match="timeout"):
+        execute_allocation(db, approved, route(TimesOutOnSend(broker)), LIMITS)
+    left = dict(
+        conn.execute("SELECT client_order_id, status FROM orders WHERE session = %s", (FIRST,))
+    )
+    assert sorted(set(left.values())) == ["INTENT", "SUBMITTED"]
+    day = SESSIONS[0]
+    store_synthetic_bars(conn, day, day, n_symbols=8)
+    report = execute_allocation(db, approved, route(_broker(db, conn)), LIMITS)
+    after = dict(
+        conn.execute("SELECT client_order_id, status FROM orders WHERE session = %s", (FIRST,))
+    )
+    for coid, status in left.items():  # the one that may have left is sent once, the rest not
+        assert after[coid] == ("FILLED" if status == "SUBMITTED" else "CANCELED")
+    reasons = conn.execute(
+        """SELECT DISTINCT detail->>'reason' FROM order_events
+           WHERE status = 'CANCELED' AND client_order_id = ANY(%s)""",
+        ([c for c, s in left.items() if s == "INTENT"],),
+    ).fetchall()
+    assert reasons == [(f"superseded by the plan of session {day}",)]
+    assert report.session == day and report.sent == report.planned + 1  # with the unconfirmed
+    counts = conn.execute(
+        "SELECT client_order_id, count(*) FROM sim_broker.orders GROUP BY client_order_id"
+    ).fetchall()
+    assert {n for _, n in counts} == {1}
+    assert dict(
+        conn.execute("SELECT symbol, qty FROM positions WHERE qty <> 0").fetchall()
+    ) == dict(broker.positions())

@@ -14,6 +14,7 @@ from assets.signal_backtests import signal_backtests
 from assets.validations import validations
 from engine.brokers.routing import account_names
 from engine.storage.connection import DATABASE_URL_ENV, OWNER_DATABASE_URL_ENV
+from orchestration.alerts import ALERT_SENSORS, ALERT_WEBHOOK_ENV, Alerts
 from orchestration.jobs import (
     approve_allocation,
     custom_allocation,
@@ -27,7 +28,11 @@ from orchestration.jobs import (
 )
 from orchestration.resources import BrokerConfig, Database, MarketData, Settings
 from orchestration.schedules import correlations_intraday, daily_research, expiry_schedule
-from orchestration.sensors import approvals_sensor, reoptimization_sensor
+from orchestration.sensors import (
+    approvals_sensor,
+    daily_execution_sensor,
+    reoptimization_sensor,
+)
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
@@ -44,6 +49,7 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
         "market_data": market_data,
         "broker": BrokerConfig(accounts=account_names(os.environ)[1:]),
         "settings": Settings(),
+        "alerts": Alerts(webhook_url=_env(ALERT_WEBHOOK_ENV)),  # a secret: EnvVar only
     }
 
 
@@ -77,7 +83,7 @@ def build_definitions(resources: dict[str, dg.ConfigurableResource]) -> dg.Defin
             expire_allocations,
             kill_switch,
         ],
-        sensors=[approvals_sensor, reoptimization_sensor],
+        sensors=[approvals_sensor, daily_execution_sensor, reoptimization_sensor, *ALERT_SENSORS],
         schedules=[daily_research, correlations_intraday, expiry_schedule],
         resources=resources,
     )

@@ -237,6 +237,9 @@ class Settings(dg.ConfigurableResource):
     max_gross_leverage: float = 1.0
     max_order_notional: float | None = None  # None: no limit
     max_run_notional: float | None = None  # per run at each account
+    # the book at each account: past either, trading halts until a person resumes it
+    max_daily_loss_pct: float | None = 0.05  # of the previous session's equity
+    max_drawdown_pct: float | None = 0.20  # from the highest session equity
     # the data quality gate (engine/data/quality.py)
     min_price: float = 0.05
     spike_threshold: float = 0.40
@@ -306,4 +309,6 @@ class Settings(dg.ConfigurableResource):
             max_gross_leverage=self.max_gross_leverage,
             max_order_notional=self.max_order_notional,
             max_run_notional=self.max_run_notional,
+            max_daily_loss_pct=self.max_daily_loss_pct,
+            max_drawdown_pct=self.max_drawdown_pct,
         )

@@ -5,6 +5,7 @@ database role could rewrite the money records. The rest of the execution tables'
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
 import psycopg
@@ -129,3 +130,27 @@ def busy_venues(conn: psycopg.Connection) -> list[tuple[str, str]]:
         (["INTENT", *OPEN],),
     ).fetchall()
     return [(str(b), str(a)) for b, a in rows]
+
+
+def equity_history(
+    conn: psycopg.Connection, broker: str, account: str, session: date
+) -> tuple[float | None, float | None]:
+    """(the latest, the highest) equity mark of the account before ``session``."""
+    row = conn.execute(
+        """SELECT (SELECT equity FROM equity_marks WHERE broker = %s AND account = %s
+                   AND session < %s ORDER BY session DESC, mark_id DESC LIMIT 1),
+                  (SELECT max(equity) FROM equity_marks WHERE broker = %s AND account = %s
+                   AND session < %s)""",
+        (broker, account, session, broker, account, session),
+    ).fetchone()
+    return (None, None) if row is None else (row[0], row[1])
+
+
+def mark_equity(
+    conn: psycopg.Connection, broker: str, account: str, session: date, equity: float
+) -> None:
+    """The account's equity as the execution of ``session`` saw it."""
+    conn.execute(
+        "INSERT INTO equity_marks (broker, account, session, equity) VALUES (%s, %s, %s, %s)",
+        (broker, account, session, equity),
+    )

@@ -38,8 +38,13 @@ from engine.brokers.routing import BrokerRouter
 from engine.data.read_store import latest_bar_day, latest_prices, load_recent_bars
 from engine.data.store import require_clean_bars
 from engine.errors import ExecutionRefusedError, NotFoundError, QualityGateError
-from engine.execution.book_store import book_table, money_records_exposed
-from engine.execution.halts import TradingHaltedError, refused_while_halted, require_trading
+from engine.execution.book_store import book_table, mark_equity, money_records_exposed
+from engine.execution.halts import (
+    TradingHaltedError,
+    halt,
+    refused_while_halted,
+    require_trading,
+)
 from engine.execution.reconcile import Reconciliation, reconcile, sync_orders
 from engine.execution.store import (
     OPEN,
@@ -69,9 +74,11 @@ from engine.execution.venues import (
     venue_of,
     wanted,
 )
-from engine.risk.limits import RiskLimits
+from engine.risk.limits import RiskLimits, book_breaches
 from engine.signals.prices import price_panel
 from engine.strategies.store import StrategyConfig, strategy_configs
+
+RISK_ACTOR = "tradeflow risk limits"  # who halts trading when the book passes a loss limit
 
 
 @dataclass(frozen=True)
@@ -289,7 +296,7 @@ def _plan_or_recheck(
     def book_of(venue: Venue) -> VenueBook:
         if venue.sends and venue not in brokers:
             raise ExecutionRefusedError(f"{venue} was not locked and reconciled by this run")
-        return read_book(conn, venue, brokers.get(venue), settings.validation_capital)
+        return read_book(conn, venue, brokers.get(venue), settings.validation_capital, session)
 
     if planned:  # a re-run: what was not sent is judged again on today's configuration
         for venue in sorted({Venue.of(o.broker, o.account) for o in unsent}):
@@ -322,6 +329,7 @@ def _plan_or_recheck(
     taken = frozenset(adopted_client_order_ids(conn, event))
     detail: dict[str, object] = {"target_positions_from": str(session)}
     planned_orders = 0
+    breaches: list[str] = []
     with (
         refused_while_halted(conn, f"allocation {allocation_id} was not planned"),
         conn.transaction(),  # the whole plan or nothing
@@ -342,7 +350,12 @@ def _plan_or_recheck(
                 session=session,
             )
             planned_orders += len(judged.orders)
+            if venue_book.history is not None:
+                mark_equity(conn, venue.broker_name, venue.account, session, venue_book.equity)
+                breaches += [f"{venue}: {b}" for b in book_breaches(venue_book.history, limits)]
         record_plan(conn, allocation_id, session, event, planned_orders)
+    if breaches:  # the book is past a loss limit: nothing more is sent until a person resumes
+        halt(conn, RISK_ACTOR, f"session {session}: {'; '.join(breaches)}")
 
 
 def _send_all(

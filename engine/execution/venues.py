@@ -17,14 +17,16 @@ import psycopg
 from engine.brokers.base import Broker, OrderRequest, Side
 from engine.brokers.routing import BROKER_NAMES
 from engine.errors import ExecutionRefusedError
-from engine.execution.book_store import book, pending
+from engine.execution.book_store import book, equity_history, pending
 from engine.execution.planning import latest_session_returns, strategy_orders, strategy_targets
 from engine.execution.store import PlannedOrder, StoredOrder, try_lock, unlock
 from engine.risk.limits import (
+    EquityHistory,
     RiskDecision,
     RiskLimits,
     StrategyExposure,
     evaluate,
+    evaluate_book,
     evaluate_strategy_limits,
 )
 from engine.strategies.store import StrategyConfig
@@ -93,13 +95,19 @@ class VenueBook:
     equity: float
     positions: dict[str, Decimal]
     holdings: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+    history: EquityHistory | None = None  # at a broker, for the book's loss limits
 
 
 def read_book(
-    conn: psycopg.Connection, venue: Venue, broker: Broker | None, validation_capital: float
+    conn: psycopg.Connection,
+    venue: Venue,
+    broker: Broker | None,
+    validation_capital: float,
+    session: date | None = None,
 ) -> VenueBook:
-    """The venue's book: from the broker (equity, positions) and ours (by strategy); a
-    VALIDATION venue is a shadow book of ``validation_capital`` and its unsent orders."""
+    """The venue's book: from the broker (equity, positions, and the equity of the sessions
+    before ``session``) and ours (by strategy); a VALIDATION venue is a shadow book of
+    ``validation_capital`` and its unsent orders."""
     ours = book(conn, venue.broker_name, venue.account)
     wanted = pending(conn, venue.broker_name, venue.account)
     holdings: dict[str, dict[str, Decimal]] = {}
@@ -119,7 +127,11 @@ def read_book(
         raise ExecutionRefusedError(f"{venue}: equity is {equity}; nothing is sent")
     for (_, symbol), qty in wanted.items():
         positions[symbol] = positions.get(symbol, Decimal(0)) + qty
-    return VenueBook(venue, equity, positions, holdings)
+    history = None
+    if broker is not None and session is not None:
+        previous, peak = equity_history(conn, venue.broker_name, venue.account, session)
+        history = EquityHistory(equity, previous, peak)
+    return VenueBook(venue, equity, positions, holdings, history)
 
 
 @dataclass
@@ -256,4 +268,6 @@ def _judge(
     equity, positions = venue_book.equity, venue_book.positions
     decisions = evaluate(requests, positions, prices, equity, limits)
     decisions += evaluate_strategy_limits(requests, positions, equity, want.exposures, strategy_of)
+    if venue_book.history is not None:
+        decisions += evaluate_book(requests, positions, venue_book.history, limits)
     return decisions

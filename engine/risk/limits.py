@@ -13,6 +13,15 @@ Rules, each evaluated per order and recorded whether it passed or not:
   than the limit in qty x reference price; the first order past it and every later one that adds
   exposure are blocked. A batch is one run's orders at one account.
 
+For the book at each account, from the equity each session's execution saw (``equity_marks``):
+
+- ``book_daily_loss`` (when ``max_daily_loss_pct`` is set): the loss since the previous
+  session's mark, as a fraction of it, <= the limit;
+- ``book_drawdown`` (when ``max_drawdown_pct`` is set): the fall from the highest mark (this
+  session's equity included) <= the limit.
+A breach of either also halts trading (``engine.execution.executor``). With no earlier mark (the
+book's first session) both pass, saying so.
+
 Per strategy, from its configuration (``engine.strategies.config``), on the strategy's own orders:
 
 - ``strategy_max_position_pct``: the strategy's target in the symbol / equity <= its limit;
@@ -39,6 +48,20 @@ class RiskLimits:
     max_gross_leverage: float = 1.0
     max_order_notional: float | None = None  # in the account's currency; None: no limit
     max_run_notional: float | None = None
+    max_daily_loss_pct: float | None = None  # of the previous session's equity; halts trading
+    max_drawdown_pct: float | None = None  # from the highest equity; halts trading
+
+
+BOOK_RULES = ("book_daily_loss", "book_drawdown")
+
+
+@dataclass(frozen=True)
+class EquityHistory:
+    """The account's equity now and as earlier sessions' executions saw it."""
+
+    equity: float
+    previous: float | None  # the latest mark of an earlier session
+    peak: float | None  # the highest mark of an earlier session
 
 
 @dataclass(frozen=True)
@@ -148,6 +171,56 @@ def evaluate(
             known = value if math.isfinite(value) else None
             decisions.append(_decision(coid, rule, ok, adds, known, cap_or_none, reason))
     return decisions
+
+
+def evaluate_book(
+    orders: list[OrderRequest],
+    positions: dict[str, Decimal],
+    history: EquityHistory,
+    limits: RiskLimits,
+) -> list[RiskDecision]:
+    """The book's daily-loss and drawdown rules for every order (an order that only reduces
+    exposure passes them)."""
+    return [
+        _decision(order.client_order_id, rule, ok, _adds_exposure(order, positions), v, cap, why)
+        for rule, ok, v, cap, why in _book_checks(history, limits)
+        for order in orders
+    ]
+
+
+def book_breaches(history: EquityHistory, limits: RiskLimits) -> list[str]:
+    """Why the book is past its daily-loss or drawdown limit (nothing when it is not)."""
+    return [f"{rule}: {why}" for rule, ok, _, _, why in _book_checks(history, limits) if not ok]
+
+
+def _book_checks(
+    history: EquityHistory, limits: RiskLimits
+) -> list[tuple[str, bool, float | None, float, str]]:
+    equity = history.equity
+    peak = None if history.peak is None else max(history.peak, equity)
+    checks = (
+        ("book_daily_loss", limits.max_daily_loss_pct, history.previous, "the previous session"),
+        ("book_drawdown", limits.max_drawdown_pct, peak, "the peak"),
+    )
+    out: list[tuple[str, bool, float | None, float, str]] = []
+    for rule, cap, base, what in checks:
+        if cap is None:
+            continue
+        if base is None:
+            reason = "no earlier session's equity recorded (the book's first session)"
+            out.append((rule, True, None, cap, reason))
+            continue
+        value = max(0.0, 1 - equity / base) if math.isfinite(equity) else math.nan
+        if not math.isfinite(value):
+            out.append((rule, False, None, cap, f"cannot evaluate: equity={equity}"))
+            continue
+        ok = value <= cap + 1e-12
+        reason = (
+            f"equity {equity:,.2f} is {value:.2%} below {what}'s {base:,.2f} "
+            f"{'<=' if ok else '>'} {cap:.2%}"
+        )
+        out.append((rule, ok, value, cap, reason))
+    return out
 
 
 def evaluate_strategy_limits(

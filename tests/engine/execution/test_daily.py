@@ -9,14 +9,15 @@ import psycopg
 import pytest
 
 from engine.approvals.workflow import approve
-from engine.brokers.base import BrokerError
+from engine.brokers.base import BrokerError, OrderRequest, Side
 from engine.brokers.simulated import SimulatedBroker
 from engine.data.calendar import trading_days
 from engine.data.read_store import latest_prices, load_recent_bars
 from engine.execution.daily import SessionDue, session_due
-from engine.execution.executor import execute_allocation
-from engine.execution.halts import halt, resume
+from engine.execution.executor import RISK_ACTOR, execute_allocation
+from engine.execution.halts import TradingHaltedError, halt, resume
 from engine.execution.planning import strategy_targets
+from engine.risk.limits import EquityHistory, RiskLimits, book_breaches, evaluate_book
 from engine.signals.prices import price_panel
 from engine.strategies.config import update_strategy
 from tests.engine.execution.test_executor import LIMITS, TimesOutOnSend, route
@@ -158,3 +159,87 @@ def test_an_earlier_sessions_unsent_orders_give_way_and_an_unconfirmed_one_is_fi
     assert dict(
         conn.execute("SELECT symbol, qty FROM positions WHERE qty <> 0").fetchall()
     ) == dict(broker.positions())
+
+
+def _marked_down(db: str, conn: psycopg.Connection, factor: float) -> SimulatedBroker:
+    """The simulated broker valuing (and filling) at ``factor`` x the stored closes: the book's
+    positions lost 1 - factor since the closes the plan sizes on."""
+    prices = {s: p * factor for s, (_, p) in latest_prices(conn).items()}
+    return SimulatedBroker(db, prices.get)
+
+
+def _halt_reason(conn: psycopg.Connection) -> tuple[str, str] | None:
+    row = conn.execute(
+        "SELECT actor, reason FROM trading_halts WHERE halted ORDER BY event_id DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def test_the_daily_loss_limit_blocks_what_adds_and_halts_trading(
+    db: str, conn: psycopg.Connection, approved: str
+) -> None:
+    limits = RiskLimits(max_position_pct=0.25, max_daily_loss_pct=0.05)
+    first = execute_allocation(db, approved, route(_broker(db, conn)), limits)
+    assert first.sent > 0 and _halt_reason(conn) is None  # the first session has no previous
+    day = SESSIONS[0]
+    store_synthetic_bars(conn, day, day, n_symbols=8)
+    sent_before = conn.execute("SELECT count(*) FROM sim_broker.orders").fetchone()
+    with pytest.raises(TradingHaltedError):
+        execute_allocation(db, approved, route(_marked_down(db, conn, 0.85)), limits)
+    actor, reason = _halt_reason(conn) or ("", "")
+    assert actor == RISK_ACTOR
+    assert reason.startswith(f"session {day}: simulated account 'default': book_daily_loss: ")
+    assert "> 5.00%" in reason
+    assert conn.execute("SELECT count(*) FROM sim_broker.orders").fetchone() == sent_before
+    decisions = conn.execute(
+        """SELECT o.side, o.status, d.passed FROM risk_decisions d JOIN orders o
+           USING (client_order_id) WHERE d.rule = 'book_daily_loss' AND o.session = %s""",
+        (day,),
+    ).fetchall()
+    assert decisions
+    for side, status, passed in decisions:  # long-only: buys add, sells reduce
+        assert passed == (side == "sell") and (status == "BLOCKED") == (side == "buy")
+    assert "halted by tradeflow risk limits" in str(session_due(conn, A_SATURDAY))
+
+
+def test_the_drawdown_limit_counts_from_the_peak_not_the_previous_session(
+    db: str, conn: psycopg.Connection, approved: str
+) -> None:
+    limits = RiskLimits(max_position_pct=0.25, max_daily_loss_pct=0.06, max_drawdown_pct=0.05)
+    execute_allocation(db, approved, route(_broker(db, conn)), limits)
+    # Marked 5%, then 12% below the stored closes, with about 60% of equity invested: about 3%
+    # lost on the first day and 4% on the second (each within 6%), 7% from the peak (past 5%).
+    falls = {SESSIONS[0]: 0.95, SESSIONS[1]: 0.88}
+    for day, factor in falls.items():
+        store_synthetic_bars(conn, day, day, n_symbols=8)
+        if day == SESSIONS[0]:
+            execute_allocation(db, approved, route(_marked_down(db, conn, factor)), limits)
+            assert _halt_reason(conn) is None
+    with pytest.raises(TradingHaltedError):
+        execute_allocation(db, approved, route(_marked_down(db, conn, falls[SESSIONS[1]])), limits)
+    _, reason = _halt_reason(conn) or ("", "")
+    assert "book_drawdown" in reason and "book_daily_loss" not in reason
+    marks = conn.execute("SELECT session FROM equity_marks ORDER BY mark_id").fetchall()
+    assert [m for (m,) in marks] == [FIRST, *SESSIONS[:2]]
+
+
+def test_the_book_rules_never_block_what_only_reduces_and_pass_on_the_first_session() -> None:
+    buy = OrderRequest("b", "AAA", Side.BUY, Decimal(5), reference_price=10.0)
+    sell = OrderRequest("s", "BBB", Side.SELL, Decimal(5), reference_price=10.0)
+    held = {"BBB": Decimal(10)}
+    limits = RiskLimits(max_daily_loss_pct=0.02, max_drawdown_pct=0.10)
+    down = evaluate_book([buy, sell], held, EquityHistory(90.0, 100.0, 100.0), limits)
+    by = {(d.client_order_id, d.rule): d for d in down}
+    assert not by["b", "book_daily_loss"].passed and by[
+        "b", "book_daily_loss"
+    ].value == pytest.approx(0.1)
+    assert by["s", "book_daily_loss"].passed and "only reduces" in by["s", "book_daily_loss"].reason
+    assert by["b", "book_drawdown"].passed  # 10% from the peak is within 10%
+    first = evaluate_book([buy], held, EquityHistory(90.0, None, None), limits)
+    assert all(d.passed and "first session" in d.reason for d in first)
+    unknown = evaluate_book([buy], held, EquityHistory(math.nan, 100.0, 100.0), limits)
+    assert not any(d.passed for d in unknown)
+    assert book_breaches(EquityHistory(90.0, 100.0, 120.0), limits) == [
+        "book_daily_loss: equity 90.00 is 10.00% below the previous session's 100.00 > 2.00%",
+        "book_drawdown: equity 90.00 is 25.00% below the peak's 120.00 > 10.00%",
+    ]

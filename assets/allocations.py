@@ -6,7 +6,8 @@ import dagster as dg
 
 from assets.correlations import correlations
 from assets.validations import validations
-from engine.approvals.workflow import record_recommendation
+from engine.approvals.report import RECENT_ALLOCATIONS, statuses_markdown
+from engine.approvals.workflow import list_allocations, record_recommendation
 from engine.backtest.store import latest_backtest_run, load_strategy_returns
 from engine.errors import AllocationError
 from engine.markdown import markdown_table
@@ -71,11 +72,14 @@ def allocation_recommendation(
         expires_at = datetime.now(UTC) + timedelta(hours=settings.pending_expiry_hours)
         recommendation = Recommendation(run_id, data_start, data_end, constraints, result, excluded)
         allocation_id = record_recommendation(conn, recommendation, expires_at)
+        statuses = statuses_markdown(list_allocations(conn, RECENT_ALLOCATIONS))
     weights = {sid: w for sid, w in result.weights.items() if w > 0}
     return dg.MaterializeResult(
         metadata={
             "allocation_id": allocation_id,
-            "status": "PENDING_APPROVAL",
+            # What it was recommended as: the decisions on it are observations of this asset
+            # (assets/approvals.py), each with the status they left it in.
+            "status_when_recommended": "PENDING_APPROVAL",
             "expires_at": f"{expires_at:%Y-%m-%d %H:%M} UTC",
             "method": result.method,
             "requested_method": result.requested,
@@ -96,6 +100,7 @@ def allocation_recommendation(
                 _groups_markdown(result, duplicates, longest, constraints.duplicate_threshold)
             ),
             "duplicate_cap_reason": result.cap_reason or "",
+            "allocations": dg.MetadataValue.md(statuses),
             "approve_with": f"tradeflow approve {allocation_id} --by YOUR_NAME",
         }
     )

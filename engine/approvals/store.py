@@ -54,6 +54,28 @@ def find_allocation(conn: psycopg.Connection, allocation_id: str) -> Allocation 
     return Allocation(**row, weights=weights)
 
 
+@dataclass(frozen=True)
+class ApprovalEvent:
+    """One transition of an allocation; its creation has no ``from_status``."""
+
+    event_id: int
+    at: datetime
+    from_status: str | None
+    to_status: str
+    actor: str
+    reason: str | None
+
+
+def approval_events(conn: psycopg.Connection, allocation_id: str) -> list[ApprovalEvent]:
+    """Every transition of ``allocation_id``, oldest first."""
+    rows = conn.execute(
+        """SELECT event_id, at, from_status, to_status, actor, reason FROM approval_events
+           WHERE allocation_id = %s ORDER BY event_id""",
+        (allocation_id,),
+    ).fetchall()
+    return [ApprovalEvent(*row) for row in rows]
+
+
 def active_allocation_id(conn: psycopg.Connection, for_update: bool = False) -> str | None:
     query = "SELECT allocation_id FROM allocations WHERE status = 'ACTIVE'"
     row = conn.execute(query + (" FOR UPDATE" if for_update else "")).fetchone()

@@ -21,7 +21,9 @@ import psycopg
 
 from engine.approvals.store import (
     Allocation,
+    ApprovalEvent,
     active_allocation_id,
+    approval_events,
     due_for_expiry,
     find_allocation,
     insert_allocation,
@@ -57,6 +59,12 @@ def get_allocation(conn: psycopg.Connection, allocation_id: str) -> Allocation:
     if allocation is None:
         raise NotFoundError(f"allocation {allocation_id!r} does not exist")
     return allocation
+
+
+def allocation_history(conn: psycopg.Connection, allocation_id: str) -> list[ApprovalEvent]:
+    """Every transition of the allocation, from its creation, oldest first."""
+    get_allocation(conn, allocation_id)
+    return approval_events(conn, allocation_id)
 
 
 def active_allocation(conn: psycopg.Connection) -> Allocation | None:

@@ -7,9 +7,11 @@ import argparse
 import psycopg
 
 from engine.approvals.custom import read_weights
+from engine.approvals.report import transition_text
 from engine.approvals.workflow import (
     Allocation,
     active_allocation,
+    allocation_history,
     approve,
     create_custom,
     expire_due,
@@ -23,32 +25,44 @@ from engine.portfolio.constraints import AllocationConstraints
 
 def add(sub: argparse._SubParsersAction) -> None:
     listing = sub.add_parser("list", help="recent allocations, newest first")
-    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--limit", type=int, default=20, help="how many (default %(default)s)")
     listing.set_defaults(run=lambda conn, args: _list(conn, args.limit))
-    show = sub.add_parser("show", help="one allocation, its weights against the ACTIVE one")
-    show.add_argument("allocation_id")
+    show = sub.add_parser(
+        "show", help="one allocation: its approval history, its weights against the ACTIVE one"
+    )
+    show.add_argument("allocation_id", help="as `tradeflow list` shows it")
     show.set_defaults(run=lambda conn, args: _show(conn, args.allocation_id))
     custom = sub.add_parser("custom", help="enter your own weights (CSV or JSON) as ACTIVE")
     custom.add_argument("path", help='strategy_id,weight CSV or {"weights": {...}} JSON')
     custom.add_argument("--by", required=True, help="your name, stored as the author")
-    custom.add_argument("--reason", required=True)
+    custom.add_argument("--reason", required=True, help="why these weights, stored with them")
     defaults = AllocationConstraints()
-    custom.add_argument("--max-weight", type=float, default=defaults.max_weight)
-    custom.add_argument("--max-gross", type=float, default=defaults.max_gross)
+    custom.add_argument(
+        "--max-weight",
+        type=float,
+        default=defaults.max_weight,
+        help="the most one strategy may get (default %(default)s)",
+    )
+    custom.add_argument(
+        "--max-gross",
+        type=float,
+        default=defaults.max_gross,
+        help="the most all weights together may make (default %(default)s)",
+    )
     custom.set_defaults(run=_custom)
     expire = sub.add_parser(
         "expire", help="move PENDING_APPROVAL allocations past their expiry to EXPIRED"
     )
     expire.set_defaults(run=_expire)
     approve_cmd = sub.add_parser("approve", help="approve a PENDING_APPROVAL allocation")
-    approve_cmd.add_argument("allocation_id")
+    approve_cmd.add_argument("allocation_id", help="a PENDING_APPROVAL allocation")
     approve_cmd.add_argument("--by", required=True, help="your name, stored with the decision")
-    approve_cmd.add_argument("--reason", default=None)
+    approve_cmd.add_argument("--reason", default=None, help="why (optional), stored with it")
     approve_cmd.set_defaults(run=_approve)
     reject_cmd = sub.add_parser("reject", help="reject a PENDING_APPROVAL allocation")
-    reject_cmd.add_argument("allocation_id")
+    reject_cmd.add_argument("allocation_id", help="a PENDING_APPROVAL allocation")
     reject_cmd.add_argument("--by", required=True, help="your name, stored with the decision")
-    reject_cmd.add_argument("--reason", required=True)
+    reject_cmd.add_argument("--reason", required=True, help="why, stored with the decision")
     reject_cmd.set_defaults(run=_reject)
 
 
@@ -76,10 +90,14 @@ def _list(conn: psycopg.Connection, limit: int) -> None:
 
 
 def _show(conn: psycopg.Connection, allocation_id: str) -> None:
-    """The allocation, and its weights against the ACTIVE allocation's."""
+    """The allocation, its approval history, and its weights against the ACTIVE allocation's."""
     allocation = get_allocation(conn, allocation_id)
     active = active_allocation(conn)
     print(_describe(allocation))
+    print("  history:")
+    for event in allocation_history(conn, allocation_id):
+        why = f" ({event.reason})" if event.reason else ""
+        print(f"    {event.at:%Y-%m-%d %H:%M} {transition_text(event)}{why}")
     if active is None or active.allocation_id == allocation.allocation_id:
         print("  (no other ACTIVE allocation to compare with)")
         return

@@ -19,23 +19,29 @@ def add(sub: argparse._SubParsersAction) -> None:
     quarantine.set_defaults(run=_quarantine)
     quarantine_sub = quarantine.add_subparsers(dest="quarantine_command", required=True)
     listing = quarantine_sub.add_parser("list", help="held-back rows, newest first")
-    listing.add_argument("--symbol", default=None)
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--symbol", default=None, help="only this symbol's")
+    listing.add_argument("--limit", type=int, default=50, help="how many (default %(default)s)")
     release_cmd = quarantine_sub.add_parser(
         "release", help="store held-back rows as they are (an audited decision)"
     )
-    release_cmd.add_argument("quarantine_id", type=int, nargs="+")
+    release_cmd.add_argument(
+        "quarantine_id", type=int, nargs="+", help="as `tradeflow quarantine list` shows them"
+    )
     release_cmd.add_argument("--by", required=True, help="your name, stored with the decision")
-    release_cmd.add_argument("--reason", required=True)
+    release_cmd.add_argument("--reason", required=True, help="why, stored with the decision")
     replace_cmd = quarantine_sub.add_parser(
         "replace", help="store other values for a held-back row's day (an audited decision)"
     )
-    replace_cmd.add_argument("quarantine_id", type=int)
+    replace_cmd.add_argument(
+        "quarantine_id", type=int, help="as `tradeflow quarantine list` shows it"
+    )
     for field in ("open", "high", "low", "close"):
-        replace_cmd.add_argument(f"--{field}", type=float, required=True)
-    replace_cmd.add_argument("--volume", type=int, required=True)
+        replace_cmd.add_argument(
+            f"--{field}", type=float, required=True, help=f"the day's raw {field} price"
+        )
+    replace_cmd.add_argument("--volume", type=int, required=True, help="the day's raw volume")
     replace_cmd.add_argument("--by", required=True, help="your name, stored with the decision")
-    replace_cmd.add_argument("--reason", required=True)
+    replace_cmd.add_argument("--reason", required=True, help="why, stored with the decision")
     for changes_bars in (release_cmd, replace_cmd):  # the weekly bars follow, as the owner
         changes_bars.set_defaults(refresh_aggregates=True)
     reset = sub.add_parser(

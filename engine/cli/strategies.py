@@ -27,6 +27,11 @@ from engine.strategies.store import StrategyConfig, config_history, list_strateg
 from engine.strategies.subscriptions import subscribe, subscribed_signals
 
 _UNCHANGED = object()
+# What each of RISK_LIMITS caps (engine.risk.limits).
+_LIMIT_HELP = {
+    "max_position_pct": "its target in one symbol over equity",
+    "max_daily_loss_pct": "its loss on the latest session over its capital",
+}
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -37,21 +42,33 @@ def add(sub: argparse._SubParsersAction) -> None:
     strategy_add = strategy_sub.add_parser(
         "add", help="a signal-following strategy (TESTING; subscribe it to signal types)"
     )
-    strategy_add.add_argument("strategy_id")
-    strategy_add.add_argument("--hold-days", type=int, required=True)
+    strategy_add.add_argument("strategy_id", help="its name: lower case letters, digits, _ and -")
+    strategy_add.add_argument(
+        "--hold-days", type=int, required=True, help="bars a position is held (1..252)"
+    )
     strategy_add.add_argument("--by", required=True, help="your name, stored with the change")
-    strategy_add.add_argument("--reason", default=None)
+    strategy_add.add_argument("--reason", default=None, help="why (optional), stored with it")
     strategy_show = strategy_sub.add_parser("show", help="one strategy and its change history")
-    strategy_show.add_argument("strategy_id")
+    strategy_show.add_argument("strategy_id", help="as `tradeflow strategy list` shows it")
     strategy_set = strategy_sub.add_parser("set", help="change a strategy's configuration")
-    strategy_set.add_argument("strategy_id")
+    strategy_set.add_argument("strategy_id", help="as `tradeflow strategy list` shows it")
     strategy_set.add_argument("--by", required=True, help="your name, stored with the change")
-    strategy_set.add_argument("--reason", default=None)
-    strategy_set.add_argument("--status", choices=STATUSES)
+    strategy_set.add_argument("--reason", default=None, help="why (optional), stored with it")
+    strategy_set.add_argument(
+        "--status", choices=STATUSES, help="only ACTIVE strategies are allocated to"
+    )
     strategy_set.add_argument("--mode", choices=TRADING_MODES, help="trading mode")
     include = strategy_set.add_mutually_exclusive_group()
-    include.add_argument("--include", dest="include", action="store_true", default=None)
-    include.add_argument("--exclude", dest="include", action="store_false")
+    include.add_argument(
+        "--include",
+        dest="include",
+        action="store_true",
+        default=None,
+        help="let the optimizer allocate to it",
+    )
+    include.add_argument(
+        "--exclude", dest="include", action="store_false", help="keep it out of optimization"
+    )
     strategy_set.add_argument("--account", help="the named account it trades in")
     for name in RISK_LIMITS:
         strategy_set.add_argument(
@@ -59,36 +76,56 @@ def add(sub: argparse._SubParsersAction) -> None:
             dest=name,
             type=_fraction_or_none,
             default=_UNCHANGED,
-            help="a fraction (0.05 = 5%%), or 'none' to remove the limit",
+            help=f"{_LIMIT_HELP[name]}: a fraction (0.05 = 5%%), or 'none' to remove the limit",
         )
     scanner_cmd = sub.add_parser("scanner", help="add or list named scanners (ticker lists)")
     scanner_cmd.set_defaults(run=_scanner)
     scanner_sub = scanner_cmd.add_subparsers(dest="scanner_command", required=True)
     scanner_sub.add_parser("list", help="every scanner and what it selects")
     add_scanner = scanner_sub.add_parser("add", help="add or replace a scanner")
-    add_scanner.add_argument("name")
+    add_scanner.add_argument("name", help="lower case; replaces a scanner of that name")
     kind = add_scanner.add_mutually_exclusive_group(required=True)
     kind.add_argument("--symbols", help="manual: comma-separated symbols")
     kind.add_argument("--sectors", help="sector: comma-separated sector names")
     kind.add_argument("--filter", action="store_true", help="filter: use the limits below")
-    add_scanner.add_argument("--min-price", type=float, default=0.0)
-    add_scanner.add_argument("--min-avg-volume", type=float, default=0.0)
-    add_scanner.add_argument("--min-avg-dollar-volume", type=float, default=0.0)
-    add_scanner.add_argument("--window", type=int, default=20)
+    add_scanner.add_argument(
+        "--min-price", type=float, default=0.0, help="filter: average price over the window"
+    )
+    add_scanner.add_argument(
+        "--min-avg-volume", type=float, default=0.0, help="filter: average shares a day"
+    )
+    add_scanner.add_argument(
+        "--min-avg-dollar-volume",
+        type=float,
+        default=0.0,
+        help="filter: average dollars traded a day",
+    )
+    add_scanner.add_argument(
+        "--window", type=int, default=20, help="filter: bars averaged (default %(default)s)"
+    )
     subscribe_cmd = sub.add_parser("subscribe", help="let a signal type reach a strategy")
-    subscribe_cmd.add_argument("strategy_id")
-    subscribe_cmd.add_argument("signal_type")
-    subscribe_cmd.add_argument("--min-confidence", type=float, default=50.0)
-    subscribe_cmd.add_argument("--scanner", default=None)
+    subscribe_cmd.add_argument("strategy_id", help="the strategy the signals reach")
+    subscribe_cmd.add_argument("signal_type", help="e.g. golden_cross, rsi_oversold")
+    subscribe_cmd.add_argument(
+        "--min-confidence",
+        type=float,
+        default=50.0,
+        help="0..100; weaker signals do not reach it (default %(default)s)",
+    )
+    subscribe_cmd.add_argument(
+        "--scanner", default=None, help="only on the symbols this named scanner holds"
+    )
     subscribe_cmd.set_defaults(run=_subscribe)
     signals_cmd = sub.add_parser("signals", help="the signals that reach a strategy")
-    signals_cmd.add_argument("strategy_id")
-    signals_cmd.add_argument("--since", type=date.fromisoformat, default=None)
+    signals_cmd.add_argument("strategy_id", help="as `tradeflow strategy list` shows it")
+    signals_cmd.add_argument(
+        "--since", type=date.fromisoformat, default=None, help="from this day (YYYY-MM-DD) on"
+    )
     signals_cmd.set_defaults(run=_signals)
     backtest = sub.add_parser("backtest", help="backtest results")
     backtest_sub = backtest.add_subparsers(dest="backtest_command", required=True)
     trades = backtest_sub.add_parser("trades", help="a strategy's trades in its latest backtest")
-    trades.add_argument("strategy_id")
+    trades.add_argument("strategy_id", help="as `tradeflow strategy list` shows it")
     trades.add_argument("--limit", type=int, default=None, help="the newest N only")
     trades.set_defaults(run=_trades)
 
@@ -152,7 +189,13 @@ def _strategy(conn: psycopg.Connection, args: argparse.Namespace) -> None:
     if args.strategy_command == "show":
         for at, field, old, new, actor, reason in config_history(conn, args.strategy_id):
             why = f" ({reason})" if reason else ""
-            print(f"  {at:%Y-%m-%d %H:%M} {actor}: {field} {old} -> {new}{why}")
+            if field == "created":  # new: its family and parameters
+                family = new.pop("family", "?")
+                params = ", ".join(f"{k} {v}" for k, v in sorted(new.items()))
+                change = f"created: {family} ({params})" if params else f"created: {family}"
+            else:
+                change = f"{field} {old} -> {new}"
+            print(f"  {at:%Y-%m-%d %H:%M} {actor}: {change}{why}")
 
 
 def _scanner(conn: psycopg.Connection, args: argparse.Namespace) -> None:
@@ -212,9 +255,14 @@ def _trades(conn: psycopg.Connection, args: argparse.Namespace) -> None:
 
 
 def _signals(conn: psycopg.Connection, args: argparse.Namespace) -> None:
-    for row in subscribed_signals(conn, args.strategy_id, args.since).iter_rows():
+    get_strategy(conn, args.strategy_id)  # an unknown strategy is not one nothing reaches
+    reaching = subscribed_signals(conn, args.strategy_id, args.since)
+    for row in reaching.iter_rows():
         symbol, ts, signal_type, direction, confidence = row
         print(f"{ts}  {symbol:<8} {signal_type:<24} {direction:<5} {confidence:5.1f}")
+    if reaching.is_empty():
+        since = f" since {args.since}" if args.since else ""
+        print(f"no signals reach {args.strategy_id}{since} (see `tradeflow subscribe`)")
 
 
 def _items(text: str) -> tuple[str, ...]:

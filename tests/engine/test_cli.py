@@ -1,3 +1,7 @@
+import argparse
+import os
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -9,7 +13,7 @@ from engine.backtest.sma_sweep import SweepParams, sma_cross_sweep
 from engine.backtest.store import record_backtest
 from engine.brokers.routing import AccountSettings, BrokerRouter
 from engine.brokers.simulated import SimulatedBroker
-from engine.cli import main
+from engine.cli import build_parser, main
 from engine.data.load import load_daily_bars
 from engine.data.read_store import latest_prices, load_bars
 from engine.data.sources import LocalFileSource
@@ -91,10 +95,16 @@ def test_custom_weights_show_with_a_diff_and_expiry_from_the_command_line(
     with psycopg.connect(cli_env) as conn:
         pending_allocation(conn, "a1", {"sma_cross_10_100": 0.5, "sma_cross_20_150": 0.5})
         pending_allocation(conn, "a2", {"sma_cross_10_100": 0.2, "sma_cross_50_200": 0.5})
-    assert main(["approve", "a1", "--by", "alice"]) == 0
+    assert main(["approve", "a1", "--by", "alice", "--reason", "the better one"]) == 0
     assert main(["show", "a2"]) == 0
     shown = capsys.readouterr().out
     assert "against ACTIVE a1:" in shown
+    assert main(["show", "a1"]) == 0
+    history = capsys.readouterr().out.split("  history:\n")[1].splitlines()[:2]
+    assert [line[4:].split(" ", 2)[2] for line in history] == [
+        "created as PENDING_APPROVAL by optimizer",
+        "PENDING_APPROVAL -> ACTIVE by alice (the better one)",
+    ]
     assert "sma_cross_10_100           50.00%   20.00%  -30.00%" in shown
     assert "sma_cross_50_200            0.00%   50.00%  +50.00%" in shown
 
@@ -154,6 +164,23 @@ def test_a_signal_strategy_is_added_and_subscribed_from_the_command_line(
     assert main(["subscribe", "dips", "rsi_oversold", "--min-confidence", "60"]) == 0
     assert main(["strategy", "set", "dips", "--by", "alice", "--status", "ACTIVE"]) == 1
     assert "only sma_cross strategies are validated" in capsys.readouterr().err
+    assert main(["strategy", "show", "dips"]) == 0
+    history = capsys.readouterr().out.splitlines()[1:]
+    assert len(history) == 1 and history[0].endswith(" alice: created: signal_follow (hold_days 5)")
+
+
+def test_the_signals_of_a_strategy_unknown_or_reached_by_none_say_so(
+    cli_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["signals", "nope"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == "tradeflow: strategy 'nope' does not exist\n" and captured.out == ""
+    assert main(["strategy", "add", "dips", "--hold-days", "5", "--by", "alice"]) == 0
+    capsys.readouterr()
+    assert main(["signals", "dips", "--since", "2024-01-01"]) == 0
+    assert capsys.readouterr().out == (
+        "no signals reach dips since 2024-01-01 (see `tradeflow subscribe`)\n"
+    )
 
 
 def test_a_weight_the_database_would_refuse_is_refused_first_with_one_clear_line(
@@ -260,3 +287,74 @@ def test_backtest_trades_from_the_command_line(
     assert len(out) == 2 + 3 and all(line.split()[0].startswith("SYN") for line in out[2:])
     assert main(["backtest", "trades", "sma_cross_1_2"]) == 1
     assert "sma_cross_1_2" in capsys.readouterr().err
+
+
+# Options of engine/cli/trading.py (not this change's to edit) still without a help text.
+TRADING_HELP_GAPS = [
+    "orders --limit",
+    "positions adopt --mode",
+    "positions adopt --account",
+    "positions adopt --reason",
+    "halt --reason",
+    "resume --reason",
+]
+
+
+def _help_gaps(parser: argparse.ArgumentParser, path: str = "") -> list[str]:
+    """Every command, argument and option under ``parser`` with no help text."""
+    gaps = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helped = {choice.dest: choice.help for choice in action._choices_actions}
+            for name, command in action.choices.items():
+                where = f"{path} {name}".strip()
+                if not helped.get(name) or not command.description:
+                    gaps.append(where)
+                gaps += _help_gaps(command, where)
+        elif not action.help:
+            gaps.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+    return gaps
+
+
+def test_every_command_and_option_has_a_help_text() -> None:
+    parser = build_parser()
+    assert _help_gaps(parser) == TRADING_HELP_GAPS
+    assert parser.description and parser.description.endswith(".")
+
+
+def _main_into_a_reader_that_left(monkeypatch: pytest.MonkeyPatch, args: list[str]) -> int:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `| head` that has read all it wanted
+    with os.fdopen(write_end, "w") as gone, monkeypatch.context() as patch:
+        patch.setattr(sys, "stdout", gone)
+        return main(args)
+
+
+def test_output_into_a_reader_that_left_ends_quietly_and_keeps_what_the_command_did(
+    cli_env: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert _main_into_a_reader_that_left(monkeypatch, ["-h"]) == 141
+    add = ["strategy", "add", "dips", "--hold-days", "5", "--by", "al"]
+    assert _main_into_a_reader_that_left(monkeypatch, add) == 141
+    assert capfd.readouterr().err == ""
+    with psycopg.connect(cli_env) as conn:
+        family = conn.execute("SELECT family FROM strategies WHERE strategy_id = 'dips'")
+        assert family.fetchone() == ("signal_follow",)
+
+    # Real processes, the interpreter's own flush at exit included, with stdout buffered or not
+    # (argparse itself ignores a closed pipe when it prints -h unbuffered: 0).
+    tradeflow = Path(sys.executable).with_name("tradeflow")
+    for unbuffered in ("", "1"):
+        env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
+        for args, codes in ((["-h"], {0, 141}), (["strategy", "list"], {141})):
+            read_end, write_end = os.pipe()
+            os.close(read_end)
+            run = subprocess.run(
+                [str(tradeflow), *args],
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            os.close(write_end)
+            assert run.returncode in codes and run.stderr == "", (args, run)

@@ -8,6 +8,7 @@ import os
 
 import psycopg
 
+from engine.approvals.store import find_allocation
 from engine.brokers.routing import (
     ALLOW_LIVE_ENV,
     AccountSettings,
@@ -19,9 +20,11 @@ from engine.brokers.routing import (
 )
 from engine.brokers.simulated import SimulatedBroker
 from engine.data.read_store import latest_prices
+from engine.errors import NotFoundError
 from engine.execution.book_store import book_table
 from engine.execution.flatten import flatten
 from engine.execution.halts import halt, resume, trading_switch
+from engine.execution.pnl import book_pnl, by_strategy
 from engine.execution.reconcile import adopt_positions
 from engine.execution.store import order_table
 from engine.execution.venues import Venue, locked
@@ -44,6 +47,12 @@ def add(sub: argparse._SubParsersAction) -> None:
     adopt.add_argument("--account", default="default")
     adopt.add_argument("--by", required=True, help="your name, stored with the adjustment")
     adopt.add_argument("--reason", required=True)
+    pnl_cmd = sub.add_parser(
+        "pnl", help="P&L by session and strategy (realized and unrealized, at the closes)"
+    )
+    pnl_cmd.add_argument("--days", type=int, default=30, help="the last N sessions (30)")
+    pnl_cmd.add_argument("--symbols", action="store_true", help="also each symbol's row")
+    pnl_cmd.set_defaults(run=_pnl)
     halt_cmd = sub.add_parser(
         "halt", help="stop all trading: no order is planned or sent until `tradeflow resume`"
     )
@@ -100,7 +109,32 @@ def _router(conn: psycopg.Connection) -> BrokerRouter:
     )
 
 
+def _pnl(conn: psycopg.Connection, args: argparse.Namespace) -> None:
+    rows = book_pnl(conn)
+    if not rows:
+        print("no fills yet")
+        return
+    shown = sorted({r.session for r in rows})[-args.days :]
+    print(f"{'session':<10} {'strategy':<24} {'value':>12} {'day P&L':>10} {'P&L':>11}")
+    for session, sid, value, pnl, day_pnl in by_strategy(rows):
+        if session in shown:
+            print(f"{session} {sid:<24} {value:>12,.2f} {day_pnl:>+10,.2f} {pnl:>+11,.2f}")
+    if args.symbols:
+        print(
+            f"\n{'session':<10} {'strategy':<24} {'symbol':<8} {'qty':>8} {'close':>10} "
+            f"{'realized':>10} {'unrealized':>11} {'commission':>10}"
+        )
+        for r in rows:
+            if r.session in shown:
+                print(
+                    f"{r.session} {r.strategy_id:<24} {r.symbol:<8} {r.qty:>8} {r.close:>10.2f} "
+                    f"{r.realized:>+10,.2f} {r.unrealized:>+11,.2f} {r.commission:>10,.2f}"
+                )
+
+
 def _orders(conn: psycopg.Connection, args: argparse.Namespace) -> None:
+    if args.allocation is not None and find_allocation(conn, args.allocation) is None:
+        raise NotFoundError(f"allocation {args.allocation} does not exist")
     rows = order_table(conn, args.allocation, args.limit)
     print(
         f"{'created':<16} {'symbol':<8} {'side':<4} {'qty':>8} {'filled':>8} {'avg price':>10} "
@@ -133,7 +167,10 @@ def _positions(conn: psycopg.Connection, args: argparse.Namespace) -> None:
             print(f"{venue}: our book already equals the broker's positions")
         return
     rows = book_table(conn)
+    if rows:
+        print(f"{'broker/account':<22} {'strategy':<24} {'symbol':<8} {'qty':>10}")
     for broker, account, strategy, symbol, qty in rows:
-        print(f"{broker}/{account:<12} {strategy or '(adjustment)':<24} {symbol:<8} {qty:>10}")
+        where = f"{broker}/{account}"
+        print(f"{where:<22} {strategy or '(adjustment)':<24} {symbol:<8} {qty:>10}")
     if not rows:
         print("no positions")

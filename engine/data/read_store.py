@@ -66,6 +66,26 @@ def latest_prices(conn: psycopg.Connection) -> dict[str, tuple[date, float]]:
     return {symbol: (ts, close) for symbol, ts, close in rows}
 
 
+def raw_closes(
+    conn: psycopg.Connection, symbols: list[str], start: date, end: date
+) -> dict[tuple[str, date], float]:
+    """The raw close of each of ``symbols`` on each stored day from ``start`` to ``end``."""
+    rows = conn.execute(
+        """SELECT symbol, ts, close FROM bars_daily
+           WHERE symbol = ANY(%s) AND ts BETWEEN %s AND %s""",
+        (symbols, start, end),
+    ).fetchall()
+    return {(symbol, ts): float(close) for symbol, ts, close in rows}
+
+
+def sessions_between(conn: psycopg.Connection, start: date, end: date) -> list[date]:
+    """The days with a stored bar from ``start`` to ``end``, in order."""
+    rows = conn.execute(
+        "SELECT DISTINCT ts FROM bars_daily WHERE ts BETWEEN %s AND %s ORDER BY ts", (start, end)
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
 def closes_before(conn: psycopg.Connection, day: date) -> dict[str, float]:
     """Each symbol's last stored adj_close before ``day`` (the base of its first move)."""
     rows = conn.execute(

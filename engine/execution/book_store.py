@@ -9,6 +9,7 @@ from datetime import date
 from decimal import Decimal
 
 import psycopg
+from psycopg.rows import dict_row
 
 from engine.execution.store import OPEN, WORKING
 
@@ -154,3 +155,14 @@ def mark_equity(
         "INSERT INTO equity_marks (broker, account, session, equity) VALUES (%s, %s, %s, %s)",
         (broker, account, session, equity),
     )
+
+
+def fills_with_orders(conn: psycopg.Connection) -> list[dict]:
+    """Every fill with its order's broker, account, strategy and session, in fill order."""
+    rows = conn.cursor(row_factory=dict_row).execute(
+        """SELECT o.broker, o.account, o.strategy_id, f.symbol, f.side, f.qty, f.price,
+                  f.commission, f.filled_at, o.session
+           FROM fills f JOIN orders o USING (client_order_id)
+           ORDER BY f.filled_at, f.fill_id"""
+    )
+    return rows.fetchall()

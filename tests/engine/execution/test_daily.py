@@ -17,6 +17,7 @@ from engine.execution.daily import SessionDue, session_due
 from engine.execution.executor import RISK_ACTOR, execute_allocation
 from engine.execution.halts import TradingHaltedError, halt, resume
 from engine.execution.planning import strategy_targets
+from engine.execution.pnl import book_pnl, by_strategy
 from engine.risk.limits import EquityHistory, RiskLimits, book_breaches, evaluate_book
 from engine.signals.prices import price_panel
 from engine.strategies.config import update_strategy
@@ -103,6 +104,32 @@ def test_every_session_is_executed_once_and_sends_only_the_differences(
     assert conn.execute(
         "SELECT count(*) FROM orders WHERE session IS NULL AND origin = 'planned'"
     ).fetchone() == (0,)
+    _pnl_matches_fills_and_closes(conn, SESSIONS[-1])
+
+
+def _pnl_matches_fills_and_closes(conn: psycopg.Connection, last: date) -> None:
+    """P&L by strategy to the cent, against the cash the fills moved plus what is held at the
+    session's closes, computed in SQL; and each row's parts add up."""
+    rows = book_pnl(conn)
+    assert {r.session for r in rows} >= {FIRST, last}
+    for r in rows:
+        assert r.pnl == pytest.approx(r.realized + r.unrealized - r.commission, abs=1e-6)
+    ours = {sid: pnl for session, sid, _, pnl, _ in by_strategy(rows) if session == last}
+    independent = conn.execute(
+        """SELECT o.strategy_id,
+                  sum(CASE f.side WHEN 'sell' THEN f.qty * f.price ELSE -f.qty * f.price END
+                      - f.commission)
+                  + coalesce((SELECT sum(p.qty * b.close) FROM book_positions p
+                              JOIN bars_daily b ON b.symbol = p.symbol AND b.ts = %s
+                              WHERE p.strategy_id = o.strategy_id), 0)
+           FROM fills f JOIN orders o USING (client_order_id) GROUP BY o.strategy_id""",
+        (last,),
+    ).fetchall()
+    assert len(independent) == len(WEIGHTS)
+    for sid, pnl in independent:
+        assert round(ours[sid], 2) == round(float(pnl), 2)
+    days = [d for s, sid, _, _, d in by_strategy(rows) if sid == next(iter(WEIGHTS))]
+    assert sum(days) == pytest.approx(ours[next(iter(WEIGHTS))], abs=1e-6)
 
 
 def test_a_session_is_due_only_when_it_can_be_traded(

@@ -1,14 +1,17 @@
 """The demo: the whole graph on the embedded defaults (or on your files), an approval only when
-asked for, and the sensor-launched execution, then a summary.
+asked for, the sensor-launched execution, then the book run over the window's last sessions
+(each stored, then executed by the daily execution sensor's run), then a summary with the
+positions and the P&L.
 
     python -m orchestration.demo [--start 2020-12-01] [--end 2024-12-31] [--approve-as NAME]
-    python -m orchestration.demo --data PATH [--sectors PATH] [--approve-as NAME]
+    python -m orchestration.demo --data PATH [--sectors PATH] [--approve-as NAME] [--sessions 5]
 
 On the synthetic default the window is fixed so the demo is reproducible. With --data (a Parquet
 or CSV file, or a folder of them, with sectors.csv beside them or named by --sectors) the window
 is the file's whole range unless --start/--end narrow it. When the validation gate passes fewer
 than the two strategies an allocation needs, as it rightly may, the demo prints the gate's
-reasons and stops there.
+reasons and stops there. Research runs on the window without its last ``--sessions`` sessions;
+those come one at a time after the approval, as a live book's would.
 """
 
 import argparse
@@ -33,8 +36,11 @@ from assets.market_data import partition_key_range  # noqa: E402
 from engine.approvals.store import last_activation_event_id, latest_pending_id  # noqa: E402
 from engine.approvals.workflow import approve, list_allocations  # noqa: E402
 from engine.backtest.store import latest_backtest_run, run_benchmarks  # noqa: E402
+from engine.data.calendar import trading_days  # noqa: E402
 from engine.data.read_store import stored_counts  # noqa: E402
 from engine.data.sources import LocalFileSource  # noqa: E402
+from engine.execution.book_store import orders_by_session  # noqa: E402
+from engine.execution.pnl import book_pnl, by_strategy  # noqa: E402
 from engine.execution.store import order_counts, planned_sessions  # noqa: E402
 from engine.portfolio.store import latest_correlation_matrices, latest_optimization  # noqa: E402
 from engine.signals.store import signal_count  # noqa: E402
@@ -54,17 +60,35 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _run_sensor(
-    defs: dg.Definitions, instance: dg.DagsterInstance, database: Database, cursor: str
-) -> list[dg.RunRequest]:
-    """One evaluation of the approvals sensor, as the daemon would make it."""
-    sensor = defs.resolve_sensor_def("approvals_sensor")
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    database: Database,
+    cursor: str | None,
+    name: str = "approvals_sensor",
+) -> bool:
+    """One evaluation of a sensor of execute_allocation, as the daemon would make it, and the
+    runs it requests; False when one of them failed."""
+    sensor = defs.resolve_sensor_def(name)
     context = dg.build_sensor_context(
         instance=instance, cursor=cursor, resources={"database": database}
     )
     result = sensor(context)
     if not result.run_requests and result.skip_reason:  # e.g. trading is halted
-        print(f"approvals_sensor launched nothing: {result.skip_reason.skip_message}")
-    return list(result.run_requests or [])
+        print(f"{name} launched nothing: {result.skip_reason.skip_message}")
+    execute = defs.resolve_job_def("execute_allocation")
+    for request in result.run_requests or []:
+        print(f"{name} -> execute_allocation (run_key {request.run_key})")
+        run = execute.execute_in_process(
+            instance=instance,
+            run_config={**QUIET, **(request.run_config or {})},
+            # The tags the daemon gives a sensor's run, so `./run ui` does not launch it again.
+            tags={**request.tags, RUN_KEY_TAG: request.run_key or "", SENSOR_NAME_TAG: name},
+            raise_on_error=False,
+        )
+        if not run.success:
+            print("execute_allocation failed; see the run in the Dagster UI", file=sys.stderr)
+            return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         "--approve-as",
         metavar="NAME",
         help="approve the recommended allocation as NAME (without it the demo stops at approval)",
+    )
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=5,
+        help="the window's last N sessions are stored and traded one at a time after the "
+        "approval (default 5; 0: none)",
     )
     args = parser.parse_args(argv)
 
@@ -107,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     where = f"{url}, {backend}" if os.environ.get(DATABASE_URL_ENV) else f"embedded {backend}"
 
     instance = dg.DagsterInstance.get()
-    keys = partition_key_range(start, end)
+    days = trading_days(start, end)
+    later = days[len(days) - args.sessions :] if args.sessions > 0 else []
+    keys = partition_key_range(start, days[len(days) - len(later) - 1])
     print(f"research_pipeline on bars {keys.start} .. {keys.end} ({what}, {where})")
     result = defs.resolve_job_def("research_pipeline").execute_in_process(
         instance=instance,
@@ -150,26 +183,46 @@ def main(argv: list[str] | None = None) -> int:
         conn.commit()
         print(f"{allocation_id} approved by {args.approve_as}")
 
-    execute = defs.resolve_job_def("execute_allocation")
-    for request in _run_sensor(defs, instance, database, cursor):
-        print(f"approvals_sensor -> execute_allocation (run_key {request.run_key})")
-        run = execute.execute_in_process(
+    if not _run_sensor(defs, instance, database, cursor):
+        return 1
+    ingest = defs.resolve_job_def("research_pipeline")
+    for day in later:
+        print(f"session {day}: bars_daily")
+        stored = ingest.execute_in_process(
             instance=instance,
-            run_config={**QUIET, **(request.run_config or {})},
-            # The tags the daemon gives a sensor's run, so `./run ui` does not launch it again.
-            tags={
-                **request.tags,
-                RUN_KEY_TAG: request.run_key or "",
-                SENSOR_NAME_TAG: "approvals_sensor",
-            },
+            run_config=QUIET,
+            partition_key=day.isoformat(),
+            asset_selection=[dg.AssetKey("bars_daily")],
             raise_on_error=False,
         )
-        if not run.success:
-            print("execute_allocation failed; see the run in the Dagster UI", file=sys.stderr)
+        if not stored.success:
+            print(f"bars_daily {day} failed; see the run in the Dagster UI", file=sys.stderr)
+            return 1
+        if not _run_sensor(defs, instance, database, None, "daily_execution_sensor"):
             return 1
     with database.connect() as conn:
         _summary(conn)
+        _book(conn)
     return 0
+
+
+def _book(conn) -> None:
+    """The sessions traded, what is held and the P&L by strategy."""
+    rows = book_pnl(conn)
+    if not rows:
+        return
+    print("\nthe book by session (simulated broker, at the sessions' closes)")
+    columns = ("orders", "value", "day P&L", "P&L")
+    print(f"  {'session':<10} {'strategy':<22} " + " ".join(f"{c:>10}" for c in columns))
+    orders = orders_by_session(conn)
+    for session, sid, value, pnl, day_pnl in by_strategy(rows):
+        print(
+            f"  {session} {sid:<22} {orders.get((session, sid), 0):>10} {value:>10,.0f} "
+            f"{day_pnl:>+10,.2f} {pnl:>+10,.2f}"
+        )
+    held = [r for r in rows if r.session == rows[-1].session and r.qty != 0]
+    symbols = ", ".join(sorted({r.symbol for r in held}))
+    print(f"  positions at {rows[-1].session}: {len(held)} ({symbols})")
 
 
 def _gate_reasons(conn) -> None:
@@ -214,7 +267,9 @@ def _summary(conn) -> None:
         if weight > 0:
             print(f"    {sid:<22} {weight:>7.2%}")
     sessions = planned_sessions(conn, allocation_id)
-    orders, fills = order_counts(conn, allocation_id, sessions[-1]) if sessions else ({}, 0)
+    if sessions:
+        print(f"  sessions executed  {len(sessions)} ({sessions[0]} .. {sessions[-1]})")
+    orders, fills = order_counts(conn, allocation_id)
     if not orders:
         print("  orders             none")
     for status, n in sorted(orders.items()):

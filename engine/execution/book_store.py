@@ -166,3 +166,13 @@ def fills_with_orders(conn: psycopg.Connection) -> list[dict]:
            ORDER BY f.filled_at, f.fill_id"""
     )
     return rows.fetchall()
+
+
+def orders_by_session(conn: psycopg.Connection) -> dict[tuple[date, str], int]:
+    """How many orders each session's plans sent (or tried to) per strategy."""
+    rows = conn.execute(
+        """SELECT session, strategy_id, count(*) FROM orders
+           WHERE session IS NOT NULL AND status NOT IN ('BLOCKED', 'NOT_SENT', 'CANCELED')
+           GROUP BY session, strategy_id"""
+    ).fetchall()
+    return {(session, sid): int(n) for session, sid, n in rows}

@@ -374,18 +374,18 @@ def superseded_orders(conn: psycopg.Connection, allocation_id: str, session: dat
 
 
 def order_counts(
-    conn: psycopg.Connection, allocation_id: str, session: date
+    conn: psycopg.Connection, allocation_id: str, session: date | None = None
 ) -> tuple[dict[str, int], int]:
-    """(orders by status, fills) of an allocation's plan for ``session``."""
+    """(orders by status, fills) of an allocation's plan for ``session`` (None: every one)."""
     rows = conn.execute(
-        """SELECT status, count(*) FROM orders WHERE allocation_id = %s AND session = %s
-           GROUP BY status""",
-        (allocation_id, session),
+        """SELECT status, count(*) FROM orders
+           WHERE allocation_id = %s AND (%s::date IS NULL OR session = %s) GROUP BY status""",
+        (allocation_id, session, session),
     ).fetchall()
     fills = conn.execute(
         """SELECT count(*) FROM fills f JOIN orders o USING (client_order_id)
-           WHERE o.allocation_id = %s AND o.session = %s""",
-        (allocation_id, session),
+           WHERE o.allocation_id = %s AND (%s::date IS NULL OR o.session = %s)""",
+        (allocation_id, session, session),
     ).fetchone()
     return {str(status): int(n) for status, n in rows}, int(fills[0]) if fills else 0
 

@@ -27,6 +27,13 @@ def test_the_demo_runs_end_to_end_on_a_database_from_the_environment(
     out = capsys.readouterr().out
     assert f"(synthetic, {describe(database_urls.app)}, {backend})" in out
     assert "approved by tester" in out and "approvals_sensor -> execute_allocation" in out
+    # After the approval, the window's last five sessions are stored and traded one at a time.
+    later = ["2024-12-24", "2024-12-26", "2024-12-27", "2024-12-30", "2024-12-31"]
+    for day in later:
+        assert "daily_execution_sensor -> execute_allocation (run_key alloc-20241223-" in out
+        assert f"@{day})" in out
+    assert "sessions executed  6 (2024-12-23 .. 2024-12-31)" in out
+    assert "positions at 2024-12-31: " in out
     with psycopg.connect(db) as conn:
         filled = conn.execute("SELECT count(*) FROM orders WHERE status = 'FILLED'").fetchone()
         weeks = conn.execute("SELECT count(*) FROM bars_weekly").fetchone()

@@ -34,7 +34,7 @@ from engine.storage.connection import resolve_database_url
 def add(sub: argparse._SubParsersAction) -> None:
     orders_cmd = sub.add_parser("orders", help="orders sent or planned, newest first")
     orders_cmd.add_argument("--allocation", default=None, help="only this allocation's")
-    orders_cmd.add_argument("--limit", type=int, default=50)
+    orders_cmd.add_argument("--limit", type=int, default=50, help="at most N orders (50)")
     orders_cmd.set_defaults(run=_orders)
     positions_cmd = sub.add_parser("positions", help="our book, or adopt the broker's")
     positions_cmd.set_defaults(run=_positions)
@@ -43,10 +43,15 @@ def add(sub: argparse._SubParsersAction) -> None:
     adopt = positions_sub.add_parser(
         "adopt", help="take a broker account's positions as ours (an audited adjustment)"
     )
-    adopt.add_argument("--mode", choices=("SIMULATION", "PAPER", "LIVE"), required=True)
-    adopt.add_argument("--account", default="default")
+    adopt.add_argument(
+        "--mode",
+        choices=("SIMULATION", "PAPER", "LIVE"),
+        required=True,
+        help="the broker: the simulated one, Alpaca paper or Alpaca live",
+    )
+    adopt.add_argument("--account", default="default", help="the account's name (default)")
     adopt.add_argument("--by", required=True, help="your name, stored with the adjustment")
-    adopt.add_argument("--reason", required=True)
+    adopt.add_argument("--reason", required=True, help="why, stored with the adjustment")
     pnl_cmd = sub.add_parser(
         "pnl", help="P&L by session and strategy (realized and unrealized, at the closes)"
     )
@@ -59,7 +64,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     resume_cmd = sub.add_parser("resume", help="lift a halt (the next execution run trades)")
     for switch in (halt_cmd, resume_cmd):
         switch.add_argument("--by", required=True, help="your name, stored with the event")
-        switch.add_argument("--reason", required=True)
+        switch.add_argument("--reason", required=True, help="why, stored with the event")
     halt_cmd.add_argument(
         "--flatten", action="store_true", help="also cancel open orders and close every position"
     )

@@ -206,18 +206,23 @@ def _group_caps(
         low = kink
     else:  # unreachable while n * max_weight >= 1: room(the last kink) is n * max_weight
         raise AllocationError("the near-duplicate groups leave no fully invested portfolio")
+    # What was done (raised), then why, then what still holds: beside weights that each sit at
+    # max_weight, "cap not met" read as if the result broke it.
     others = n - sum(len(g) for g in groups)
     if others == 0 and len(groups) == 1:
-        why = f"every one of the {n} strategies is a near-duplicate of the others"
+        why = (
+            f"every one of the {n} strategies is a near-duplicate of the others, so they are one "
+            "bet with nothing else to invest in"
+        )
     else:
         why = (
-            f"{len(groups)} group{'s' if len(groups) > 1 else ''} of near-duplicates capped at "
+            f"{len(groups)} group{'s' if len(groups) > 1 else ''} of near-duplicates at "
             f"{cap:.2%} each and {others} other strateg{'y' if others == 1 else 'ies'} at "
-            f"{most:.2%} each can hold at most {room(cap):.2%}"
+            f"{most:.2%} each can hold at most {room(cap):.2%}, and a portfolio is fully invested"
         )
     reason = (
-        f"near-duplicate cap not met: {why}; a fully invested portfolio needs 100%, so each "
-        f"group's cap was raised from {cap:.2%} to {raised:.2%}, the lowest that allows one"
+        f"near-duplicate cap raised from {cap:.2%} to {raised:.2%} for each group: {why} "
+        f"(each strategy still at most {most:.2%})"
     )
     return dict.fromkeys(groups, raised), reason
 

@@ -145,9 +145,9 @@ def test_a_group_cap_of_its_own_replaces_the_per_strategy_default() -> None:
 
 
 EVERY_ONE = (
-    "near-duplicate cap not met: every one of the 3 strategies is a near-duplicate of the "
-    "others; a fully invested portfolio needs 100%, so each group's cap was raised from 50.00% "
-    "to 100.00%, the lowest that allows one"
+    "near-duplicate cap raised from 50.00% to 100.00% for each group: every one of the 3 "
+    "strategies is a near-duplicate of the others, so they are one bet with nothing else to "
+    "invest in (each strategy still at most 50.00%)"
 )
 
 
@@ -169,10 +169,9 @@ def test_a_cap_too_tight_for_the_others_to_fill_is_raised_only_as_far_as_needed(
     constraints = AllocationConstraints(max_weight=0.5, max_duplicate_group_weight=0.3)
     result = optimize(returns, "hrp", constraints, [DUPLICATES])
     assert result.cap_reason == (
-        "near-duplicate cap not met: 1 group of near-duplicates capped at 30.00% each and 1 "
-        "other strategy at 50.00% each can hold at most 80.00%; a fully invested portfolio "
-        "needs 100%, so each group's cap was raised from 30.00% to 50.00%, the lowest that "
-        "allows one"
+        "near-duplicate cap raised from 30.00% to 50.00% for each group: 1 group of "
+        "near-duplicates at 30.00% each and 1 other strategy at 50.00% each can hold at most "
+        "80.00%, and a portfolio is fully invested (each strategy still at most 50.00%)"
     )
     assert result.duplicate_groups == (GroupWeight(DUPLICATES, 0.5, pytest.approx(0.5)),)
     assert result.weights["ind0"] == pytest.approx(0.5, abs=1e-12)

@@ -237,6 +237,8 @@ class Settings(dg.ConfigurableResource):
     max_gross_leverage: float = 1.0
     max_order_notional: float | None = None  # None: no limit
     max_run_notional: float | None = None  # per run at each account
+    price_collar_pct: float | None = 0.05  # a limit order's price vs the reference price
+    max_margin_pct: float | None = 0.40  # the broker's maintenance margin / equity
     # the book at each account: past either, trading halts until a person resumes it
     max_daily_loss_pct: float | None = 0.05  # of the previous session's equity
     max_drawdown_pct: float | None = 0.20  # from the highest session equity
@@ -309,6 +311,8 @@ class Settings(dg.ConfigurableResource):
             max_gross_leverage=self.max_gross_leverage,
             max_order_notional=self.max_order_notional,
             max_run_notional=self.max_run_notional,
+            price_collar_pct=self.price_collar_pct,
+            max_margin_pct=self.max_margin_pct,
             max_daily_loss_pct=self.max_daily_loss_pct,
             max_drawdown_pct=self.max_drawdown_pct,
         )

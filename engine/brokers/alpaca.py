@@ -22,6 +22,7 @@ Keys live in the client only; they are never part of a message, a repr or a log 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -223,7 +224,10 @@ class AlpacaBroker:
             cash=float(raw.cash),
             equity=float(raw.equity),
             buying_power=float(raw.buying_power),
-            maintenance_margin=float(raw.maintenance_margin or 0),
+            # Not reported: unknown, so the margin rule blocks what adds exposure.
+            maintenance_margin=(
+                float(raw.maintenance_margin) if raw.maintenance_margin is not None else math.nan
+            ),
         )
 
     def positions(self) -> dict[str, Decimal]:

@@ -31,6 +31,7 @@ _UNCHANGED = object()
 _LIMIT_HELP = {
     "max_position_pct": "its target in one symbol over equity",
     "max_daily_loss_pct": "its loss on the latest session over its capital",
+    "capital_scale": "the part of its allocated weight it trades (a capital ramp)",
 }
 
 

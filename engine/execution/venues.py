@@ -96,6 +96,7 @@ class VenueBook:
     positions: dict[str, Decimal]
     holdings: dict[str, dict[str, Decimal]] = field(default_factory=dict)
     history: EquityHistory | None = None  # at a broker, for the book's loss limits
+    margin: float | None = None  # the broker's maintenance margin (None: no broker account)
 
 
 def read_book(
@@ -115,13 +116,15 @@ def read_book(
         if sid is not None:
             held = holdings.setdefault(sid, {})
             held[symbol] = held.get(symbol, Decimal(0)) + qty
+    margin = None
     if broker is None:
         equity = validation_capital
         positions: dict[str, Decimal] = {}
         for (_, symbol), qty in ours.items():
             positions[symbol] = positions.get(symbol, Decimal(0)) + qty
     else:
-        equity = broker.account().equity
+        account = broker.account()
+        equity, margin = account.equity, account.maintenance_margin
         positions = dict(broker.positions())
     if not (math.isfinite(equity) and equity > 0):
         raise ExecutionRefusedError(f"{venue}: equity is {equity}; nothing is sent")
@@ -131,7 +134,7 @@ def read_book(
     if broker is not None and session is not None:
         previous, peak = equity_history(conn, venue.broker_name, venue.account, session)
         history = EquityHistory(equity, previous, peak)
-    return VenueBook(venue, equity, positions, holdings, history)
+    return VenueBook(venue, equity, positions, holdings, history, margin)
 
 
 @dataclass
@@ -164,7 +167,11 @@ def wanted(
     close: pd.DataFrame,
 ) -> Wanted:
     params = {sid: configs[sid].params for sid in weights}
-    targets = strategy_targets(weights, params, close, venue_book.equity)
+    # A strategy proving itself trades a part of its weight (its capital_scale, 1 when unset).
+    scaled = {
+        sid: w * configs[sid].risk_limits.get("capital_scale", 1.0) for sid, w in weights.items()
+    }
+    targets = strategy_targets(scaled, params, close, venue_book.equity)
     latest = latest_session_returns(weights, params, close)
     exposures = [
         StrategyExposure(sid, configs[sid].risk_limits, targets[sid].to_dict(), latest[sid])
@@ -266,7 +273,7 @@ def _judge(
     limits: RiskLimits,
 ) -> list[RiskDecision]:
     equity, positions = venue_book.equity, venue_book.positions
-    decisions = evaluate(requests, positions, prices, equity, limits)
+    decisions = evaluate(requests, positions, prices, equity, limits, venue_book.margin)
     decisions += evaluate_strategy_limits(requests, positions, equity, want.exposures, strategy_of)
     if venue_book.history is not None:
         decisions += evaluate_book(requests, positions, venue_book.history, limits)

@@ -9,6 +9,10 @@ Rules, each evaluated per order and recorded whether it passed or not:
 - ``long_only``: a sell never takes the account's position below zero (the batch in order,
   sells first): strategies are long-only, whatever our book says they hold.
 - ``max_order_notional`` (when set): qty x reference price of one order <= the limit;
+- ``price_collar`` (when ``price_collar_pct`` is set, limit orders only): the limit price is
+  within that fraction of the reference price (a fat-fingered limit is never sent);
+- ``max_margin_pct`` (when set, at a broker): the account's maintenance margin / equity, as the
+  broker reports it, <= the limit (S4's design: 40%); unknown fails;
 - ``max_run_notional`` (when set): the batch's orders, in order (sells first), add up to no more
   than the limit in qty x reference price; the first order past it and every later one that adds
   exposure are blocked. A batch is one run's orders at one account.
@@ -48,6 +52,8 @@ class RiskLimits:
     max_gross_leverage: float = 1.0
     max_order_notional: float | None = None  # in the account's currency; None: no limit
     max_run_notional: float | None = None
+    price_collar_pct: float | None = None  # limit price vs reference price
+    max_margin_pct: float | None = None  # the broker's maintenance margin / equity
     max_daily_loss_pct: float | None = None  # of the previous session's equity; halts trading
     max_drawdown_pct: float | None = None  # from the highest equity; halts trading
 
@@ -103,8 +109,10 @@ def evaluate(
     prices: dict[str, float],
     equity: float,
     limits: RiskLimits,
+    margin: float | None = None,
 ) -> list[RiskDecision]:
-    """Every rule's decision for every order."""
+    """Every rule's decision for every order (``margin``: the broker's maintenance margin; None
+    where there is no broker account, e.g. VALIDATION)."""
     decisions: list[RiskDecision] = []
     after = dict(positions)
     for order in orders:
@@ -154,6 +162,29 @@ def evaluate(
             ok = leverage <= cap + 1e-12
             reason = f"gross leverage after batch {leverage:.2f} {'<=' if ok else '>'} {cap:.2f}"
         decisions.append(_decision(coid, "max_gross_leverage", ok, adds, leverage, cap, reason))
+        if limits.price_collar_pct is not None and order.limit_price is not None:
+            cap = limits.price_collar_pct
+            off = abs(order.limit_price / price - 1) if inputs_ok else math.nan
+            ok = math.isfinite(off) and off <= cap + 1e-12
+            reason = (
+                f"limit {order.limit_price} is {off:.2%} from the reference {price} "
+                f"{'<=' if ok else '>'} {cap:.2%}"
+                if math.isfinite(off)
+                else f"cannot evaluate the collar: price={price}"
+            )
+            known = off if math.isfinite(off) else None
+            decisions.append(_decision(coid, "price_collar", ok, adds, known, cap, reason))
+        if limits.max_margin_pct is not None and margin is not None:
+            cap = limits.max_margin_pct
+            use = margin / equity if math.isfinite(margin) and gross_known else math.nan
+            ok = math.isfinite(use) and use <= cap + 1e-12
+            reason = (
+                f"margin in use {use:.2%} of equity {'<=' if ok else '>'} {cap:.2%}"
+                if math.isfinite(use)
+                else f"cannot evaluate margin use: margin={margin}, equity={equity}"
+            )
+            known = use if math.isfinite(use) else None
+            decisions.append(_decision(coid, "max_margin_pct", ok, adds, known, cap, reason))
         notional = float(order.qty) * price if math.isfinite(price) and price > 0 else math.nan
         run_notional += notional
         for rule, value, cap_or_none, what in (

@@ -18,13 +18,14 @@ from engine.brokers.base import Broker, BrokerError, BrokerOrder, OrderRequest, 
 from engine.brokers.routing import AccountSettings, BrokerRouter
 from engine.brokers.simulated import SimulatedBroker
 from engine.data.load import load_daily_bars
-from engine.data.read_store import latest_prices
+from engine.data.read_store import latest_prices, load_recent_bars
 from engine.data.sources import LocalFileSource
 from engine.data.synthetic import SyntheticSource
 from engine.errors import ExecutionRefusedError
 from engine.execution.executor import execute_allocation
-from engine.execution.planning import client_order_id, latest_session_returns
+from engine.execution.planning import client_order_id, latest_session_returns, strategy_targets
 from engine.risk.limits import RiskLimits, StrategyExposure, evaluate, evaluate_strategy_limits
+from engine.signals.prices import price_panel
 from engine.strategies.config import update_strategy
 from tests.helpers import pending_allocation, store_synthetic_bars
 
@@ -530,3 +531,60 @@ def test_an_order_notional_limit_blocks_the_orders_and_nothing_is_sent(
     assert _broker_order_count(conn) == 0
     failed = conn.execute("SELECT DISTINCT rule FROM risk_decisions WHERE NOT passed").fetchall()
     assert failed == [("max_order_notional",)]
+
+
+def test_the_price_collar_and_the_margin_limit_block_only_what_adds() -> None:
+    prices = {"AAA": 50.0}
+    limits = RiskLimits(
+        max_position_pct=1.0, max_gross_leverage=10.0, price_collar_pct=0.05, max_margin_pct=0.4
+    )
+
+    def limit_buy(coid: str, limit: float) -> OrderRequest:
+        return OrderRequest(coid, "AAA", Side.BUY, Decimal(10), 50.0, "limit", limit)
+
+    def failed(orders: list[OrderRequest], margin: float | None, held: Decimal = Decimal(0)):
+        decisions = evaluate(orders, {"AAA": held}, prices, 1e5, limits, margin)
+        return {(d.client_order_id, d.rule) for d in decisions if not d.passed}
+
+    assert failed([limit_buy("near", 52.0), limit_buy("fat", 500.0)], 0.0) == {
+        ("fat", "price_collar")
+    }
+    market = OrderRequest("market", "AAA", Side.BUY, Decimal(10), 50.0)
+    assert failed([market], 39_000.0) == set()  # 39% of equity in margin
+    assert failed([market], 41_000.0) == {("market", "max_margin_pct")}
+    assert failed([market], math.nan) == {("market", "max_margin_pct")}  # unknown fails
+    assert failed([market], None) == set()  # no broker account (VALIDATION): not evaluated
+    sell = OrderRequest("sell", "AAA", Side.SELL, Decimal(10), 50.0, "limit", 5.0)
+    assert failed([sell], math.nan, held=Decimal(10)) == set()  # only reduces
+
+
+def test_a_capital_scale_trades_that_part_of_the_strategys_weight(
+    db: str, conn: psycopg.Connection, active: str
+) -> None:
+    ramped = "sma_cross_10_100"
+    update_strategy(conn, ramped, by="alice", risk_limits={"capital_scale": 0.1}, reason="ramp")
+    conn.commit()
+    events = conn.execute(
+        "SELECT field, new_value, actor FROM strategy_config_events WHERE strategy_id = %s "
+        "AND field = 'capital_scale'",
+        (ramped,),
+    ).fetchall()
+    assert [(f, str(v), a) for f, v, a in events] == [("capital_scale", "0.1", "alice")]
+    broker = _broker(db, conn)
+    equity = broker.account().equity
+    execute_allocation(db, active, route(broker), LIMITS)
+    value = dict(
+        conn.execute(
+            """SELECT o.strategy_id, sum(f.qty * f.price) FROM fills f JOIN orders o
+               USING (client_order_id) GROUP BY o.strategy_id"""
+        ).fetchall()
+    )
+    close = price_panel(load_recent_bars(conn, 101)).close
+    for sid, weight in WEIGHTS.items():
+        scale = 0.1 if sid == ramped else 1.0
+        params = {"fast": int(sid.split("_")[2]), "slow": int(sid.split("_")[3])}
+        targets = strategy_targets({sid: weight * scale}, {sid: params}, close, equity)[sid]
+        assert targets.sum() > 0
+        # Whole shares at the close plus 5 bp slippage: within a share of each target.
+        assert float(value[sid]) <= targets.sum() * 1.0005
+        assert float(value[sid]) >= targets.sum() - float(close.iloc[-1].max()) * len(targets)

@@ -32,6 +32,8 @@ _LIMIT_HELP = {
     "max_position_pct": "its target in one symbol over equity",
     "max_daily_loss_pct": "its loss on the latest session over its capital",
     "capital_scale": "the part of its allocated weight it trades (a capital ramp)",
+    "stop_loss_pct": "a position is closed when a bar's low falls this far below its entry",
+    "take_profit_pct": "a position is closed when a bar's high rises this far above its entry",
 }
 
 

@@ -176,3 +176,43 @@ def orders_by_session(conn: psycopg.Connection) -> dict[tuple[date, str], int]:
            GROUP BY session, strategy_id"""
     ).fetchall()
     return {(session, sid): int(n) for session, sid, n in rows}
+
+
+def open_entries(
+    conn: psycopg.Connection, broker: str, account: str
+) -> dict[tuple[str, str], tuple[float, date]]:
+    """Each strategy's open long position at the venue: (average fill price since it was last
+    flat, the session of its first fill then)."""
+    rows = conn.execute(
+        """SELECT o.strategy_id, f.symbol, f.side, f.qty, f.price,
+                  coalesce(o.session, f.filled_at::date)
+           FROM fills f JOIN orders o USING (client_order_id)
+           WHERE o.broker = %s AND o.account = %s AND o.strategy_id IS NOT NULL
+           ORDER BY f.filled_at, f.fill_id""",
+        (broker, account),
+    ).fetchall()
+    held: dict[tuple[str, str], list] = {}  # qty, cost, first session
+    for sid, symbol, side, qty, price, session in rows:
+        position = held.setdefault((sid, symbol), [Decimal(0), 0.0, session])
+        if position[0] <= 0:
+            position[1], position[2] = 0.0, session
+        if side == "buy":
+            position[0] += qty
+            position[1] += float(qty) * price
+        else:
+            position[1] -= float(qty) * (position[1] / float(position[0])) if position[0] else 0
+            position[0] -= qty
+    return {key: (cost / float(qty), first) for key, (qty, cost, first) in held.items() if qty > 0}
+
+
+def stop_exits(conn: psycopg.Connection, broker: str, account: str) -> dict[tuple[str, str], date]:
+    """The session of each strategy's latest exit by a stop or a target at the venue."""
+    rows = conn.execute(
+        """SELECT o.strategy_id, o.symbol, max(o.session) FROM orders o
+           WHERE o.broker = %s AND o.account = %s AND o.status IN ('FILLED', 'PARTIALLY_FILLED')
+             AND EXISTS (SELECT FROM risk_decisions d WHERE d.client_order_id = o.client_order_id
+                         AND d.rule IN ('stop_loss', 'take_profit'))
+           GROUP BY o.strategy_id, o.symbol""",
+        (broker, account),
+    ).fetchall()
+    return {(sid, symbol): session for sid, symbol, session in rows}

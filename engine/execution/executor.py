@@ -35,7 +35,7 @@ from engine.approvals.store import activation_event_id, allocation_status
 from engine.approvals.workflow import get_allocation
 from engine.brokers.base import Broker, OrderRequest, OutcomeUnknownError
 from engine.brokers.routing import BrokerRouter
-from engine.data.read_store import latest_bar_day, latest_prices, load_recent_bars
+from engine.data.read_store import latest_bar_day, latest_prices
 from engine.data.store import require_clean_bars
 from engine.errors import ExecutionRefusedError, NotFoundError, QualityGateError
 from engine.execution.book_store import book_table, mark_equity, money_records_exposed
@@ -46,6 +46,7 @@ from engine.execution.halts import (
     require_trading,
 )
 from engine.execution.reconcile import Reconciliation, reconcile, sync_orders
+from engine.execution.stops import session_bars
 from engine.execution.store import (
     OPEN,
     UNSENT,
@@ -75,7 +76,6 @@ from engine.execution.venues import (
     wanted,
 )
 from engine.risk.limits import RiskLimits, book_breaches
-from engine.signals.prices import price_panel
 from engine.strategies.store import StrategyConfig, strategy_configs
 
 RISK_ACTOR = "tradeflow risk limits"  # who halts trading when the book passes a loss limit
@@ -278,20 +278,18 @@ def _plan_or_recheck(
     configs = strategy_configs(conn, [*weights, *closing])
     if not planned:  # as the configuration is now, not as it was before the locks
         _check_strategies(weights, configs, router)
-    lookback = max(int(configs[sid].params["slow"]) for sid in weights) + 1
-    bars = load_recent_bars(conn, lookback)
-    if bars.is_empty():
-        raise ExecutionRefusedError("no bars stored; cannot compute target positions")
-    close = price_panel(bars).close
+    by_venue: dict[Venue, dict[str, float]] = {v: {} for v in closing.values()}
+    for sid, weight in weights.items():
+        by_venue.setdefault(venue_of(configs[sid]), {})[sid] = weight
+    where = [(v.broker_name, v.account) for v in by_venue]
+    panel, stop_bars = session_bars(conn, [configs[sid] for sid in weights], where)
+    close = panel.close
     if close.index[-1].date() != session:
         raise ExecutionRefusedError(
             f"bars of {close.index[-1].date()} were stored while this run waited; nothing was "
             f"planned for {session}; the run of the new session executes them"
         )
     prices = {symbol: price for symbol, (_, price) in latest_prices(conn).items()}
-    by_venue: dict[Venue, dict[str, float]] = {v: {} for v in closing.values()}
-    for sid, weight in weights.items():
-        by_venue.setdefault(venue_of(configs[sid]), {})[sid] = weight
 
     def book_of(venue: Venue) -> VenueBook:
         if venue.sends and venue not in brokers:
@@ -302,7 +300,7 @@ def _plan_or_recheck(
         for venue in sorted({Venue.of(o.broker, o.account) for o in unsent}):
             here = [o for o in unsent if Venue.of(o.broker, o.account) == venue]
             venue_book = book_of(venue)
-            want = wanted(venue_book, by_venue.get(venue, {}), configs, close)
+            want = wanted(venue_book, by_venue.get(venue, {}), configs, close, stop_bars)
             decisions = recheck_venue(here, venue_book, want, configs, prices, limits)
             failed = {d.client_order_id: d.reason for d in decisions if not d.passed}
             unknown = [
@@ -337,7 +335,7 @@ def _plan_or_recheck(
         for venue, mine in sorted(by_venue.items()):
             venue_book = book_of(venue)
             leaving = {sid for sid, at in closing.items() if at == venue}
-            want = wanted(venue_book, mine, configs, close)
+            want = wanted(venue_book, mine, configs, close, stop_bars)
             judged = plan_venue(venue_book, want, leaving, prices, event, session, limits, taken)
             detail["equity"] = venue_book.equity
             insert_orders(

@@ -17,8 +17,15 @@ import psycopg
 from engine.brokers.base import Broker, OrderRequest, Side
 from engine.brokers.routing import BROKER_NAMES
 from engine.errors import ExecutionRefusedError
-from engine.execution.book_store import book, equity_history, pending
+from engine.execution.book_store import (
+    book,
+    equity_history,
+    open_entries,
+    pending,
+    stop_exits,
+)
 from engine.execution.planning import latest_session_returns, strategy_orders, strategy_targets
+from engine.execution.stops import Entry, Exit, StopBars, hit, long_states, still_out
 from engine.execution.store import PlannedOrder, StoredOrder, try_lock, unlock
 from engine.risk.limits import (
     EquityHistory,
@@ -97,6 +104,8 @@ class VenueBook:
     holdings: dict[str, dict[str, Decimal]] = field(default_factory=dict)
     history: EquityHistory | None = None  # at a broker, for the book's loss limits
     margin: float | None = None  # the broker's maintenance margin (None: no broker account)
+    entries: dict[tuple[str, str], Entry] = field(default_factory=dict)  # open, by strategy
+    stopped: dict[tuple[str, str], date] = field(default_factory=dict)  # last stop/target exit
 
 
 def read_book(
@@ -134,7 +143,12 @@ def read_book(
     if broker is not None and session is not None:
         previous, peak = equity_history(conn, venue.broker_name, venue.account, session)
         history = EquityHistory(equity, previous, peak)
-    return VenueBook(venue, equity, positions, holdings, history, margin)
+    entries = {
+        key: Entry(price, opened)
+        for key, (price, opened) in open_entries(conn, venue.broker_name, venue.account).items()
+    }
+    stopped = stop_exits(conn, venue.broker_name, venue.account)
+    return VenueBook(venue, equity, positions, holdings, history, margin, entries, stopped)
 
 
 @dataclass
@@ -158,6 +172,7 @@ class Wanted:
 
     targets: pd.DataFrame
     exposures: list[StrategyExposure]
+    exits: dict[tuple[str, str], Exit] = field(default_factory=dict)  # stops and targets hit
 
 
 def wanted(
@@ -165,6 +180,7 @@ def wanted(
     weights: dict[str, float],
     configs: dict[str, StrategyConfig],
     close: pd.DataFrame,
+    bars: StopBars | None = None,
 ) -> Wanted:
     params = {sid: configs[sid].params for sid in weights}
     # A strategy proving itself trades a part of its weight (its capital_scale, 1 when unset).
@@ -178,7 +194,45 @@ def wanted(
         for sid in targets.columns
         if configs[sid].risk_limits
     ]
-    return Wanted(targets, exposures)
+    exits = _stops(venue_book, weights, configs, close, targets, bars) if bars else {}
+    return Wanted(targets, exposures, exits)
+
+
+def _stops(
+    venue_book: VenueBook,
+    weights: dict[str, float],
+    configs: dict[str, StrategyConfig],
+    close: pd.DataFrame,
+    targets: pd.DataFrame,
+    bars: StopBars,
+) -> dict[tuple[str, str], Exit]:
+    """Zero the targets a stop or target hit (``engine.execution.stops``), and those of symbols a
+    strategy left that way whose signal has not turned long anew; the exits, by position."""
+    exits: dict[tuple[str, str], Exit] = {}
+    for sid in weights:
+        limits = configs[sid].risk_limits
+        stop, target = limits.get("stop_loss_pct"), limits.get("take_profit_pct")
+        if sid not in targets.columns or not (stop or target):
+            continue
+        fast, slow = int(configs[sid].params["fast"]), int(configs[sid].params["slow"])
+        states = long_states(close, fast, slow)
+        for symbol in targets.index[targets[sid] > 0]:
+            entry = venue_book.entries.get((sid, symbol))
+            if entry is not None and symbol in bars.high.columns:
+                day = pd.Timestamp(entry.session)
+                factor = bars.factor[symbol].get(day, math.nan)
+                found = hit(
+                    entry, factor, bars.high[symbol].dropna(), bars.low[symbol].dropna(), stop,
+                    target,
+                )  # fmt: skip
+                if found is not None:
+                    exits[sid, symbol] = found
+                    targets.loc[symbol, sid] = 0.0
+                    continue
+            left = venue_book.stopped.get((sid, symbol))
+            if entry is None and left is not None and still_out(states[symbol], left):
+                targets.loc[symbol, sid] = 0.0
+    return exits
 
 
 def plan_venue(
@@ -203,6 +257,12 @@ def plan_venue(
             strategy_of[order.client_order_id] = sid
     requests.sort(key=lambda o: (o.side is Side.BUY, o.symbol, o.client_order_id))
     decisions = _judge(requests, strategy_of, venue_book, want, prices, limits)
+    for o in requests:  # why a stop or a target closes the position
+        found = want.exits.get((strategy_of[o.client_order_id], o.symbol))
+        if found is not None and o.side is Side.SELL:
+            decisions.append(
+                RiskDecision(o.client_order_id, found.rule, True, found.level, None, found.reason)
+            )
     failed = {d.client_order_id for d in decisions if not d.passed}
     sends = venue_book.venue.sends
     orders = [

@@ -13,7 +13,8 @@ field, from what, to what, why) that the database writes itself (sql/0006); the 
   position of the strategy may reach; ``max_daily_loss_pct`` of the strategy's capital it may
   lose on the latest session before its buys are blocked; ``capital_scale``, the part of its
   allocated weight it trades (a capital ramp: e.g. 0.1 while it proves itself in PAPER; unset
-  = all of it).
+  = all of it); ``stop_loss_pct`` and ``take_profit_pct`` below and above a position's entry,
+  where it is closed (``engine.execution.stops``).
 
 SMA-crossover strategies are created by their backtests. Signal-following strategies are created
 here (``add_signal_strategy``) and stay TESTING: they are backtested on the signals that reach
@@ -41,7 +42,13 @@ from engine.strategies.store import (
 
 STATUSES = ("ACTIVE", "INACTIVE", "TESTING")
 TRADING_MODES = ("LIVE", "PAPER", "SIMULATION", "VALIDATION")
-RISK_LIMITS = ("max_position_pct", "max_daily_loss_pct", "capital_scale")
+RISK_LIMITS = (
+    "max_position_pct",
+    "max_daily_loss_pct",
+    "capital_scale",
+    "stop_loss_pct",
+    "take_profit_pct",
+)
 
 
 def get_strategy(conn: psycopg.Connection, strategy_id: str) -> StrategyConfig:

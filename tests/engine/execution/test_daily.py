@@ -5,6 +5,7 @@ import math
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import pandas as pd
 import psycopg
 import pytest
 
@@ -18,6 +19,7 @@ from engine.execution.executor import RISK_ACTOR, execute_allocation
 from engine.execution.halts import TradingHaltedError, halt, resume
 from engine.execution.planning import strategy_targets
 from engine.execution.pnl import book_pnl, by_strategy
+from engine.execution.stops import Entry, hit, still_out
 from engine.risk.limits import EquityHistory, RiskLimits, book_breaches, evaluate_book
 from engine.signals.prices import price_panel
 from engine.strategies.config import update_strategy
@@ -270,3 +272,66 @@ def test_the_book_rules_never_block_what_only_reduces_and_pass_on_the_first_sess
         "book_daily_loss: equity 90.00 is 10.00% below the previous session's 100.00 > 2.00%",
         "book_drawdown: equity 90.00 is 25.00% below the peak's 120.00 > 10.00%",
     ]
+
+
+def test_stops_and_targets_close_positions_and_the_strategy_waits_for_a_new_signal(
+    db: str, conn: psycopg.Connection, approved: str
+) -> None:
+    for sid in WEIGHTS:
+        update_strategy(
+            conn, sid, by="risk desk", reason="tight exits",
+            risk_limits={"stop_loss_pct": 0.01, "take_profit_pct": 0.02},
+        )  # fmt: skip
+    conn.commit()
+    execute_allocation(db, approved, route(_broker(db, conn)), LIMITS)
+    for day in SESSIONS:
+        store_synthetic_bars(conn, day, day, n_symbols=8)
+        execute_allocation(db, approved, route(_broker(db, conn)), LIMITS)
+    exits = conn.execute(
+        """SELECT o.strategy_id, o.symbol, o.session, d.rule, d.value, o.status, o.side
+           FROM risk_decisions d JOIN orders o USING (client_order_id)
+           WHERE d.rule IN ('stop_loss', 'take_profit') ORDER BY o.session"""
+    ).fetchall()
+    assert {e[3] for e in exits} == {"stop_loss", "take_profit"}
+    bars = price_panel(load_recent_bars(conn, 130))
+    for sid, symbol, session, rule, level, status, side in exits:
+        assert status == "FILLED" and side == "sell"
+        day = pd.Timestamp(session)
+        # The level was reached on the exit's own bar, in the adjusted prices the rule reads.
+        if rule == "stop_loss":
+            assert bars.low.loc[day, symbol] <= level
+        else:
+            assert bars.high.loc[day, symbol] >= level
+        fast, slow = int(sid.split("_")[2]), int(sid.split("_")[3])
+        fast_ma = bars.close[symbol].rolling(fast).mean()
+        slow_ma = bars.close[symbol].rolling(slow).mean()
+        long = (fast_ma > slow_ma)[bars.close.index > day]
+        rebought = conn.execute(
+            """SELECT count(*) FROM orders WHERE strategy_id = %s AND symbol = %s
+               AND side = 'buy' AND session > %s AND status = 'FILLED'""",
+            (sid, symbol, session),
+        ).fetchone()[0]
+        turned_long_anew = bool((long & (~long).cumsum().gt(0)).any())
+        assert rebought == 0 or turned_long_anew
+
+
+def test_a_bar_reaching_both_levels_is_read_as_the_stop_and_a_split_moves_the_levels() -> None:
+    days = pd.to_datetime(["2024-06-14", "2024-06-17", "2024-06-18"])
+    entry = Entry(100.0, date(2024, 6, 14))
+    high = pd.Series([101.0, 103.0, 104.0], index=days)
+    low = pd.Series([99.0, 96.0, 99.0], index=days)
+    both = hit(entry, 1.0, high, low, 0.03, 0.02)
+    assert both is not None and (both.rule, both.day, both.level) == (
+        "stop_loss",
+        date(2024, 6, 17),
+        97.0,
+    )
+    # The entry's own bar never counts; a 2:1 split later halves the adjusted entry (factor 0.5).
+    assert hit(entry, 0.5, high / 2, low / 2, 0.05, 0.05) is None
+    target = hit(entry, 1.0, high, low, None, 0.035)
+    assert target is not None and (target.rule, target.day) == ("take_profit", date(2024, 6, 18))
+    states = pd.Series(
+        [1.0, float("nan"), 1.0, 0.0, 1.0], index=pd.date_range("2024-06-17", periods=5)
+    )
+    assert still_out(states.iloc[:3], date(2024, 6, 17))  # long throughout (NaN: unknown)
+    assert not still_out(states, date(2024, 6, 17))  # off, then on: a new signal

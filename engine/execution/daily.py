@@ -23,7 +23,7 @@ from engine.data.read_store import latest_bar_day
 from engine.data.store import require_clean_bars
 from engine.errors import QualityGateError
 from engine.execution.halts import trading_switch
-from engine.execution.store import planned_sessions
+from engine.execution.plan_store import planned_sessions
 from engine.strategies.store import strategy_configs
 
 

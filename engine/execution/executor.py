@@ -31,54 +31,44 @@ from decimal import Decimal
 
 import psycopg
 
-from engine.approvals.store import activation_event_id, allocation_status
+from engine.approvals.store import allocation_status
 from engine.approvals.workflow import get_allocation
 from engine.brokers.base import Broker, OrderRequest, OutcomeUnknownError
 from engine.brokers.routing import BrokerRouter
-from engine.data.read_store import latest_bar_day, latest_prices
-from engine.data.store import require_clean_bars
-from engine.errors import ExecutionRefusedError, NotFoundError, QualityGateError
-from engine.execution.book_store import book_table, mark_equity, money_records_exposed
+from engine.data.read_store import latest_bar_day
+from engine.errors import ExecutionRefusedError, NotFoundError
+from engine.execution.book_store import money_records_exposed
 from engine.execution.halts import (
     TradingHaltedError,
-    halt,
     refused_while_halted,
     require_trading,
 )
+from engine.execution.plan_store import has_plan, superseded_orders
 from engine.execution.reconcile import Reconciliation, reconcile, sync_orders
-from engine.execution.stops import session_bars
+from engine.execution.session_plan import (
+    check_strategies,
+    closing_strategies,
+    plan_or_recheck,
+)
 from engine.execution.store import (
     OPEN,
     UNSENT,
     WORKING,
     StoredOrder,
-    adopted_client_order_ids,
     allocation_orders,
-    has_plan,
-    insert_decisions,
-    insert_orders,
     note,
     order_counts,
     order_table,
     record_broker_order,
-    record_plan,
     record_status,
-    superseded_orders,
 )
 from engine.execution.venues import (
     Venue,
-    VenueBook,
     locked,
-    plan_venue,
-    read_book,
-    recheck_venue,
     venue_of,
-    wanted,
 )
-from engine.risk.limits import RiskLimits, book_breaches
-from engine.strategies.store import StrategyConfig, strategy_configs
-
-RISK_ACTOR = "tradeflow risk limits"  # who halts trading when the book passes a loss limit
+from engine.risk.limits import RiskLimits
+from engine.strategies.store import strategy_configs
 
 
 @dataclass(frozen=True)
@@ -158,7 +148,9 @@ def execute_allocation(
                 with conn.transaction():
                     superseded_orders(conn, allocation_id, session)
                 _send_all(conn, allocation_id, brokers, report)
-            _plan_or_recheck(conn, allocation_id, session, router, brokers, limits, settings)
+            plan_or_recheck(
+                conn, allocation_id, session, router, brokers, limits, settings.validation_capital
+            )
             _send_all(conn, allocation_id, brokers, report)
             follow(conn, brokers, lambda: allocation_orders(conn, allocation_id, WORKING), settings)
         _summarise(conn, report)
@@ -180,9 +172,9 @@ def _venues(
     if allocation.status == "ACTIVE" and not has_plan(conn, allocation_id, session):
         weights = {sid: w for sid, w in allocation.weights.items() if w > 0}
         configs = strategy_configs(conn, list(weights))
-        _check_strategies(weights, configs, router)
+        check_strategies(weights, configs, router)
         venues |= {venue_of(configs[sid]) for sid in weights}
-        venues |= set(_closing(conn, weights, router).values())
+        venues |= set(closing_strategies(conn, weights, router).values())
     return venues
 
 
@@ -215,36 +207,6 @@ def _require_resolved(reconciliations: list[Reconciliation], allocation_id: str)
         )
 
 
-def _check_strategies(
-    weights: dict[str, float], configs: dict[str, StrategyConfig], router: BrokerRouter
-) -> None:
-    for sid in weights:
-        config = configs[sid]
-        if config.status != "ACTIVE":
-            raise ExecutionRefusedError(
-                f"strategy {sid} is {config.status}; only ACTIVE strategies are traded"
-            )
-        router.check(sid, config.trading_mode, config.account)
-
-
-def _closing(
-    conn: psycopg.Connection, weights: dict[str, float], router: BrokerRouter
-) -> dict[str, Venue]:
-    """Strategies without a weight that still hold positions where they trade now, each with
-    that venue: the plan closes them. (Positions left where a strategy no longer trades are
-    not touched.)"""
-    holding = {(Venue.of(broker, account), sid) for broker, account, sid, _, _ in book_table(conn)}
-    holders = strategy_configs(conn, sorted({sid for _, sid in holding if sid}))
-    closing = {
-        sid: venue
-        for venue, sid in holding
-        if sid and sid not in weights and venue_of(holders[sid]) == venue
-    }
-    for sid, venue in closing.items():
-        router.check(sid, venue.mode, venue.account)
-    return closing
-
-
 def require_open_markets(brokers: dict[Venue, Broker]) -> None:
     for venue, broker in brokers.items():
         clock = broker.clock()
@@ -253,107 +215,6 @@ def require_open_markets(brokers: dict[Venue, Broker]) -> None:
                 f"{venue}: the market is closed (broker clock {clock.timestamp:%Y-%m-%d %H:%M %Z});"
                 f" it opens at {clock.next_open:%Y-%m-%d %H:%M %Z}; nothing was sent"
             )
-
-
-def _plan_or_recheck(
-    conn: psycopg.Connection,
-    allocation_id: str,
-    session: date,
-    router: BrokerRouter,
-    brokers: dict[Venue, Broker],
-    limits: RiskLimits,
-    settings: ExecutionSettings,
-) -> None:
-    planned = has_plan(conn, allocation_id, session)
-    unsent = allocation_orders(conn, allocation_id, UNSENT)
-    if planned and not unsent:
-        return
-    try:  # no plan on the prices of a load that failed or is incomplete
-        require_clean_bars(conn)
-    except QualityGateError as e:
-        raise ExecutionRefusedError(f"{e}; nothing was sent") from e
-    allocation = get_allocation(conn, allocation_id)
-    weights = {sid: w for sid, w in allocation.weights.items() if w > 0}
-    closing = _closing(conn, weights, router)
-    configs = strategy_configs(conn, [*weights, *closing])
-    if not planned:  # as the configuration is now, not as it was before the locks
-        _check_strategies(weights, configs, router)
-    by_venue: dict[Venue, dict[str, float]] = {v: {} for v in closing.values()}
-    for sid, weight in weights.items():
-        by_venue.setdefault(venue_of(configs[sid]), {})[sid] = weight
-    where = [(v.broker_name, v.account) for v in by_venue]
-    panel, stop_bars = session_bars(conn, [configs[sid] for sid in weights], where)
-    close = panel.close
-    if close.index[-1].date() != session:
-        raise ExecutionRefusedError(
-            f"bars of {close.index[-1].date()} were stored while this run waited; nothing was "
-            f"planned for {session}; the run of the new session executes them"
-        )
-    prices = {symbol: price for symbol, (_, price) in latest_prices(conn).items()}
-
-    def book_of(venue: Venue) -> VenueBook:
-        if venue.sends and venue not in brokers:
-            raise ExecutionRefusedError(f"{venue} was not locked and reconciled by this run")
-        return read_book(conn, venue, brokers.get(venue), settings.validation_capital, session)
-
-    if planned:  # a re-run: what was not sent is judged again on today's configuration
-        for venue in sorted({Venue.of(o.broker, o.account) for o in unsent}):
-            here = [o for o in unsent if Venue.of(o.broker, o.account) == venue]
-            venue_book = book_of(venue)
-            want = wanted(venue_book, by_venue.get(venue, {}), configs, close, stop_bars)
-            decisions = recheck_venue(here, venue_book, want, configs, prices, limits)
-            failed = {d.client_order_id: d.reason for d in decisions if not d.passed}
-            unknown = [
-                o.request.client_order_id
-                for o in here
-                if o.status == "SUBMITTED" and o.request.client_order_id in failed
-            ]
-            if unknown:  # sent, not at the broker, and no longer wanted: wait until it is sure
-                raise OutcomeUnknownError(
-                    f"orders {', '.join(unknown)} were sent, are not at the broker yet and "
-                    "fail their re-check; nothing is sent until the broker's answer is sure "
-                    "(the run is tried again)"
-                )
-            with conn.transaction():
-                insert_decisions(conn, decisions)
-                for stored in here:
-                    coid = stored.request.client_order_id
-                    if coid in failed:
-                        record_status(conn, coid, "BLOCKED", {"recheck": failed[coid]})
-        return
-    event = activation_event_id(conn, allocation_id)
-    if event is None:
-        raise ExecutionRefusedError(f"allocation {allocation_id} has no approval event")
-    taken = frozenset(adopted_client_order_ids(conn, event))
-    detail: dict[str, object] = {"target_positions_from": str(session)}
-    planned_orders = 0
-    breaches: list[str] = []
-    with (
-        refused_while_halted(conn, f"allocation {allocation_id} was not planned"),
-        conn.transaction(),  # the whole plan or nothing
-    ):
-        for venue, mine in sorted(by_venue.items()):
-            venue_book = book_of(venue)
-            leaving = {sid for sid, at in closing.items() if at == venue}
-            want = wanted(venue_book, mine, configs, close, stop_bars)
-            judged = plan_venue(venue_book, want, leaving, prices, event, session, limits, taken)
-            detail["equity"] = venue_book.equity
-            insert_orders(
-                conn,
-                allocation_id,
-                event,
-                judged.orders,
-                detail,
-                judged.decisions,
-                session=session,
-            )
-            planned_orders += len(judged.orders)
-            if venue_book.history is not None:
-                mark_equity(conn, venue.broker_name, venue.account, session, venue_book.equity)
-                breaches += [f"{venue}: {b}" for b in book_breaches(venue_book.history, limits)]
-        record_plan(conn, allocation_id, session, event, planned_orders)
-    if breaches:  # the book is past a loss limit: nothing more is sent until a person resumes
-        halt(conn, RISK_ACTOR, f"session {session}: {'; '.join(breaches)}")
 
 
 def _send_all(

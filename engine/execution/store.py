@@ -93,35 +93,6 @@ def unlock(conn: psycopg.Connection, key: str) -> None:
     conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
 
 
-def has_plan(conn: psycopg.Connection, allocation_id: str, session: date) -> bool:
-    """Whether the allocation was planned for ``session``."""
-    row = conn.execute(
-        "SELECT 1 FROM execution_plans WHERE allocation_id = %s AND session = %s",
-        (allocation_id, session),
-    ).fetchone()
-    return row is not None
-
-
-def record_plan(
-    conn: psycopg.Connection, allocation_id: str, session: date, approval_event_id: int, orders: int
-) -> None:
-    """The plan of ``session`` (refused, with the orders in its transaction, if one exists)."""
-    conn.execute(
-        """INSERT INTO execution_plans (allocation_id, session, approval_event_id, orders)
-           VALUES (%s, %s, %s, %s)""",
-        (allocation_id, session, approval_event_id, orders),
-    )
-
-
-def planned_sessions(conn: psycopg.Connection, allocation_id: str) -> list[date]:
-    """The sessions the allocation was planned for, oldest first."""
-    rows = conn.execute(
-        "SELECT session FROM execution_plans WHERE allocation_id = %s ORDER BY session",
-        (allocation_id,),
-    ).fetchall()
-    return [r[0] for r in rows]
-
-
 def submitted_at(conn: psycopg.Connection, client_order_ids: list[str]) -> dict[str, datetime]:
     """When each order was last recorded SUBMITTED (about to be sent)."""
     rows = conn.execute(
@@ -356,21 +327,6 @@ def adopt_order(
         )
         note(conn, order.client_order_id, "SUBMITTED", {"adopted_from": broker})
         record_broker_order(conn, order)
-
-
-def superseded_orders(conn: psycopg.Connection, allocation_id: str, session: date) -> int:
-    """Cancel the allocation's orders of other sessions that never left (the plan of
-    ``session`` replaces them); return how many."""
-    rows = conn.execute(
-        """SELECT client_order_id FROM orders
-           WHERE allocation_id = %s AND session IS DISTINCT FROM %s AND status = 'INTENT'
-           ORDER BY client_order_id""",
-        (allocation_id, session),
-    ).fetchall()
-    for (coid,) in rows:
-        why = f"superseded by the plan of session {session}"
-        record_status(conn, coid, "CANCELED", {"reason": why})
-    return len(rows)
 
 
 def order_counts(

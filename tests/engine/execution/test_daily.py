@@ -15,10 +15,11 @@ from engine.brokers.simulated import SimulatedBroker
 from engine.data.calendar import trading_days
 from engine.data.read_store import latest_prices, load_recent_bars
 from engine.execution.daily import SessionDue, session_due
-from engine.execution.executor import RISK_ACTOR, execute_allocation
+from engine.execution.executor import execute_allocation
 from engine.execution.halts import TradingHaltedError, halt, resume
 from engine.execution.planning import strategy_targets
 from engine.execution.pnl import book_pnl, by_strategy
+from engine.execution.session_plan import RISK_ACTOR
 from engine.execution.stops import Entry, hit, still_out
 from engine.risk.limits import EquityHistory, RiskLimits, book_breaches, evaluate_book
 from engine.signals.prices import price_panel

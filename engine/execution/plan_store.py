@@ -1,0 +1,54 @@
+"""The plans of an allocation's sessions (``execution_plans``): one per allocation and session,
+and the orders of earlier sessions a new plan supersedes."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import psycopg
+
+from engine.execution.store import record_status
+
+
+def has_plan(conn: psycopg.Connection, allocation_id: str, session: date) -> bool:
+    """Whether the allocation was planned for ``session``."""
+    row = conn.execute(
+        "SELECT 1 FROM execution_plans WHERE allocation_id = %s AND session = %s",
+        (allocation_id, session),
+    ).fetchone()
+    return row is not None
+
+
+def record_plan(
+    conn: psycopg.Connection, allocation_id: str, session: date, approval_event_id: int, orders: int
+) -> None:
+    """The plan of ``session`` (refused, with the orders in its transaction, if one exists)."""
+    conn.execute(
+        """INSERT INTO execution_plans (allocation_id, session, approval_event_id, orders)
+           VALUES (%s, %s, %s, %s)""",
+        (allocation_id, session, approval_event_id, orders),
+    )
+
+
+def planned_sessions(conn: psycopg.Connection, allocation_id: str) -> list[date]:
+    """The sessions the allocation was planned for, oldest first."""
+    rows = conn.execute(
+        "SELECT session FROM execution_plans WHERE allocation_id = %s ORDER BY session",
+        (allocation_id,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def superseded_orders(conn: psycopg.Connection, allocation_id: str, session: date) -> int:
+    """Cancel the allocation's orders of other sessions that never left (the plan of
+    ``session`` replaces them); return how many."""
+    rows = conn.execute(
+        """SELECT client_order_id FROM orders
+           WHERE allocation_id = %s AND session IS DISTINCT FROM %s AND status = 'INTENT'
+           ORDER BY client_order_id""",
+        (allocation_id, session),
+    ).fetchall()
+    for (coid,) in rows:
+        why = f"superseded by the plan of session {session}"
+        record_status(conn, coid, "CANCELED", {"reason": why})
+    return len(rows)

@@ -32,11 +32,7 @@ def approvals_sensor(context: dg.SensorEvaluationContext, database: Database) ->
             return dg.SensorResult(skip_reason=str(switch), cursor=context.cursor)
         activations = activations_after(conn, after, MAX_RUNS_PER_TICK)
     requests = [
-        dg.RunRequest(
-            run_key=allocation_id,
-            run_config={"ops": {"executed_orders": {"config": {"allocation_id": allocation_id}}}},
-            tags={"tradeflow/allocation_id": allocation_id, "tradeflow/approval_event": str(eid)},
-        )
+        _execution(allocation_id, allocation_id, {"tradeflow/approval_event": str(eid)})
         for eid, allocation_id in activations
     ]
     cursor = str(activations[-1][0]) if activations else context.cursor
@@ -57,19 +53,16 @@ def daily_execution_sensor(
         due = session_due(conn, datetime.now(UTC))
     if isinstance(due, str):
         return dg.SensorResult(skip_reason=due)
-    return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(
-                run_key=due.run_key,
-                run_config={
-                    "ops": {"executed_orders": {"config": {"allocation_id": due.allocation_id}}}
-                },
-                tags={
-                    "tradeflow/allocation_id": due.allocation_id,
-                    "tradeflow/session": str(due.session),
-                },
-            )
-        ]
+    tags = {"tradeflow/session": str(due.session)}
+    return dg.SensorResult(run_requests=[_execution(due.allocation_id, due.run_key, tags)])
+
+
+def _execution(allocation_id: str, run_key: str, tags: dict[str, str]) -> dg.RunRequest:
+    """One execute_allocation run of ``allocation_id``."""
+    return dg.RunRequest(
+        run_key=run_key,
+        run_config={"ops": {"executed_orders": {"config": {"allocation_id": allocation_id}}}},
+        tags={"tradeflow/allocation_id": allocation_id, **tags},
     )
 
 

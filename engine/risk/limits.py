@@ -163,44 +163,30 @@ def evaluate(
             reason = f"gross leverage after batch {leverage:.2f} {'<=' if ok else '>'} {cap:.2f}"
         decisions.append(_decision(coid, "max_gross_leverage", ok, adds, leverage, cap, reason))
         if limits.price_collar_pct is not None and order.limit_price is not None:
-            cap = limits.price_collar_pct
             off = abs(order.limit_price / price - 1) if inputs_ok else math.nan
-            ok = math.isfinite(off) and off <= cap + 1e-12
-            reason = (
-                f"limit {order.limit_price} is {off:.2%} from the reference {price} "
-                f"{'<=' if ok else '>'} {cap:.2%}"
-                if math.isfinite(off)
-                else f"cannot evaluate the collar: price={price}"
+            what = f"limit {order.limit_price} is off the reference {price} by"
+            unknown = f"cannot evaluate the collar: price={price}"
+            decisions.append(
+                _capped(coid, "price_collar", off, limits.price_collar_pct, adds, what, unknown)
             )
-            known = off if math.isfinite(off) else None
-            decisions.append(_decision(coid, "price_collar", ok, adds, known, cap, reason))
         if limits.max_margin_pct is not None and margin is not None:
-            cap = limits.max_margin_pct
             use = margin / equity if math.isfinite(margin) and gross_known else math.nan
-            ok = math.isfinite(use) and use <= cap + 1e-12
-            reason = (
-                f"margin in use {use:.2%} of equity {'<=' if ok else '>'} {cap:.2%}"
-                if math.isfinite(use)
-                else f"cannot evaluate margin use: margin={margin}, equity={equity}"
-            )
-            known = use if math.isfinite(use) else None
-            decisions.append(_decision(coid, "max_margin_pct", ok, adds, known, cap, reason))
+            unknown = f"cannot evaluate margin use: margin={margin}, equity={equity}"
+            decisions.append(
+                _capped(coid, "max_margin_pct", use, limits.max_margin_pct, adds,
+                        "margin in use over equity", unknown)
+            )  # fmt: skip
         notional = float(order.qty) * price if math.isfinite(price) and price > 0 else math.nan
         run_notional += notional
         for rule, value, cap_or_none, what in (
             ("max_order_notional", notional, limits.max_order_notional, "order notional"),
             ("max_run_notional", run_notional, limits.max_run_notional, "run notional so far"),
         ):
-            if cap_or_none is None:
-                continue
-            ok = math.isfinite(value) and value <= cap_or_none + 1e-9
-            reason = (
-                f"{what} {value:,.2f} {'<=' if ok else '>'} {cap_or_none:,.2f}"
-                if math.isfinite(value)
-                else f"cannot evaluate {what}: price={price}"
-            )
-            known = value if math.isfinite(value) else None
-            decisions.append(_decision(coid, rule, ok, adds, known, cap_or_none, reason))
+            if cap_or_none is not None:
+                unknown = f"cannot evaluate {what}: price={price}"
+                decisions.append(
+                    _capped(coid, rule, value, cap_or_none, adds, what, unknown, money=True)
+                )
     return decisions
 
 
@@ -319,6 +305,28 @@ def _decision(
     if not ok and not adds_exposure:
         return RiskDecision(coid, rule, True, value, limit, reason + "; the order only reduces")
     return RiskDecision(coid, rule, ok, value, limit, reason)
+
+
+def _capped(
+    coid: str,
+    rule: str,
+    value: float,
+    cap: float,
+    adds: bool,
+    what: str,
+    unknown: str,
+    money: bool = False,
+) -> RiskDecision:
+    """``value <= cap`` (a value that is not a number fails, saying ``unknown``)."""
+    if not math.isfinite(value):
+        return _decision(coid, rule, False, adds, None, cap, unknown)
+    ok = value <= cap + (1e-9 if money else 1e-12)
+    shown = (
+        f"{value:,.2f} {'<=' if ok else '>'} {cap:,.2f}"
+        if money
+        else (f"{value:.2%} {'<=' if ok else '>'} {cap:.2%}")
+    )
+    return _decision(coid, rule, ok, adds, value, cap, f"{what} {shown}")
 
 
 def _within(

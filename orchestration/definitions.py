@@ -6,6 +6,7 @@ import dagster as dg
 
 from assets.allocations import allocation_recommendation
 from assets.backtests import backtests
+from assets.book import daily_equity, daily_pnl, daily_positions
 from assets.correlations import correlations
 from assets.execution import executed_orders
 from assets.market_data import bars_daily, bars_minute
@@ -15,6 +16,7 @@ from assets.validations import validations
 from engine.brokers.routing import account_names
 from engine.storage.connection import DATABASE_URL_ENV, OWNER_DATABASE_URL_ENV
 from orchestration.alerts import ALERT_SENSORS, ALERT_WEBHOOK_ENV, Alerts
+from orchestration.book_sensors import book_report, book_report_sensor
 from orchestration.jobs import (
     approve_allocation,
     custom_allocation,
@@ -71,6 +73,9 @@ def build_definitions(resources: dict[str, dg.ConfigurableResource]) -> dg.Defin
             correlations,
             allocation_recommendation,
             executed_orders,
+            daily_positions,
+            daily_equity,
+            daily_pnl,
         ],
         jobs=[
             research_pipeline,
@@ -82,8 +87,15 @@ def build_definitions(resources: dict[str, dg.ConfigurableResource]) -> dg.Defin
             custom_allocation,
             expire_allocations,
             kill_switch,
+            book_report,
         ],
-        sensors=[approvals_sensor, daily_execution_sensor, reoptimization_sensor, *ALERT_SENSORS],
+        sensors=[
+            approvals_sensor,
+            daily_execution_sensor,
+            reoptimization_sensor,
+            book_report_sensor,
+            *ALERT_SENSORS,
+        ],
         schedules=[daily_research, correlations_intraday, expiry_schedule],
         resources=resources,
     )

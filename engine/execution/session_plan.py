@@ -171,5 +171,7 @@ def plan_or_recheck(
                 mark_equity(conn, venue.broker_name, venue.account, session, venue_book.equity)
                 breaches += [f"{venue}: {b}" for b in book_breaches(venue_book.history, limits)]
         record_plan(conn, allocation_id, session, event, planned_orders)
-    if breaches:  # the book is past a loss limit: nothing more is sent until a person resumes
-        halt(conn, RISK_ACTOR, f"session {session}: {'; '.join(breaches)}")
+        if (
+            breaches
+        ):  # past a loss limit: with the plan, so a crash cannot keep one and not the other
+            halt(conn, RISK_ACTOR, f"session {session}: {'; '.join(breaches)}")

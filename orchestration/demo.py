@@ -67,8 +67,8 @@ def _run_sensor(
     cursor: str | None,
     name: str = "approvals_sensor",
 ) -> bool:
-    """One evaluation of a sensor of execute_allocation, as the daemon would make it, and the
-    runs it requests; False when one of them failed."""
+    """One evaluation of a sensor, as the daemon would make it, and the runs it requests; False
+    when one of them failed."""
     sensor = defs.resolve_sensor_def(name)
     context = dg.build_sensor_context(
         instance=instance, cursor=cursor, resources={"database": database}
@@ -76,18 +76,24 @@ def _run_sensor(
     result = sensor(context)
     if not result.run_requests and result.skip_reason:  # e.g. trading is halted
         print(f"{name} launched nothing: {result.skip_reason.skip_message}")
-    execute = defs.resolve_job_def("execute_allocation")
+    job = defs.resolve_job_def(sensor.job_name)
     for request in result.run_requests or []:
-        print(f"{name} -> execute_allocation (run_key {request.run_key})")
-        run = execute.execute_in_process(
+        print(f"{name} -> {job.name} (run_key {request.run_key})")
+        run = job.execute_in_process(
             instance=instance,
             run_config={**QUIET, **(request.run_config or {})},
             # The tags the daemon gives a sensor's run, so `./run ui` does not launch it again.
             tags={**request.tags, RUN_KEY_TAG: request.run_key or "", SENSOR_NAME_TAG: name},
+            partition_key=request.partition_key,
             raise_on_error=False,
         )
+        for event in run.all_events:
+            evaluated = event.event_type_value == "ASSET_CHECK_EVALUATION"
+            check = event.asset_check_evaluation_data if evaluated else None
+            if check is not None and not check.passed:
+                print(f"  check {check.check_name} failed: {check.description or ''}")
         if not run.success:
-            print("execute_allocation failed; see the run in the Dagster UI", file=sys.stderr)
+            print(f"{job.name} failed; see the run in the Dagster UI", file=sys.stderr)
             return False
     return True
 
@@ -201,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if not _run_sensor(defs, instance, database, None, "daily_execution_sensor"):
             return 1
+    # The session reports the UI shows (positions checked against the broker, equity, P&L).
+    if not _run_sensor(defs, instance, database, None, "book_report_sensor"):
+        return 1
     with database.connect() as conn:
         _summary(conn)
         _book(conn)

@@ -34,6 +34,9 @@ def test_the_demo_runs_end_to_end_on_a_database_from_the_environment(
         assert f"@{day})" in out
     assert "sessions executed  6 (2024-12-23 .. 2024-12-31)" in out
     assert "positions at 2024-12-31: " in out
+    for day in ["2024-12-23", *later]:  # each session's book report, every check passing
+        assert f"book_report_sensor -> book_report (run_key book@{day})" in out
+    assert "check " not in out
     with psycopg.connect(db) as conn:
         filled = conn.execute("SELECT count(*) FROM orders WHERE status = 'FILLED'").fetchone()
         weeks = conn.execute("SELECT count(*) FROM bars_weekly").fetchone()

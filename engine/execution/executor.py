@@ -7,10 +7,13 @@
 3. Reconcile every venue (``engine.execution.reconcile``) before any order: sync, cancel what
    never left, adopt what we lost, compare positions (a difference stops the run). A halted book
    (``engine.execution.halts``) stops the run here, before any plan.
-4. Plan (once per allocation, in one transaction): per strategy, targets -> whole-share orders
-   against what it holds (fills and working orders) -> risk decisions. Orders are stored as
-   INTENT, BLOCKED, or NOT_SENT (VALIDATION) before any network call. Orders planned by an
-   earlier run and not sent are judged again on today's configuration and limits.
+4. Plan (once per allocation and session: the latest stored, ``engine.execution.session_plan``,
+   in one transaction): per strategy, targets -> whole-share orders against what it holds
+   (fills and working orders) -> risk decisions. Orders are stored as INTENT, BLOCKED, or
+   NOT_SENT (VALIDATION) before any network call. Orders of the session planned by an earlier
+   run and not sent are judged again on today's configuration and limits; those of earlier
+   sessions that never left, or that the broker never received (``unconfirmed_seconds`` after
+   their send), are CANCELED by the new session's plan, never sent on their old terms.
 5. Send, sells first. Before each send the allocation must still be ACTIVE (else its unsent
    orders are canceled and the run stops sending) and trading not halted (else the run stops;
    the run after ``tradeflow resume`` judges its unsent orders again). An order is recorded
@@ -26,7 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
@@ -44,7 +47,7 @@ from engine.execution.halts import (
     require_trading,
 )
 from engine.execution.plan_store import has_plan, superseded_orders
-from engine.execution.reconcile import Reconciliation, reconcile, sync_orders
+from engine.execution.reconcile import STALE, Reconciliation, reconcile, sync_orders
 from engine.execution.session_plan import (
     check_strategies,
     closing_strategies,
@@ -78,6 +81,8 @@ class ExecutionSettings:
     lock_wait_seconds: float = 300.0  # how long a run waits for another on the same account
     position_tolerance: Decimal = Decimal(0)  # shares a broker position may differ from ours
     validation_capital: float = 100_000.0  # the shadow book of VALIDATION strategies
+    # how long after its send the broker's silence about an order means it never arrived
+    unconfirmed_seconds: float = STALE.total_seconds()
 
 
 @dataclass
@@ -142,12 +147,22 @@ def execute_allocation(
             require_trading(conn, f"allocation {allocation_id} was not planned or sent")
             require_open_markets(brokers)
             if not has_plan(conn, allocation_id, session):
-                # An earlier session's orders that never left give way to this session's plan;
-                # those that may have left are finished first, as a re-run of their session
-                # would, so the new plan sees what they filled.
+                # An earlier session's orders that never left give way to this session's plan,
+                # and so do those sent that the broker (just reconciled) never received; one
+                # sent too recently for the broker's silence to be sure holds the plan back.
                 with conn.transaction():
-                    superseded_orders(conn, allocation_id, session)
-                _send_all(conn, allocation_id, brokers, report)
+                    recent = superseded_orders(
+                        conn,
+                        allocation_id,
+                        session,
+                        datetime.now(UTC) - timedelta(seconds=settings.unconfirmed_seconds),
+                    )
+                if recent:
+                    raise OutcomeUnknownError(
+                        f"orders {', '.join(recent)} of an earlier session were just sent and "
+                        f"the broker has not confirmed them; session {session} is planned once "
+                        "it has (the run is tried again)"
+                    )
             plan_or_recheck(
                 conn, allocation_id, session, router, brokers, limits, settings.validation_capital
             )

@@ -3,11 +3,11 @@ and the orders of earlier sessions a new plan supersedes."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 import psycopg
 
-from engine.execution.store import record_status
+from engine.execution.store import record_status, submitted_at
 
 
 def has_plan(conn: psycopg.Connection, allocation_id: str, session: date) -> bool:
@@ -39,16 +39,27 @@ def planned_sessions(conn: psycopg.Connection, allocation_id: str) -> list[date]
     return [r[0] for r in rows]
 
 
-def superseded_orders(conn: psycopg.Connection, allocation_id: str, session: date) -> int:
-    """Cancel the allocation's orders of other sessions that never left (the plan of
-    ``session`` replaces them); return how many."""
+def superseded_orders(
+    conn: psycopg.Connection, allocation_id: str, session: date, stale_before: datetime
+) -> list[str]:
+    """Cancel the allocation's orders of other sessions that never left, and those recorded
+    SUBMITTED before ``stale_before`` that the broker does not have (the caller reconciled
+    first): the plan of ``session`` replaces them. Return the ones SUBMITTED since, whose
+    outcome is not sure yet."""
     rows = conn.execute(
-        """SELECT client_order_id FROM orders
-           WHERE allocation_id = %s AND session IS DISTINCT FROM %s AND status = 'INTENT'
-           ORDER BY client_order_id""",
+        """SELECT client_order_id, status FROM orders
+           WHERE allocation_id = %s AND session IS DISTINCT FROM %s
+             AND status IN ('INTENT', 'SUBMITTED') ORDER BY client_order_id""",
         (allocation_id, session),
     ).fetchall()
-    for (coid,) in rows:
-        why = f"superseded by the plan of session {session}"
+    sent = submitted_at(conn, [coid for coid, status in rows if status == "SUBMITTED"])
+    recent = []
+    for coid, status in rows:
+        if status == "SUBMITTED" and sent.get(coid, stale_before) >= stale_before:
+            recent.append(coid)
+            continue
+        why = f"superseded by the plan of session {session}" + (
+            "; it never reached the broker" if status == "SUBMITTED" else ""
+        )
         record_status(conn, coid, "CANCELED", {"reason": why})
-    return len(rows)
+    return recent

@@ -10,12 +10,12 @@ import psycopg
 import pytest
 
 from engine.approvals.workflow import approve
-from engine.brokers.base import BrokerError, OrderRequest, Side
+from engine.brokers.base import BrokerError, OrderRequest, OutcomeUnknownError, Side
 from engine.brokers.simulated import SimulatedBroker
 from engine.data.calendar import trading_days
 from engine.data.read_store import latest_prices, load_recent_bars
 from engine.execution.daily import SessionDue, session_due
-from engine.execution.executor import execute_allocation
+from engine.execution.executor import ExecutionSettings, execute_allocation
 from engine.execution.halts import TradingHaltedError, halt, resume
 from engine.execution.planning import strategy_targets
 from engine.execution.pnl import book_pnl, by_strategy
@@ -157,7 +157,7 @@ def test_a_session_is_due_only_when_it_can_be_traded(
     assert session_due(conn, MONDAY_NOON_NY) == SessionDue("a1", day)
 
 
-def test_an_earlier_sessions_unsent_orders_give_way_and_an_unconfirmed_one_is_finished_first(
+def test_an_earlier_sessions_unsent_orders_give_way_to_the_new_sessions_plan(
     db: str, conn: psycopg.Connection, approved: str
 ) -> None:
     broker = _broker(db, conn)
@@ -169,23 +169,27 @@ def test_an_earlier_sessions_unsent_orders_give_way_and_an_unconfirmed_one_is_fi
     assert sorted(set(left.values())) == ["INTENT", "SUBMITTED"]
     day = SESSIONS[0]
     store_synthetic_bars(conn, day, day, n_symbols=8)
-    report = execute_allocation(db, approved, route(_broker(db, conn)), LIMITS)
+    later = ExecutionSettings(fill_wait_seconds=0, unconfirmed_seconds=0)  # the send is stale
+    report = execute_allocation(db, approved, route(_broker(db, conn)), LIMITS, later)
     after = dict(
         conn.execute("SELECT client_order_id, status FROM orders WHERE session = %s", (FIRST,))
     )
-    for coid, status in left.items():  # the one that may have left is sent once, the rest not
-        assert after[coid] == ("FILLED" if status == "SUBMITTED" else "CANCELED")
-    reasons = conn.execute(
-        """SELECT DISTINCT detail->>'reason' FROM order_events
-           WHERE status = 'CANCELED' AND client_order_id = ANY(%s)""",
-        ([c for c, s in left.items() if s == "INTENT"],),
-    ).fetchall()
-    assert reasons == [(f"superseded by the plan of session {day}",)]
-    assert report.session == day and report.sent == report.planned + 1  # with the unconfirmed
+    assert set(after.values()) == {"CANCELED"}  # none of them is sent: the new plan replaces them
+    reasons = dict(
+        conn.execute(
+            """SELECT client_order_id, detail->>'reason' FROM order_events
+               WHERE status = 'CANCELED' AND client_order_id = ANY(%s)""",
+            (list(left),),
+        ).fetchall()
+    )
+    for coid, status in left.items():
+        never = "; it never reached the broker" if status == "SUBMITTED" else ""
+        assert reasons[coid] == f"superseded by the plan of session {day}{never}"
+    assert report.session == day and report.sent == report.planned > 0
     counts = conn.execute(
         "SELECT client_order_id, count(*) FROM sim_broker.orders GROUP BY client_order_id"
     ).fetchall()
-    assert {n for _, n in counts} == {1}
+    assert {n for _, n in counts} == {1} and not set(left) & {c for c, _ in counts}
     assert dict(
         conn.execute("SELECT symbol, qty FROM positions WHERE qty <> 0").fetchall()
     ) == dict(broker.positions())
@@ -336,3 +340,33 @@ def test_a_bar_reaching_both_levels_is_read_as_the_stop_and_a_split_moves_the_le
     )
     assert still_out(states.iloc[:3], date(2024, 6, 17))  # long throughout (NaN: unknown)
     assert not still_out(states, date(2024, 6, 17))  # off, then on: a new signal
+
+
+def test_an_earlier_sessions_order_the_broker_never_received_is_not_resent_unjudged(
+    db: str, conn: psycopg.Connection, approved: str
+) -> None:
+    """Found by review: an order stuck SUBMITTED (the broker never had it) was sent as planned at
+    the next session, on old prices, past a limit that blocked the new plan's own buys."""
+    with pytest.raises(BrokerError, match="timeout"):
+        execute_allocation(db, approved, route(TimesOutOnSend(_broker(db, conn))), LIMITS)
+    (coid,) = conn.execute(
+        "SELECT client_order_id FROM orders WHERE status = 'SUBMITTED'"
+    ).fetchone()
+    day = SESSIONS[0]
+    store_synthetic_bars(conn, day, day, n_symbols=8)
+    tight = RiskLimits(max_position_pct=0.25, max_order_notional=1.0)
+    with pytest.raises(OutcomeUnknownError, match="just sent"):  # the broker's silence is recent
+        execute_allocation(db, approved, route(_broker(db, conn)), tight)
+    assert _status(conn, coid) == "SUBMITTED"
+    later = ExecutionSettings(fill_wait_seconds=0, unconfirmed_seconds=0)  # as if 2 min passed
+    report = execute_allocation(db, approved, route(_broker(db, conn)), tight, later)
+    assert _status(conn, coid) == "CANCELED" and report.sent == 0
+    assert conn.execute(
+        "SELECT count(*) FROM sim_broker.orders WHERE client_order_id = %s", (coid,)
+    ).fetchone() == (0,)
+
+
+def _status(conn: psycopg.Connection, coid: str) -> str:
+    return conn.execute("SELECT status FROM orders WHERE client_order_id = %s", (coid,)).fetchone()[
+        0
+    ]

@@ -14,6 +14,7 @@ from orchestration.jobs import execute_allocation_job, recommend_allocation_job
 from orchestration.resources import Database
 
 MAX_RUNS_PER_TICK = 10
+MAX_SESSION_ATTEMPTS = 3
 
 
 @dg.sensor(
@@ -54,7 +55,25 @@ def daily_execution_sensor(
     if isinstance(due, str):
         return dg.SensorResult(skip_reason=due)
     tags = {"tradeflow/session": str(due.session)}
-    return dg.SensorResult(run_requests=[_execution(due.allocation_id, due.run_key, tags)])
+    # A run of the session that failed (a closed market, a reconciliation a person settled) is
+    # tried again, up to MAX_SESSION_ATTEMPTS runs in all; one that ran or runs is not repeated.
+    runs = context.instance.get_runs(
+        filters=dg.RunsFilter(
+            tags={**tags, "tradeflow/allocation_id": due.allocation_id},
+            job_name=execute_allocation_job.name,
+        )
+    )
+    failed = [r for r in runs if r.status == dg.DagsterRunStatus.FAILURE]
+    if len(failed) < len(runs) or not runs:
+        key = due.run_key
+    elif len(failed) < MAX_SESSION_ATTEMPTS:
+        key = f"{due.run_key}#{len(failed) + 1}"
+    else:
+        return dg.SensorResult(
+            skip_reason=f"session {due.session} of {due.allocation_id} failed "
+            f"{len(failed)} times; see those runs, then launch execute_allocation by hand"
+        )
+    return dg.SensorResult(run_requests=[_execution(due.allocation_id, key, tags)])
 
 
 def _execution(allocation_id: str, run_key: str, tags: dict[str, str]) -> dg.RunRequest:

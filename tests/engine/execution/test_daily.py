@@ -2,18 +2,27 @@
 and the sessions a halt, an unclean load or a closed market hold back."""
 
 import math
-from datetime import UTC, date, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+import dagster as dg
 import pandas as pd
 import psycopg
 import pytest
 
 from engine.approvals.workflow import approve
-from engine.brokers.base import BrokerError, OrderRequest, OutcomeUnknownError, Side
+from engine.brokers.base import (
+    BrokerError,
+    MarketClock,
+    OrderRequest,
+    OutcomeUnknownError,
+    Side,
+)
 from engine.brokers.simulated import SimulatedBroker
 from engine.data.calendar import trading_days
 from engine.data.read_store import latest_prices, load_recent_bars
+from engine.errors import ExecutionRefusedError
 from engine.execution.daily import SessionDue, session_due
 from engine.execution.executor import ExecutionSettings, execute_allocation
 from engine.execution.halts import TradingHaltedError, halt, resume
@@ -24,6 +33,8 @@ from engine.execution.stops import Entry, hit, still_out
 from engine.risk.limits import EquityHistory, RiskLimits, book_breaches, evaluate_book
 from engine.signals.prices import price_panel
 from engine.strategies.config import update_strategy
+from orchestration.definitions import defs
+from orchestration.resources import Database
 from tests.engine.execution.test_executor import LIMITS, TimesOutOnSend, route
 from tests.helpers import pending_allocation, store_synthetic_bars
 
@@ -151,9 +162,7 @@ def test_a_session_is_due_only_when_it_can_be_traded(
     update_strategy(conn, sid, by="alice", trading_mode="PAPER", reason="to paper")
     conn.commit()
     waiting = session_due(conn, A_SATURDAY)
-    assert (
-        waiting == f"session {day} of allocation a1 waits for the NYSE open ({sid} trade at Alpaca)"
-    )
+    assert waiting == f"session {day} of allocation a1 waits for the NYSE open ({sid} at Alpaca)"
     assert session_due(conn, MONDAY_NOON_NY) == SessionDue("a1", day)
 
 
@@ -370,3 +379,62 @@ def _status(conn: psycopg.Connection, coid: str) -> str:
     return conn.execute("SELECT status FROM orders WHERE client_order_id = %s", (coid,)).fetchone()[
         0
     ]
+
+
+@dataclass
+class ClosedMarket:
+    """The simulated broker behind a market clock that says closed."""
+
+    inner: SimulatedBroker
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - the rest is the simulated broker's
+        return getattr(self.inner, name)
+
+    def clock(self) -> MarketClock:
+        now = datetime(2024, 6, 15, 2, 0, tzinfo=UTC)
+        return MarketClock(False, now, now + timedelta(hours=40), now + timedelta(hours=47))
+
+
+def test_an_allocation_whose_approval_run_failed_is_executed_by_the_daily_sensor(
+    db: str, conn: psycopg.Connection, approved: str
+) -> None:
+    """Found by review: the approval's run failing (here a closed market) left the allocation
+    unexecuted forever: every later session waited for a plan that never came."""
+    with pytest.raises(ExecutionRefusedError, match="market is closed"):
+        execute_allocation(db, approved, route(ClosedMarket(_broker(db, conn))), LIMITS)
+    assert "approval's execution comes first" in str(session_due(conn, A_SATURDAY))
+    day = SESSIONS[0]
+    store_synthetic_bars(conn, day, day, n_symbols=8)
+    now = datetime.now(UTC)  # the approval's time is the database's, not the data's
+    assert "comes first" in str(session_due(conn, now))  # within the grace: the approval's run
+    assert session_due(conn, now, approval_grace=timedelta(0)) == SessionDue("a1", day)
+    report = execute_allocation(db, approved, route(_broker(db, conn)), LIMITS)
+    assert report.session == day and report.sent > 0
+
+
+def test_a_failed_session_run_is_tried_again_a_few_times(
+    db: str, conn: psycopg.Connection, approved: str
+) -> None:
+    execute_allocation(db, approved, route(_broker(db, conn)), LIMITS)
+    day = SESSIONS[0]
+    store_synthetic_bars(conn, day, day, n_symbols=8)
+    instance = dg.DagsterInstance.ephemeral()
+    sensor = defs.resolve_sensor_def("daily_execution_sensor")
+    keys = []
+    for _ in range(4):
+        context = dg.build_sensor_context(
+            instance=instance, resources={"database": Database(url=db)}
+        )
+        result = sensor(context)
+        if not result.run_requests:
+            assert "failed 3 times" in (result.skip_reason.skip_message or "")
+            break
+        (request,) = result.run_requests
+        keys.append(request.run_key)
+        run = instance.create_run_for_job(
+            defs.resolve_job_def("execute_allocation"),
+            run_config=request.run_config,
+            tags={**request.tags, "dagster/run_key": request.run_key},
+        )
+        instance.report_run_failed(run)  # as a refused run ends
+    assert keys == ["a1@2024-06-17", "a1@2024-06-17#2", "a1@2024-06-17#3"]

@@ -136,12 +136,16 @@ def busy_venues(conn: psycopg.Connection) -> list[tuple[str, str]]:
 def equity_history(
     conn: psycopg.Connection, broker: str, account: str, session: date
 ) -> tuple[float | None, float | None]:
-    """(the latest, the highest) equity mark of the account before ``session``."""
+    """The account's equity mark of the latest session before ``session`` (its first), and the
+    highest mark before ``session`` made since trading was last resumed (a person resuming
+    after a drawdown halt takes the book as it is as the new peak)."""
     row = conn.execute(
         """SELECT (SELECT equity FROM equity_marks WHERE broker = %s AND account = %s
-                   AND session < %s ORDER BY session DESC, mark_id DESC LIMIT 1),
+                   AND session < %s ORDER BY session DESC, mark_id LIMIT 1),
                   (SELECT max(equity) FROM equity_marks WHERE broker = %s AND account = %s
-                   AND session < %s)""",
+                   AND session < %s
+                   AND at > coalesce((SELECT max(at) FROM trading_halts WHERE NOT halted),
+                                     '-infinity'))""",
         (broker, account, session, broker, account, session),
     ).fetchone()
     return (None, None) if row is None else (row[0], row[1])

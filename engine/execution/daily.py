@@ -24,7 +24,7 @@ from engine.data.store import require_clean_bars
 from engine.errors import QualityGateError
 from engine.execution.book_store import book_table
 from engine.execution.halts import trading_switch
-from engine.execution.plan_store import planned_sessions
+from engine.execution.plan_store import planned_sessions, unsent_orders
 from engine.execution.store import OPEN, allocation_orders
 from engine.strategies.store import strategy_configs
 
@@ -62,8 +62,14 @@ def session_due(
                 f"allocation {allocation_id} has not been executed since it became ACTIVE (its "
                 "approval's execution comes first)"
             )
-    elif session is None or session <= planned[-1]:
+    elif (
+        session is None
+        or session < planned[-1]
+        or (session == planned[-1] and not unsent_orders(conn, allocation_id, session))
+    ):
         return f"allocation {allocation_id} is executed up to session {planned[-1]}"
+    # else: a new session, or the latest one again: a run of it (a halt, a failure) left orders
+    # unsent; the sensor tries it again under another run key after a failure.
     try:
         require_clean_bars(conn)
     except QualityGateError as e:

@@ -63,3 +63,13 @@ def superseded_orders(
         )
         record_status(conn, coid, "CANCELED", {"reason": why})
     return recent
+
+
+def unsent_orders(conn: psycopg.Connection, allocation_id: str, session: date) -> int:
+    """How many of the session's planned orders have not left (INTENT)."""
+    row = conn.execute(
+        """SELECT count(*) FROM orders
+           WHERE allocation_id = %s AND session = %s AND status = 'INTENT'""",
+        (allocation_id, session),
+    ).fetchone()
+    return int(row[0]) if row else 0

@@ -25,7 +25,7 @@ from engine.data.read_store import latest_prices, load_recent_bars
 from engine.errors import ExecutionRefusedError
 from engine.execution.daily import SessionDue, session_due
 from engine.execution.executor import ExecutionSettings, execute_allocation
-from engine.execution.halts import TradingHaltedError, halt, resume
+from engine.execution.halts import TradingHaltedError, halt, resume, trading_switch
 from engine.execution.planning import strategy_targets
 from engine.execution.pnl import book_pnl, by_strategy
 from engine.execution.session_plan import RISK_ACTOR
@@ -438,3 +438,29 @@ def test_a_failed_session_run_is_tried_again_a_few_times(
         )
         instance.report_run_failed(run)  # as a refused run ends
     assert keys == ["a1@2024-06-17", "a1@2024-06-17#2", "a1@2024-06-17#3"]
+
+
+def test_after_a_resume_a_book_in_drawdown_sends_what_reduces_and_is_not_halted_again(
+    db: str, conn: psycopg.Connection, approved: str
+) -> None:
+    """Found by review: a drawdown halt planned sells it never sent, and every session after a
+    resume halted again against the same peak, so the book could never reduce."""
+    limits = RiskLimits(max_position_pct=0.25, max_drawdown_pct=0.02)
+    execute_allocation(db, approved, route(_broker(db, conn)), limits)
+    day, next_day = SESSIONS[0], SESSIONS[1]
+    store_synthetic_bars(conn, day, day, n_symbols=8)
+    with pytest.raises(TradingHaltedError):
+        execute_allocation(db, approved, route(_marked_down(db, conn, 0.9)), limits)
+    sells = conn.execute(
+        "SELECT client_order_id FROM orders WHERE session = %s AND side = 'sell'", (day,)
+    ).fetchall()
+    assert sells and {_status(conn, c) for (c,) in sells} == {"INTENT"}
+    resume(conn, "risk desk", "reviewed: carry on from here")
+    conn.commit()
+    assert session_due(conn, A_SATURDAY) == SessionDue("a1", day)  # its unsent orders go now
+    execute_allocation(db, approved, route(_marked_down(db, conn, 0.9)), limits)
+    assert {_status(conn, c) for (c,) in sells} == {"FILLED"}
+    store_synthetic_bars(conn, next_day, next_day, n_symbols=8)
+    report = execute_allocation(db, approved, route(_marked_down(db, conn, 0.9)), limits)
+    assert report.session == next_day and _halt_reason(conn) is not None
+    assert trading_switch(conn).halted is False  # the peak is the book's since the resume

@@ -114,9 +114,18 @@ def evaluate(
     """Every rule's decision for every order (``margin``: the broker's maintenance margin; None
     where there is no broker account, e.g. VALIDATION)."""
     decisions: list[RiskDecision] = []
-    after = dict(positions)
+    # long_only first, in the batch's order (sells first): a sale it blocks does not happen, so
+    # it moves neither what later sales may sell nor the position the other limits see after
+    # the batch (a blocked sale made room for a buy of the same symbol).
+    held = dict(positions)
+    short_sales: dict[str, Decimal] = {}  # client_order_id -> what the account held before it
     for order in orders:
-        after[order.symbol] = after.get(order.symbol, Decimal(0)) + _signed(order)
+        before = held.get(order.symbol, Decimal(0))
+        if order.side is Side.SELL and before - order.qty < 0:
+            short_sales[order.client_order_id] = before
+            continue
+        held[order.symbol] = before + _signed(order)
+    after = held
 
     gross = 0.0
     gross_known = math.isfinite(equity) and equity > 0
@@ -128,15 +137,16 @@ def evaluate(
         gross += abs(float(qty)) * price
     leverage = gross / equity if gross_known else None
 
-    held = dict(positions)  # as the batch goes, sells first
+    held = dict(positions)  # as the batch goes, sells first; blocked sales left out
     run_notional = 0.0
     for order in orders:
         coid = order.client_order_id
         adds = _adds_exposure(order, positions)
-        before = held.get(order.symbol, Decimal(0))
-        held[order.symbol] = before + _signed(order)
+        before = short_sales.get(coid, held.get(order.symbol, Decimal(0)))
+        if coid not in short_sales:
+            held[order.symbol] = before + _signed(order)
         if order.side is Side.SELL:
-            short = held[order.symbol] < 0
+            short = coid in short_sales
             reason = f"sells {order.qty} {order.symbol}; the account holds {before}" + (
                 ": the book is long-only" if short else ""
             )

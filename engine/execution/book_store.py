@@ -68,7 +68,16 @@ def book_table(conn: psycopg.Connection) -> list[tuple]:
     ).fetchall()
 
 
-MONEY_TABLES = ("orders", "order_events", "fills", "risk_decisions", "position_adjustments")
+MONEY_TABLES = (
+    "orders",
+    "order_events",
+    "fills",
+    "risk_decisions",
+    "position_adjustments",
+    "execution_plans",
+    "equity_marks",
+    "trading_halts",
+)
 
 
 def money_records_exposed(conn: psycopg.Connection) -> list[str]:
@@ -184,29 +193,28 @@ def orders_by_session(conn: psycopg.Connection) -> dict[tuple[date, str], int]:
 
 def open_entries(
     conn: psycopg.Connection, broker: str, account: str
-) -> dict[tuple[str, str], tuple[float, date]]:
-    """Each strategy's open long position at the venue: (average fill price since it was last
-    flat, the session of its first fill then)."""
+) -> dict[tuple[str, str], list[tuple[date, str, Decimal, float]]]:
+    """Each strategy's open long position at the venue: its fills since it was last flat, as
+    (day, side, quantity, price), in order. A fill's day is its session at the simulated broker
+    (it fills at the session's close) and its New York date elsewhere (a next-day fill is that
+    day's)."""
     rows = conn.execute(
         """SELECT o.strategy_id, f.symbol, f.side, f.qty, f.price,
-                  coalesce(o.session, f.filled_at::date)
+                  CASE WHEN o.broker = 'simulated' AND o.session IS NOT NULL THEN o.session
+                       ELSE (f.filled_at AT TIME ZONE 'America/New_York')::date END
            FROM fills f JOIN orders o USING (client_order_id)
            WHERE o.broker = %s AND o.account = %s AND o.strategy_id IS NOT NULL
            ORDER BY f.filled_at, f.fill_id""",
         (broker, account),
     ).fetchall()
-    held: dict[tuple[str, str], list] = {}  # qty, cost, first session
-    for sid, symbol, side, qty, price, session in rows:
-        position = held.setdefault((sid, symbol), [Decimal(0), 0.0, session])
-        if position[0] <= 0:
-            position[1], position[2] = 0.0, session
-        if side == "buy":
-            position[0] += qty
-            position[1] += float(qty) * price
-        else:
-            position[1] -= float(qty) * (position[1] / float(position[0])) if position[0] else 0
-            position[0] -= qty
-    return {key: (cost / float(qty), first) for key, (qty, cost, first) in held.items() if qty > 0}
+    held: dict[tuple[str, str], tuple[Decimal, list]] = {}
+    for sid, symbol, side, qty, price, day in rows:
+        qty_held, fills = held.get((sid, symbol), (Decimal(0), []))
+        if qty_held <= 0:
+            fills = []
+        fills.append((day, side, Decimal(qty), float(price)))
+        held[sid, symbol] = (qty_held + (qty if side == "buy" else -qty), fills)
+    return {key: fills for key, (qty, fills) in held.items() if qty > 0}
 
 
 def stop_exits(conn: psycopg.Connection, broker: str, account: str) -> dict[tuple[str, str], date]:

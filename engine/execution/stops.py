@@ -1,10 +1,11 @@
 """Stops and targets per strategy (``stop_loss_pct``, ``take_profit_pct`` in its configuration),
 judged bar by bar on the daily bars after a position was opened.
 
-A position's entry is the average price of the strategy's fills since it was last flat, in
-adjusted terms (so a split after the entry moves the levels with the prices). On each bar after
-the session that opened it, a low at or below entry x (1 - stop_loss_pct) hits the stop, a high
-at or above entry x (1 + take_profit_pct) the target (both on one bar: the stop, the cautious
+A position's entry is the average price of the strategy's fills since it was last flat, each in
+adjusted terms on its own day (so a split after a fill moves the levels with the prices), and
+each bar is judged on the average of the fills made before its day. On each bar after the one
+that opened it, a low at or below entry x (1 - stop_loss_pct) hits the stop, a high at or above
+entry x (1 + take_profit_pct) the target (both on one bar: the stop, the cautious
 reading). A hit sets the strategy's target in the symbol to nothing: the session's plan closes it
 with a market order, stored with a ``stop_loss`` or ``take_profit`` decision saying which bar hit
 which level. The strategy does not buy the symbol again until its signal turns long anew (its
@@ -20,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 
 import pandas as pd
 import polars as pl
@@ -57,7 +59,7 @@ def session_bars(
         session
         for broker, account in venues
         for sessions in (
-            {k: s for k, (_, s) in open_entries(conn, broker, account).items()},
+            {k: fills[0][0] for k, fills in open_entries(conn, broker, account).items()},
             stop_exits(conn, broker, account),
         )
         for (sid, _), session in sessions.items()
@@ -83,10 +85,14 @@ def session_bars(
 
 @dataclass(frozen=True)
 class Entry:
-    """A strategy's open position in a symbol: average fill price (raw) and its session."""
+    """A strategy's open long position in a symbol: its fills since it was last flat, as (day,
+    side, quantity, raw price), in order."""
 
-    price: float
-    session: date
+    fills: tuple[tuple[date, str, Decimal, float], ...]
+
+    @property
+    def session(self) -> date:
+        return self.fills[0][0]
 
 
 @dataclass(frozen=True)
@@ -99,24 +105,35 @@ class Exit:
 
 def hit(
     entry: Entry,
-    factor: float,
+    factor: pd.Series,
     high: pd.Series,
     low: pd.Series,
     stop_loss_pct: float | None,
     take_profit_pct: float | None,
 ) -> Exit | None:
-    """The first bar after ``entry.session`` whose low reaches the stop or whose high the target
-    (``high``/``low``: the symbol's adjusted bars by day; ``factor``: adj_close / close on the
-    entry's session)."""
-    base = entry.price * factor
-    if not (math.isfinite(base) and base > 0):
-        return None
-    stop = base * (1 - stop_loss_pct) if stop_loss_pct else None
-    target = base * (1 + take_profit_pct) if take_profit_pct else None
+    """The first bar after the entry whose low reaches the stop or whose high the target, each
+    bar judged on the levels in force on it: those of the average adjusted entry price of the
+    fills made before that bar's day (``high``/``low``: the symbol's adjusted bars by day;
+    ``factor``: its adj_close / close by day, putting each raw fill price in adjusted terms)."""
+    fills = list(entry.fills)
+    qty, cost = Decimal(0), 0.0
     for ts in high.index:
         day = ts.date()
-        if day <= entry.session:
+        while fills and fills[0][0] < day:  # a fill counts from the bar after its day
+            when, side, quantity, price = fills.pop(0)
+            adjusted = price * float(factor.get(pd.Timestamp(when), math.nan))
+            if side == "buy":
+                qty, cost = qty + quantity, cost + float(quantity) * adjusted
+            elif qty > 0:
+                cost -= float(quantity) * cost / float(qty)
+                qty -= quantity
+        if qty <= 0 or day <= entry.session:
             continue
+        base = cost / float(qty)
+        if not (math.isfinite(base) and base > 0):
+            continue
+        stop = base * (1 - stop_loss_pct) if stop_loss_pct else None
+        target = base * (1 + take_profit_pct) if take_profit_pct else None
         if stop is not None and low[ts] <= stop:
             return Exit(
                 "stop_loss",

@@ -144,8 +144,8 @@ def read_book(
         previous, peak = equity_history(conn, venue.broker_name, venue.account, session)
         history = EquityHistory(equity, previous, peak)
     entries = {
-        key: Entry(price, opened)
-        for key, (price, opened) in open_entries(conn, venue.broker_name, venue.account).items()
+        key: Entry(tuple(fills))
+        for key, fills in open_entries(conn, venue.broker_name, venue.account).items()
     }
     stopped = stop_exits(conn, venue.broker_name, venue.account)
     return VenueBook(venue, equity, positions, holdings, history, margin, entries, stopped)
@@ -219,12 +219,8 @@ def _stops(
         for symbol in targets.index[targets[sid] > 0]:
             entry = venue_book.entries.get((sid, symbol))
             if entry is not None and symbol in bars.high.columns:
-                day = pd.Timestamp(entry.session)
-                factor = bars.factor[symbol].get(day, math.nan)
-                found = hit(
-                    entry, factor, bars.high[symbol].dropna(), bars.low[symbol].dropna(), stop,
-                    target,
-                )  # fmt: skip
+                high, low = bars.high[symbol].dropna(), bars.low[symbol]
+                found = hit(entry, bars.factor[symbol], high, low, stop, target)
                 if found is not None:
                     exits[sid, symbol] = found
                     targets.loc[symbol, sid] = 0.0

@@ -329,26 +329,48 @@ def test_stops_and_targets_close_positions_and_the_strategy_waits_for_a_new_sign
         assert rebought == 0 or turned_long_anew
 
 
+def _bought(*fills: tuple[str, float, int]) -> Entry:
+    return Entry(tuple((date.fromisoformat(d), "buy", Decimal(q), p) for d, p, q in fills))
+
+
 def test_a_bar_reaching_both_levels_is_read_as_the_stop_and_a_split_moves_the_levels() -> None:
     days = pd.to_datetime(["2024-06-14", "2024-06-17", "2024-06-18"])
-    entry = Entry(100.0, date(2024, 6, 14))
+    entry = _bought(("2024-06-14", 100.0, 10))
+    one = pd.Series(1.0, index=days)
     high = pd.Series([101.0, 103.0, 104.0], index=days)
     low = pd.Series([99.0, 96.0, 99.0], index=days)
-    both = hit(entry, 1.0, high, low, 0.03, 0.02)
-    assert both is not None and (both.rule, both.day, both.level) == (
-        "stop_loss",
-        date(2024, 6, 17),
-        97.0,
-    )
+    both = hit(entry, one, high, low, 0.03, 0.02)
+    assert both is not None
+    assert (both.rule, both.day, both.level) == ("stop_loss", date(2024, 6, 17), 97.0)
     # The entry's own bar never counts; a 2:1 split later halves the adjusted entry (factor 0.5).
-    assert hit(entry, 0.5, high / 2, low / 2, 0.05, 0.05) is None
-    target = hit(entry, 1.0, high, low, None, 0.035)
+    assert hit(entry, one / 2, high / 2, low / 2, 0.05, 0.05) is None
+    target = hit(entry, one, high, low, None, 0.035)
     assert target is not None and (target.rule, target.day) == ("take_profit", date(2024, 6, 18))
     states = pd.Series(
         [1.0, float("nan"), 1.0, 0.0, 1.0], index=pd.date_range("2024-06-17", periods=5)
     )
     assert still_out(states.iloc[:3], date(2024, 6, 17))  # long throughout (NaN: unknown)
     assert not still_out(states, date(2024, 6, 17))  # off, then on: a new signal
+
+
+def test_each_bar_is_judged_on_the_levels_in_force_and_each_fill_on_its_own_days_factor() -> None:
+    """Found by review: a later add re-judged earlier bars against the new average (a false
+    stop), and a fill the day after its plan was put in adjusted terms on the plan's day (a
+    split between them placed both levels wrong)."""
+    days = pd.to_datetime(["2024-06-14", "2024-06-17", "2024-06-18"])
+    one = pd.Series(1.0, index=days)
+    high = pd.Series([100.0, 101.0, 112.0], index=days)
+    low = pd.Series([99.0, 96.0, 109.0], index=days)
+    # 100 on the 14th, then 110 on the 17th: the 17th's low of 96 is judged on 100 (stop 95).
+    added = _bought(("2024-06-14", 100.0, 10), ("2024-06-17", 110.0, 10))
+    assert hit(added, one, high, low, 0.05, None) is None
+    # A 2:1 split on the 17th: bought at 200 raw on the 14th (100 adjusted), 100 raw on the 17th.
+    factor = pd.Series([0.5, 1.0, 1.0], index=days)
+    split_days = _bought(("2024-06-14", 200.0, 10), ("2024-06-17", 100.0, 10))
+    crash = pd.Series([100.0, 80.0, 79.0], index=days)
+    found = hit(split_days, factor, crash + 1, crash, 0.05, 0.10)
+    assert found is not None and (found.rule, found.day) == ("stop_loss", date(2024, 6, 17))
+    assert found.level == pytest.approx(95.0)
 
 
 def test_an_earlier_sessions_order_the_broker_never_received_is_not_resent_unjudged(
@@ -464,3 +486,24 @@ def test_after_a_resume_a_book_in_drawdown_sends_what_reduces_and_is_not_halted_
     report = execute_allocation(db, approved, route(_marked_down(db, conn, 0.9)), limits)
     assert report.session == next_day and _halt_reason(conn) is not None
     assert trading_switch(conn).halted is False  # the peak is the book's since the resume
+
+
+def test_the_application_cannot_record_a_plan_or_a_mark_for_another_session(
+    db: str, conn: psycopg.Connection, approved: str
+) -> None:
+    """Found by review: a plan recorded for 2099 held every later session back, and a mark for
+    the Sunday before a session replaced the base of the daily-loss limit."""
+    execute_allocation(db, approved, route(_broker(db, conn)), LIMITS)
+    (event,) = conn.execute("SELECT max(approval_event_id) FROM execution_plans").fetchone()
+    for forged in (
+        f"INSERT INTO execution_plans (allocation_id, session, approval_event_id, orders) "
+        f"VALUES ('a1', '2099-01-01', {event}, 0)",
+        "INSERT INTO equity_marks (broker, account, session, equity) "
+        "VALUES ('simulated', 'default', '2024-06-16', 1000000)",
+    ):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not the latest stored"):
+            conn.execute(forged)
+        conn.rollback()
+    day = SESSIONS[0]
+    store_synthetic_bars(conn, day, day, n_symbols=8)
+    assert session_due(conn, A_SATURDAY) == SessionDue("a1", day)

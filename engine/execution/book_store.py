@@ -171,10 +171,14 @@ def mark_equity(
 
 
 def fills_with_orders(conn: psycopg.Connection) -> list[dict]:
-    """Every fill with its order's broker, account, strategy and session, in fill order."""
+    """Every fill with its order's broker, account and strategy, and its day: its order's
+    session at the simulated broker (it fills at that session's close), its New York date
+    elsewhere (an order planned after a close fills the next day); in fill order."""
     rows = conn.cursor(row_factory=dict_row).execute(
         """SELECT o.broker, o.account, o.strategy_id, f.symbol, f.side, f.qty, f.price,
-                  f.commission, f.filled_at, o.session
+                  f.commission, f.filled_at,
+                  CASE WHEN o.broker = 'simulated' AND o.session IS NOT NULL THEN o.session
+                       ELSE (f.filled_at AT TIME ZONE 'America/New_York')::date END AS day
            FROM fills f JOIN orders o USING (client_order_id)
            ORDER BY f.filled_at, f.fill_id"""
     )

@@ -1,8 +1,9 @@
 """Positions and P&L of the book by session, strategy and symbol, from our fills and the
 sessions' raw closes.
 
-Each fill belongs to the session its order was planned on (a kill switch's or an adopted
-order, which has none, to the last stored session on or before the day it filled). Within a
+Each fill belongs to the session it filled in: at the simulated broker, the session its order
+was planned on (it fills at that session's close); elsewhere, the last stored session on or
+before its New York date (an order planned after a close fills the next day). Within a
 session fills apply in the order they filled; a position's cost is its average cost, so a
 sale realizes (price - average cost) x quantity. At each session's close a position is worth
 quantity x close (the last close known, if the symbol has none that day). Per row:
@@ -80,14 +81,14 @@ def book_pnl(conn: psycopg.Connection) -> list[PnlRow]:
     fills = [f for f in fills_with_orders(conn) if f["strategy_id"] is not None]
     if not fills:
         return []
-    first = min(f["session"] or f["filled_at"].date() for f in fills)
+    first = min(f["day"] for f in fills)
     sessions = sessions_between(conn, first, date.max)
     if not sessions:
         return []
     closes = raw_closes(conn, sorted({f["symbol"] for f in fills}), sessions[0], sessions[-1])
     by_session: dict[date, list[dict]] = defaultdict(list)
     for f in fills:
-        by_session[f["session"] or _session_of(f["filled_at"].date(), sessions)].append(f)
+        by_session[_session_of(f["day"], sessions)].append(f)
     positions: dict[Key, _Position] = {}
     last_close: dict[str, float] = {}
     rows: list[PnlRow] = []

@@ -117,7 +117,10 @@ def _sync_and_adopt(
                 sid
                 for sid in strategies
                 if session
-                and client_order_id(event, session, sid, order.symbol, 0) == order.client_order_id
+                and any(  # the leg a plan moves to when an id is taken (planning.strategy_orders)
+                    client_order_id(event, session, sid, order.symbol, leg) == order.client_order_id
+                    for leg in range(8)
+                )
             ),
             None,
         )

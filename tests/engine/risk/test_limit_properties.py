@@ -40,6 +40,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -56,6 +57,9 @@ from engine.risk.limits import (
     evaluate_strategy_limits,
 )
 from engine.strategies.store import StrategyConfig
+
+# Pure functions, no database: one of ./run test's two passes is enough.
+pytestmark = pytest.mark.backend("postgresql")
 
 SYMBOLS = ("AAA", "BBB", "CCC", "DDD")
 VENUE = Venue("SIMULATION", "default")

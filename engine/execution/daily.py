@@ -2,11 +2,13 @@
 checks, the ACTIVE allocation's strategies are brought to their targets on them (at most once
 per allocation and session, ``execution_plans``; only the differences are sent).
 
-An allocation's first session is executed by its approval (the approvals sensor); every later
-session here. Venues at Alpaca are sent orders only while NYSE is open (the exchange calendar
-here, the broker's clock again at send time), so a session stored after the close is traded at
-the next open: signals on bar t trade at t+1. The simulated broker keeps the data's own time
-and fills at the session's closes whenever the session is executed.
+An allocation's first session is executed by its approval (the approvals sensor; here too when
+that run has not planned it within ``APPROVAL_GRACE``); every later session here, and the
+latest one again while a halted or failed run left its orders unsent. Venues at Alpaca are
+sent orders only while NYSE is open (the exchange calendar here, the broker's clock again at
+send time), so a session stored after the close is traded at the next open: signals on bar t
+trade at t+1. The simulated broker keeps the data's own time and fills at the session's closes
+whenever the session is executed.
 """
 
 from __future__ import annotations

@@ -33,7 +33,6 @@ from engine.execution.book_store import open_entries, stop_exits
 from engine.signals.prices import PricePanel, price_panel
 from engine.strategies.store import StrategyConfig
 
-STOP_RULES = ("stop_loss", "take_profit")
 STOP_LIMITS = {"stop_loss_pct", "take_profit_pct"}
 
 

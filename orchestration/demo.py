@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 import warnings
-from datetime import date
+from datetime import date, timedelta
 
 import dagster as dg
 
@@ -66,15 +66,16 @@ def _run_sensor(
     database: Database,
     cursor: str | None,
     name: str = "approvals_sensor",
-) -> bool:
-    """One evaluation of a sensor, as the daemon would make it, and the runs it requests; False
-    when one of them failed."""
+    say_why: bool = True,
+) -> tuple[bool, str | None, int]:
+    """One evaluation of a sensor, as the daemon would make it, and the runs it requests:
+    whether they all succeeded, the sensor's new cursor, how many there were."""
     sensor = defs.resolve_sensor_def(name)
     context = dg.build_sensor_context(
         instance=instance, cursor=cursor, resources={"database": database}
     )
     result = sensor(context)
-    if not result.run_requests and result.skip_reason:  # e.g. trading is halted
+    if not result.run_requests and result.skip_reason and say_why:  # e.g. trading is halted
         print(f"{name} launched nothing: {result.skip_reason.skip_message}")
     job = defs.resolve_job_def(sensor.job_name)
     for request in result.run_requests or []:
@@ -94,8 +95,8 @@ def _run_sensor(
                 print(f"  check {check.check_name} failed: {check.description or ''}")
         if not run.success:
             print(f"{job.name} failed; see the run in the Dagster UI", file=sys.stderr)
-            return False
-    return True
+            return False, result.cursor, 0
+    return True, result.cursor, len(result.run_requests or [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,7 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     days = trading_days(start, end)
     later = days[len(days) - args.sessions :] if args.sessions > 0 else []
     keys = partition_key_range(start, days[len(days) - len(later) - 1])
-    print(f"research_pipeline on bars {keys.start} .. {keys.end} ({what}, {where})")
+    print(
+        f"research_pipeline: bars {keys.start} .. {keys.end}, then research on every stored bar "
+        f"({what}, {where})"
+    )
     result = defs.resolve_job_def("research_pipeline").execute_in_process(
         instance=instance,
         run_config=QUIET,
@@ -190,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         conn.commit()
         print(f"{allocation_id} approved by {args.approve_as}")
 
-    if not _run_sensor(defs, instance, database, cursor):
+    if not _run_sensor(defs, instance, database, cursor)[0]:
         return 1
     ingest = defs.resolve_job_def("research_pipeline")
     for day in later:
@@ -205,11 +209,21 @@ def main(argv: list[str] | None = None) -> int:
         if not stored.success:
             print(f"bars_daily {day} failed; see the run in the Dagster UI", file=sys.stderr)
             return 1
-        if not _run_sensor(defs, instance, database, None, "daily_execution_sensor"):
+        if not _run_sensor(defs, instance, database, None, "daily_execution_sensor")[0]:
             return 1
-    # The session reports the UI shows (positions checked against the broker, equity, P&L).
-    if not _run_sensor(defs, instance, database, None, "book_report_sensor"):
-        return 1
+    # The reports the UI shows (positions checked against the broker, equity, P&L) of every
+    # session this demo executed, as the sensor makes them tick after tick.
+    with database.connect() as conn:
+        executed = planned_sessions(conn, allocation_id)
+    report_cursor = (executed[0] - timedelta(days=1)).isoformat() if executed else None
+    while True:
+        ok, report_cursor, launched = _run_sensor(
+            defs, instance, database, report_cursor, "book_report_sensor", say_why=False
+        )
+        if not ok:
+            return 1
+        if not launched:
+            break
     with database.connect() as conn:
         _summary(conn)
         _book(conn)
@@ -231,8 +245,11 @@ def _book(conn) -> None:
             f"{day_pnl:>+10,.2f} {pnl:>+10,.2f}"
         )
     held = [r for r in rows if r.session == rows[-1].session and r.qty != 0]
-    symbols = ", ".join(sorted({r.symbol for r in held}))
-    print(f"  positions at {rows[-1].session}: {len(held)} ({symbols})")
+    symbols = sorted({r.symbol for r in held})
+    print(
+        f"  positions at {rows[-1].session}: {len(held)} by strategy, in {len(symbols)} symbols "
+        f"({', '.join(symbols)})"
+    )
 
 
 def _gate_reasons(conn) -> None:

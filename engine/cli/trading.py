@@ -8,7 +8,7 @@ import os
 
 import psycopg
 
-from engine.approvals.store import find_allocation
+from engine.approvals.store import active_allocation_id, find_allocation
 from engine.brokers.routing import (
     ALLOW_LIVE_ENV,
     AccountSettings,
@@ -86,7 +86,15 @@ def _halt(conn: psycopg.Connection, args: argparse.Namespace) -> None:
 
 
 def _resume(conn: psycopg.Connection, args: argparse.Namespace) -> None:
+    flattened = (switch := trading_switch(conn)) is not None and switch.flatten
     print(resume(conn, args.by, args.reason))
+    active = active_allocation_id(conn)
+    if flattened and active is not None:
+        print(
+            f"the book was flattened: the ACTIVE allocation {active} buys its targets again at "
+            "its next execution (the daily execution sensor under ./run ui); to stay out, "
+            "replace it first (tradeflow custom with the weights you want)"
+        )
     print(
         "approvals made while halted are executed by the approvals sensor (./run ui); orders a "
         "halted run left unsent are judged again when that allocation's execution is launched "
@@ -142,13 +150,15 @@ def _orders(conn: psycopg.Connection, args: argparse.Namespace) -> None:
         raise NotFoundError(f"allocation {args.allocation} does not exist")
     rows = order_table(conn, args.allocation, args.limit)
     print(
-        f"{'created':<16} {'symbol':<8} {'side':<4} {'qty':>8} {'filled':>8} {'avg price':>10} "
-        f"{'status':<16} {'strategy':<22} broker/account"
+        f"{'created':<16} {'session':<10} {'origin':<8} {'symbol':<8} {'side':<4} {'qty':>8} "
+        f"{'filled':>8} {'avg price':>10} {'status':<16} {'strategy':<22} broker/account"
     )
     for o in rows:
         average = "-" if o["average"] is None else f"{o['average']:.4f}"
+        session = str(o["session"] or "-")
         print(
-            f"{o['created_at']:%Y-%m-%d %H:%M} {o['symbol']:<8} {o['side']:<4} {o['qty']:>8} "
+            f"{o['created_at']:%Y-%m-%d %H:%M} {session:<10} {o['origin']:<8} "
+            f"{o['symbol']:<8} {o['side']:<4} {o['qty']:>8} "
             f"{o['filled'] or 0:>8} {average:>10} {o['status']:<16} "
             f"{o['strategy_id'] or '-':<22} {o['broker']}/{o['account']}"
             + (f"  ({o['why']})" if o["why"] else "")

@@ -172,8 +172,9 @@ def mark_equity(
 
 def fills_with_orders(conn: psycopg.Connection) -> list[dict]:
     """Every fill with its order's broker, account and strategy, and its day: its order's
-    session at the simulated broker (it fills at that session's close), its New York date
-    elsewhere (an order planned after a close fills the next day); in fill order."""
+    session at the simulated broker (it fills at that session's closes; a flatten's is the
+    latest session when it was recorded), its New York date elsewhere (an order planned after a
+    close fills the next day); in fill order."""
     rows = conn.cursor(row_factory=dict_row).execute(
         """SELECT o.broker, o.account, o.strategy_id, f.symbol, f.side, f.qty, f.price,
                   f.commission, f.filled_at,

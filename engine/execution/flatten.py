@@ -23,7 +23,7 @@ import psycopg
 
 from engine.brokers.base import Broker, OrderRequest, OutcomeUnknownError, Side
 from engine.brokers.routing import BrokerRouter
-from engine.data.read_store import latest_prices
+from engine.data.read_store import latest_bar_day, latest_prices
 from engine.execution.book_store import book, book_table, busy_venues
 from engine.execution.executor import (
     ExecutionSettings,
@@ -151,9 +151,16 @@ def _close(
         RiskDecision(p.request.client_order_id, "flatten", True, None, None, "closes a position")
         for p in planned
     ]
-    with conn.transaction():
+    with conn.transaction():  # of the latest session: the one whose closes the books are at
         insert_orders(
-            conn, None, None, planned, {"halt_event": switch.event_id}, decisions, "flatten"
+            conn,
+            None,
+            None,
+            planned,
+            {"halt_event": switch.event_id},
+            decisions,
+            "flatten",
+            latest_bar_day(conn),
         )
 
     def closes_the_net(p: PlannedOrder) -> bool:

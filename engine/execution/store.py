@@ -358,6 +358,7 @@ def order_table(
         """SELECT o.created_at, o.session, o.client_order_id, o.allocation_id, o.strategy_id,
                   o.symbol,
                   o.side, o.qty, o.order_type, o.limit_price, o.status, o.broker, o.account,
+                  o.origin,
                   f.filled, f.average,
                   coalesce(
                       (SELECT e.detail->>'reject_reason' FROM order_events e

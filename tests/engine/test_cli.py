@@ -214,6 +214,7 @@ def test_orders_positions_and_the_live_warning_from_the_command_line(
     orders = capsys.readouterr().out.splitlines()
     assert len(orders) == 1 + report.planned
     assert all(" FILLED " in line and "simulated/default" in line for line in orders[1:])
+    assert all(line.split()[2:4] == ["2024-06-28", "planned"] for line in orders[1:])
     assert main(["positions"]) == 0
     header, *positions = capsys.readouterr().out.splitlines()
     assert header.split() == ["broker/account", "strategy", "symbol", "qty"]

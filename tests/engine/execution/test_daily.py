@@ -25,6 +25,7 @@ from engine.data.read_store import latest_prices, load_recent_bars
 from engine.errors import ExecutionRefusedError
 from engine.execution.daily import SessionDue, session_due
 from engine.execution.executor import ExecutionSettings, execute_allocation
+from engine.execution.flatten import flatten
 from engine.execution.halts import TradingHaltedError, halt, resume, trading_switch
 from engine.execution.planning import strategy_targets
 from engine.execution.pnl import book_pnl, by_strategy
@@ -507,3 +508,18 @@ def test_the_application_cannot_record_a_plan_or_a_mark_for_another_session(
     day = SESSIONS[0]
     store_synthetic_bars(conn, day, day, n_symbols=8)
     assert session_due(conn, A_SATURDAY) == SessionDue("a1", day)
+
+
+def test_a_flatten_stays_in_the_session_it_closed_the_book_on(
+    db: str, conn: psycopg.Connection, approved: str
+) -> None:
+    """Found by a new user: a flatten's sales had no session, so P&L put them on whatever
+    session was latest, and the sessions between kept the sold shares at their closes."""
+    execute_allocation(db, approved, route(_broker(db, conn)), LIMITS)
+    flatten(db, route(_broker(db, conn)), "carol", "stop the book", ExecutionSettings(0))
+    before = [(s, sid, round(v, 2), round(p, 2)) for s, sid, v, p, _ in by_strategy(book_pnl(conn))]
+    assert {s for s, *_ in before} == {FIRST} and all(v == 0 for _, _, v, _ in before)
+    for day in SESSIONS[:2]:
+        store_synthetic_bars(conn, day, day, n_symbols=8)
+    after = [(s, sid, round(v, 2), round(p, 2)) for s, sid, v, p, _ in by_strategy(book_pnl(conn))]
+    assert after == before  # the flat book has no later rows, and its history does not move

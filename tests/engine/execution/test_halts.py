@@ -238,6 +238,8 @@ def test_flatten_from_the_command_line(
     assert "halted and the book flattened by erin" in out
     assert f"{positions} closing orders sent" in out and "still held" not in out
     assert book_table(conn) == []
+    assert main(["resume", "--by", "erin", "--reason", "reviewed"]) == 0
+    assert "the ACTIVE allocation a1 buys its targets again" in capsys.readouterr().out
 
 
 def test_a_rate_limited_order_is_not_sent_again_after_a_halt(

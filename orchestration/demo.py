@@ -100,9 +100,13 @@ def _run_sensor(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--start", type=date.fromisoformat, default=None)
-    parser.add_argument("--end", type=date.fromisoformat, default=None)
+    parser = argparse.ArgumentParser(
+        prog="./run demo", description=__doc__.split("\n\n")[0].replace("\n", " ")
+    )
+    parser.add_argument(
+        "--start", type=date.fromisoformat, default=None, help="first day (YYYY-MM-DD)"
+    )
+    parser.add_argument("--end", type=date.fromisoformat, default=None, help="last day")
     parser.add_argument("--data", metavar="PATH", help="your bars: a Parquet/CSV file or folder")
     parser.add_argument("--sectors", metavar="PATH", help="symbol,sector CSV for --data")
     parser.add_argument(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from datetime import date
 
 import psycopg
 
@@ -34,7 +35,7 @@ from engine.storage.connection import resolve_database_url
 def add(sub: argparse._SubParsersAction) -> None:
     orders_cmd = sub.add_parser("orders", help="orders sent or planned, newest first")
     orders_cmd.add_argument("--allocation", default=None, help="only this allocation's")
-    orders_cmd.add_argument("--limit", type=int, default=50, help="at most N orders (50)")
+    orders_cmd.add_argument("--limit", type=_positive, default=50, help="at most N orders (50)")
     orders_cmd.set_defaults(run=_orders)
     positions_cmd = sub.add_parser("positions", help="our book, or adopt the broker's")
     positions_cmd.set_defaults(run=_positions)
@@ -55,7 +56,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     pnl_cmd = sub.add_parser(
         "pnl", help="P&L by session and strategy (realized and unrealized, at the closes)"
     )
-    pnl_cmd.add_argument("--days", type=int, default=30, help="the last N sessions (30)")
+    pnl_cmd.add_argument("--days", type=_positive, default=30, help="the last N sessions (30)")
     pnl_cmd.add_argument("--symbols", action="store_true", help="also each symbol's row")
     pnl_cmd.set_defaults(run=_pnl)
     halt_cmd = sub.add_parser(
@@ -122,6 +123,13 @@ def _router(conn: psycopg.Connection) -> BrokerRouter:
     )
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return value
+
+
 def _pnl(conn: psycopg.Connection, args: argparse.Namespace) -> None:
     rows = book_pnl(conn)
     if not rows:
@@ -129,9 +137,14 @@ def _pnl(conn: psycopg.Connection, args: argparse.Namespace) -> None:
         return
     shown = sorted({r.session for r in rows})[-args.days :]
     print(f"{'session':<10} {'strategy':<24} {'value':>12} {'day P&L':>10} {'P&L':>11}")
+    totals: dict[date, list[float]] = {}
     for session, sid, value, pnl, day_pnl in by_strategy(rows):
+        total = totals.setdefault(session, [0.0, 0.0, 0.0])
+        total[0], total[1], total[2] = total[0] + value, total[1] + day_pnl, total[2] + pnl
         if session in shown:
             print(f"{session} {sid:<24} {value:>12,.2f} {day_pnl:>+10,.2f} {pnl:>+11,.2f}")
+    value, day_pnl, pnl = totals[shown[-1]]
+    print(f"{shown[-1]} {'(the book)':<24} {value:>12,.2f} {day_pnl:>+10,.2f} {pnl:>+11,.2f}")
     if args.symbols:
         print(
             f"\n{'session':<10} {'strategy':<24} {'symbol':<8} {'qty':>8} {'close':>10} "

@@ -224,6 +224,16 @@ def test_orders_positions_and_the_live_warning_from_the_command_line(
     pnl = capsys.readouterr().out.splitlines()
     assert pnl[0].split() == ["session", "strategy", "value", "day", "P&L", "P&L"]
     assert {line.split()[1] for line in pnl[1:3]} == set(weights)
+    book = next(line for line in pnl if "(the book)" in line).split()
+    rows = [
+        line.split() for line in pnl[1:] if line.split()[:1] == [book[0]] and len(line.split()) == 5
+    ]
+    assert float(book[-1].replace(",", "")) == pytest.approx(
+        sum(float(r[-1].replace(",", "")) for r in rows), abs=0.011
+    )
+    with pytest.raises(SystemExit):
+        main(["pnl", "--days", "0"])
+    assert "--days: 0 is not a positive number" in capsys.readouterr().err
     assert main(["orders", "--allocation", "a9"]) == 1
     assert capsys.readouterr().err == "tradeflow: allocation a9 does not exist\n"
     assert main(["positions", "adopt", "--mode", "SIMULATION", "--by", "al", "--reason", "x"]) == 0

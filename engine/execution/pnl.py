@@ -50,7 +50,10 @@ class PnlRow:
 
 
 @dataclass
-class _Position:
+class Position:
+    """One position at average cost: quantity, cost (average x quantity), what its sales
+    realized and its commissions, as its fills come."""
+
     qty: Decimal = Decimal(0)
     cost: float = 0.0  # average cost x quantity
     realized: float = 0.0
@@ -89,14 +92,14 @@ def book_pnl(conn: psycopg.Connection) -> list[PnlRow]:
     by_session: dict[date, list[dict]] = defaultdict(list)
     for f in fills:
         by_session[_session_of(f["day"], sessions)].append(f)
-    positions: dict[Key, _Position] = {}
+    positions: dict[Key, Position] = {}
     last_close: dict[str, float] = {}
     rows: list[PnlRow] = []
     for session in sessions:
         traded = set()
         for f in by_session.get(session, []):
             key = (f["broker"], f["account"], f["strategy_id"], f["symbol"])
-            positions.setdefault(key, _Position()).fill(
+            positions.setdefault(key, Position()).fill(
                 f["side"], Decimal(f["qty"]), float(f["price"]), float(f["commission"])
             )
             traded.add(key)

@@ -30,6 +30,7 @@ import psycopg
 from engine.data.read_store import load_recent_bars, sessions_after
 from engine.errors import ExecutionRefusedError
 from engine.execution.book_store import open_entries, stop_exits
+from engine.execution.pnl import Position
 from engine.signals.prices import PricePanel, price_panel
 from engine.strategies.store import StrategyConfig
 
@@ -115,20 +116,16 @@ def hit(
     fills made before that bar's day (``high``/``low``: the symbol's adjusted bars by day;
     ``factor``: its adj_close / close by day, putting each raw fill price in adjusted terms)."""
     fills = list(entry.fills)
-    qty, cost = Decimal(0), 0.0
+    position = Position()
     for ts in high.index:
         day = ts.date()
         while fills and fills[0][0] < day:  # a fill counts from the bar after its day
             when, side, quantity, price = fills.pop(0)
             adjusted = price * float(factor.get(pd.Timestamp(when), math.nan))
-            if side == "buy":
-                qty, cost = qty + quantity, cost + float(quantity) * adjusted
-            elif qty > 0:
-                cost -= float(quantity) * cost / float(qty)
-                qty -= quantity
-        if qty <= 0 or day <= entry.session:
+            position.fill(side, quantity, adjusted, 0.0)
+        if position.qty <= 0 or day <= entry.session:
             continue
-        base = cost / float(qty)
+        base = position.cost / float(position.qty)
         if not (math.isfinite(base) and base > 0):
             continue
         stop = base * (1 - stop_loss_pct) if stop_loss_pct else None

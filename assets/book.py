@@ -2,16 +2,11 @@
 broker), equity (the brokers' accounts as each execution saw them) and P&L by strategy (checked
 against what the strategies' backtest logic gives on the same sessions)."""
 
-import io
 from collections.abc import Iterator
 from datetime import date
 
 import dagster as dg
-import matplotlib
-
-matplotlib.use("Agg")  # no display: render to memory
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import pandas as pd
 
 from assets.execution import executed_orders
 from assets.market_data import DAILY, bars_daily
@@ -26,6 +21,7 @@ from engine.execution.book_report import (
 )
 from engine.execution.pnl import book_pnl
 from engine.markdown import markdown_image, markdown_table
+from engine.plots import lines_png
 from orchestration.resources import BrokerConfig, Database
 
 BOOK_CHECK = "book_matches_broker"
@@ -134,7 +130,7 @@ def daily_equity(context: dg.AssetExecutionContext, database: Database) -> dg.Ma
         for venue, e in today.items()
     ]
     title = f"equity by venue to {session}"
-    picture = markdown_image(_lines_png(curve.ffill(), title, "equity"), title)
+    picture = markdown_image(lines_png(curve.ffill(), title, "equity"), title)
     return dg.MaterializeResult(
         metadata={
             "session": str(session),
@@ -210,7 +206,7 @@ def daily_pnl(
     curve = pnl_curve(rows, session)
     if not curve.empty:
         title = f"P&L by strategy to {session}"
-        picture = markdown_image(_lines_png(curve, title, "P&L so far"), title)
+        picture = markdown_image(lines_png(curve, title, "P&L so far"), title)
         metadata["pnl_curve"] = dg.MetadataValue.md(picture)
     yield dg.MaterializeResult(metadata=metadata)
     levels = {
@@ -264,22 +260,3 @@ def daily_pnl(
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2%}"
-
-
-def _lines_png(frame: pd.DataFrame, title: str, ylabel: str) -> bytes:
-    """PNG of each column of ``frame`` over its index, in its own units."""
-    figure, axes = plt.subplots(figsize=(8, 3.5), dpi=100)
-    try:
-        for column in frame.columns:
-            axes.plot(frame.index, frame[column].to_numpy(), label=str(column), linewidth=1.2)
-        axes.set_title(title)
-        axes.set_ylabel(ylabel)
-        axes.grid(alpha=0.3)
-        axes.legend(loc="upper left", fontsize=8)
-        figure.autofmt_xdate()
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png")
-        return buffer.getvalue()
-    finally:
-        plt.close(figure)

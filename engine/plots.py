@@ -1,4 +1,5 @@
-"""Pictures for people reviewing results: equity curves and correlation heatmaps (PNG bytes)."""
+"""Pictures for people reviewing results: equity curves, lines over time and correlation
+heatmaps (PNG bytes)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,22 @@ def equity_png(equity: pd.DataFrame, strategies: list[str], title: str) -> bytes
         axes.set_ylabel("growth of 1")
         axes.grid(alpha=0.3)
         axes.legend(loc="upper left", fontsize=8)
+        return _png(figure)
+    finally:
+        plt.close(figure)
+
+
+def lines_png(frame: pd.DataFrame, title: str, ylabel: str) -> bytes:
+    """PNG of each column of ``frame`` over its index (dates), in its own units."""
+    figure, axes = plt.subplots(figsize=(8, 3.5), dpi=100)
+    try:
+        for column in frame.columns:
+            axes.plot(frame.index, frame[column].to_numpy(), label=str(column), linewidth=1.2)
+        axes.set_title(title)
+        axes.set_ylabel(ylabel)
+        axes.grid(alpha=0.3)
+        axes.legend(loc="upper left", fontsize=8)
+        figure.autofmt_xdate()
         return _png(figure)
     finally:
         plt.close(figure)

@@ -1,7 +1,11 @@
 """Apply ``sql/NNNN_*.sql`` in order, each once, each in its own transaction.
 
 Applied files are recorded in ``schema_migrations``; running again is a no-op. An advisory lock
-serialises concurrent runners. Each migration sees the settings ``tradeflow.timescaledb`` ('on' or
+serialises concurrent runners. TimescaleDB's job scheduler works beside the migrations (the
+policy 0001 adds may run while 0006 drops its aggregate): a migration that fails because a
+catalog row changed under it is rolled back whole and applied again, a few times.
+
+Each migration sees the settings ``tradeflow.timescaledb`` ('on' or
 'off'), so TimescaleDB-only statements can be guarded inside the SQL without re-detecting, and
 ``tradeflow.compress_bars_after`` (an interval; TRADEFLOW_COMPRESS_BARS_AFTER, default 180 days).
 """
@@ -20,6 +24,7 @@ from engine.storage.connection import Capabilities, detect_capabilities
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _LOCK_KEY = 7_331_001
+_ATTEMPTS = 4
 
 
 def compress_bars_after() -> str:
@@ -62,25 +67,47 @@ def migrate(conn: psycopg.Connection, sql_dir: Path = SQL_DIR) -> list[str]:
         )
     applied_now: list[str] = []
     for path in migration_files(sql_dir):
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-            done = conn.execute(
-                "SELECT 1 FROM schema_migrations WHERE name = %s", (path.name,)
-            ).fetchone()
-            if done:
-                continue
-            conn.execute(
-                "SELECT set_config('tradeflow.timescaledb', %s, true), "
-                "set_config('tradeflow.compress_bars_after', %s, true)",
-                ("on" if caps.timescaledb else "off", compress_bars_after()),
-            )
-            conn.execute(path.read_text())  # type: ignore[arg-type]
-            conn.execute(
-                "INSERT INTO schema_migrations (name, backend) VALUES (%s, %s)",
-                (path.name, caps.backend),
-            )
-        applied_now.append(path.name)
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                applied = _apply(conn, path, caps)
+                break
+            except psycopg.Error as exc:
+                if attempt == _ATTEMPTS or not _raced(exc):
+                    raise
+                time.sleep(0.2 * attempt)
+        if applied:
+            applied_now.append(path.name)
     return applied_now
+
+
+def _raced(exc: psycopg.Error) -> bool:
+    """A failure another session's catalog work caused (TimescaleDB's background jobs): a
+    deadlock, or PostgreSQL's 'tuple concurrently updated/deleted'."""
+    if isinstance(exc, psycopg.errors.DeadlockDetected):
+        return True
+    return isinstance(exc, psycopg.errors.InternalError_) and "concurrently" in str(exc)
+
+
+def _apply(conn: psycopg.Connection, path: Path, caps: Capabilities) -> bool:
+    """Apply one migration in its own transaction; False when it was applied already."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        done = conn.execute(
+            "SELECT 1 FROM schema_migrations WHERE name = %s", (path.name,)
+        ).fetchone()
+        if done:
+            return False
+        conn.execute(
+            "SELECT set_config('tradeflow.timescaledb', %s, true), "
+            "set_config('tradeflow.compress_bars_after', %s, true)",
+            ("on" if caps.timescaledb else "off", compress_bars_after()),
+        )
+        conn.execute(path.read_text())  # type: ignore[arg-type]
+        conn.execute(
+            "INSERT INTO schema_migrations (name, backend) VALUES (%s, %s)",
+            (path.name, caps.backend),
+        )
+    return True
 
 
 def recorded_backend(conn: psycopg.Connection) -> str:

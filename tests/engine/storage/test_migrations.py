@@ -61,6 +61,35 @@ def test_each_migration_is_its_own_transaction(server_url: str, tmp_path: Path) 
             admin.execute("DROP DATABASE IF EXISTS tradeflow_test_migrations WITH (FORCE)")
 
 
+def test_a_migration_a_background_job_raced_is_applied_again_whole(
+    server_url: str, tmp_path: Path
+) -> None:
+    """TimescaleDB's scheduler may run 0001's policy while 0006 drops its aggregate: PostgreSQL
+    then fails the DROP with 'tuple concurrently deleted' (seen in CI). A sequence counts the
+    attempts, since nextval survives the rollback: the first fails so, the second applies."""
+    (tmp_path / "0001_raced.sql").write_text(
+        "CREATE TABLE half (x int);"
+        "DO $$ BEGIN IF nextval('attempts') = 1 THEN "
+        "RAISE EXCEPTION 'tuple concurrently deleted' USING ERRCODE = 'XX000'; END IF; END $$;"
+    )
+    (tmp_path / "0002_broken.sql").write_text("SELECT * FROM missing;")
+    url = ensure_database(server_url, "tradeflow_test_migration_race")
+    try:
+        with psycopg.connect(url) as conn:
+            conn.execute("CREATE SEQUENCE attempts")
+            conn.commit()
+            with pytest.raises(psycopg.errors.UndefinedTable):
+                migrate(conn, tmp_path)
+            conn.rollback()
+            applied = [r[0] for r in conn.execute("SELECT name FROM schema_migrations")]
+            assert applied == ["0001_raced.sql"]
+            assert conn.execute("SELECT last_value FROM attempts").fetchone() == (2,)
+            assert conn.execute("SELECT to_regclass('half')").fetchone()[0] == "half"
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute("DROP DATABASE IF EXISTS tradeflow_test_migration_race WITH (FORCE)")
+
+
 def test_misnamed_migration_file_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "init.sql").write_text("SELECT 1;")
     with pytest.raises(ValueError, match="init.sql"):

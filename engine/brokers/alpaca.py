@@ -34,7 +34,7 @@ import requests
 from alpaca.common.enums import Sort
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import OrderClass, OrderSide, QueryOrderStatus, TimeInForce
+from alpaca.trading.enums import OrderClass, OrderSide, OrderType, QueryOrderStatus, TimeInForce
 from alpaca.trading.models import Order
 from alpaca.trading.requests import (
     GetOrdersRequest,
@@ -115,12 +115,15 @@ class AlpacaBroker:
     def _where(self) -> str:
         return f"{self.name} account {self.account_name!r}"
 
-    def _call(self, what: str, call: Any, *args: Any) -> Any:
-        """One paced read (retried by the session); errors named with what was asked."""
+    def _call(self, what: str, call: Any, *args: Any, absent: int | None = None) -> Any:
+        """One paced read (retried by the session); errors named with what was asked. An
+        answer of HTTP ``absent`` is no error: None."""
         self._limiter.wait()
         try:
             return call(*args)
         except APIError as e:
+            if e.status_code is not None and e.status_code == absent:
+                return None
             raise self._api_error(what, e) from None
         except requests.RequestException as e:
             raise BrokerError(f"{self._where}: {what}: {type(e).__name__}: {e}") from None
@@ -135,18 +138,13 @@ class AlpacaBroker:
         return BrokerError(f"{self._where}: {what}: HTTP {status}: {_message(e)}")
 
     def get_order(self, client_order_id: str) -> BrokerOrder | None:
-        self._limiter.wait()
-        try:
-            raw = self._client.get_order_by_client_id(client_order_id)
-        except APIError as e:
-            if e.status_code == 404:
-                return None
-            raise self._api_error(f"looking up order {client_order_id}", e) from None
-        except requests.RequestException as e:
-            raise BrokerError(
-                f"{self._where}: looking up order {client_order_id}: {type(e).__name__}: {e}"
-            ) from None
-        return _order(raw)
+        raw = self._call(
+            f"looking up order {client_order_id}",
+            self._client.get_order_by_client_id,
+            client_order_id,
+            absent=404,
+        )
+        return None if raw is None else _order(raw)
 
     def submit_order(
         self, order: OrderRequest, may_send: Callable[[], None] | None = None
@@ -194,8 +192,14 @@ class AlpacaBroker:
         return existing
 
     def cancel_order(self, broker_order_id: str) -> None:
+        """Ask Alpaca to cancel. An order no longer cancelable (HTTP 422: filled, or a bracket
+        exit its sibling's cancel took along) is left as it is: the caller follows it to its
+        final status."""
         self._call(
-            f"cancelling order {broker_order_id}", self._client.cancel_order_by_id, broker_order_id
+            f"cancelling order {broker_order_id}",
+            self._client.cancel_order_by_id,
+            broker_order_id,
+            absent=422,
         )
 
     def orders_since(self, since: datetime) -> list[BrokerOrder]:
@@ -212,7 +216,9 @@ class AlpacaBroker:
             )
             page = self._call("listing orders", self._client.get_orders, request)
             for raw in page:
-                found[str(raw.id)] = _order(raw)
+                order = _order(raw)
+                for leg in (order, *order.legs):  # a bracket's exits are nested in its entry
+                    found[str(leg.broker_order_id)] = leg
             if len(page) < _PAGE:
                 return list(found.values())
             # Orders submitted in the same instant as the page's last one may straddle pages.
@@ -263,6 +269,13 @@ def _order(answer: Order | dict[str, Any]) -> BrokerOrder:
     if status is None:
         status = "PARTIALLY_FILLED" if filled > 0 else "ACCEPTED"
     average = float(raw.filled_avg_price) if raw.filled_avg_price else None
+    exit_rule = price = None
+    if raw.order_class is OrderClass.BRACKET and raw.side is OrderSide.SELL:
+        # tradeflow's brackets open long positions: a sell of one is an exit
+        kind = raw.type or raw.order_type
+        exit_rule = "take_profit" if kind is OrderType.LIMIT else "stop_loss"
+        level = raw.limit_price if kind is OrderType.LIMIT else raw.stop_price
+        price = float(level) if level else None
     return BrokerOrder(
         client_order_id=raw.client_order_id,
         broker_order_id=str(raw.id),
@@ -274,6 +287,9 @@ def _order(answer: Order | dict[str, Any]) -> BrokerOrder:
         filled_avg_price=average,
         updated_at=raw.filled_at or raw.updated_at,
         reject_reason="rejected by Alpaca" if raw.status.value == "rejected" else None,
+        legs=tuple(_order(leg) for leg in raw.legs or ()),
+        exit_rule=exit_rule,
+        price=price,
     )
 
 

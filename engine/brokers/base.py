@@ -76,7 +76,9 @@ class OrderRequest:
 
 @dataclass(frozen=True)
 class BrokerOrder:
-    """The broker's view of one of our orders: cumulative fills, not each fill."""
+    """The broker's view of one of our orders: cumulative fills, not each fill. A bracket
+    entry lists its exits (``legs``); an exit says which it is (``exit_rule``: take_profit, a
+    limit at ``price``; stop_loss, a stop at ``price``)."""
 
     client_order_id: str
     broker_order_id: str | None  # None: refused before the broker gave it an id
@@ -89,6 +91,9 @@ class BrokerOrder:
     commission: float = 0.0  # cumulative
     updated_at: datetime | None = None
     reject_reason: str | None = None
+    legs: tuple[BrokerOrder, ...] = ()
+    exit_rule: str | None = None
+    price: float | None = None
 
 
 @dataclass(frozen=True)

@@ -207,7 +207,7 @@ def check_book_against_brokers(
             continue
         report.venues.append(venue)
         working: dict[str, Decimal] = {}
-        for (_, symbol), qty in pending(conn, broker_name, account).items():
+        for (_, symbol), qty in pending(conn, broker_name, account, resting_exits=True).items():
             working[symbol] = working.get(symbol, Decimal(0)) + qty
         for symbol, ours, theirs in differences:
             low, high = sorted((ours, ours + working.get(symbol, Decimal(0))))

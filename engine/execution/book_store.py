@@ -26,9 +26,13 @@ def book(conn: psycopg.Connection, broker: str, account: str) -> Book:
     return {(s, symbol): Decimal(qty) for s, symbol, qty in rows}
 
 
-def pending(conn: psycopg.Connection, broker: str, account: str) -> Book:
+def pending(
+    conn: psycopg.Connection, broker: str, account: str, resting_exits: bool = False
+) -> Book:
     """What working orders at a broker and account still want, signed: (strategy, symbol) ->
-    quantity not yet filled."""
+    quantity not yet filled. A bracket's exits rest until a price reaches them: they count
+    only with ``resting_exits`` (what the broker may have filled since the last sync), never in
+    what a strategy is about to hold."""
     rows = conn.execute(
         """SELECT o.strategy_id, o.symbol,
                   sum(CASE o.side WHEN 'buy' THEN 1 ELSE -1 END
@@ -36,8 +40,9 @@ def pending(conn: psycopg.Connection, broker: str, account: str) -> Book:
                                            WHERE f.client_order_id = o.client_order_id), 0)))
            FROM orders o
            WHERE o.broker = %s AND o.account = %s AND o.status = ANY(%s)
+             AND (%s OR o.parent_client_order_id IS NULL)
            GROUP BY o.strategy_id, o.symbol""",
-        (broker, account, list(WORKING)),
+        (broker, account, list(WORKING), resting_exits),
     ).fetchall()
     return {(s, symbol): Decimal(qty) for s, symbol, qty in rows if qty}
 
@@ -223,13 +228,21 @@ def open_entries(
 
 
 def stop_exits(conn: psycopg.Connection, broker: str, account: str) -> dict[tuple[str, str], date]:
-    """The session of each strategy's latest exit by a stop or a target at the venue."""
+    """The session of each strategy's latest exit by a stop or a target at the venue: a
+    planned exit's session, or the New York date a bracket's exit filled on."""
     rows = conn.execute(
-        """SELECT o.strategy_id, o.symbol, max(o.session) FROM orders o
-           WHERE o.broker = %s AND o.account = %s AND o.status IN ('FILLED', 'PARTIALLY_FILLED')
-             AND EXISTS (SELECT FROM risk_decisions d WHERE d.client_order_id = o.client_order_id
-                         AND d.rule IN ('stop_loss', 'take_profit'))
-           GROUP BY o.strategy_id, o.symbol""",
-        (broker, account),
+        """SELECT strategy_id, symbol, max(day) FROM (
+               SELECT o.strategy_id, o.symbol, o.session AS day FROM orders o
+               WHERE o.broker = %(b)s AND o.account = %(a)s
+                 AND o.status IN ('FILLED', 'PARTIALLY_FILLED')
+                 AND EXISTS (SELECT FROM risk_decisions d
+                             WHERE d.client_order_id = o.client_order_id
+                               AND d.rule IN ('stop_loss', 'take_profit'))
+               UNION ALL
+               SELECT o.strategy_id, o.symbol, (f.filled_at AT TIME ZONE 'America/New_York')::date
+               FROM orders o JOIN fills f USING (client_order_id)
+               WHERE o.broker = %(b)s AND o.account = %(a)s AND o.exit_rule IS NOT NULL) x
+           GROUP BY strategy_id, symbol""",
+        {"b": broker, "a": account},
     ).fetchall()
     return {(sid, symbol): session for sid, symbol, session in rows}

@@ -16,12 +16,14 @@
    their send), are CANCELED by the new session's plan, never sent on their old terms.
 5. Send, sells first. Before each send the allocation must still be ACTIVE (else its unsent
    orders are canceled and the run stops sending) and trading not halted (else the run stops;
-   the run after ``tradeflow resume`` judges its unsent orders again). An order is recorded
+   the run after ``tradeflow resume`` judges its unsent orders again). A sale first cancels
+   the bracket exits resting on what it sells (``engine.execution.brackets``). An order is recorded
    SUBMITTED before the broker is called; one already SUBMITTED is looked up first and only
    sent if the broker does not have it. An unknown outcome stops the run (fail closed); the
    next run asks first.
 6. Follow the orders until they are final or ``fill_wait_seconds`` pass, recording partial
-   fills as they come; what is still working is synced by the next run.
+   fills as they come; what is still working is synced by the next run (and resting bracket
+   exits by every run).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from engine.brokers.routing import BrokerRouter
 from engine.data.read_store import latest_bar_day
 from engine.errors import ExecutionRefusedError, NotFoundError
 from engine.execution.book_store import money_records_exposed
+from engine.execution.brackets import clear_exits
 from engine.execution.halts import (
     TradingHaltedError,
     refused_while_halted,
@@ -167,7 +170,7 @@ def execute_allocation(
                 conn, allocation_id, session, router, brokers, limits, settings.validation_capital
             )
             _send_all(conn, allocation_id, brokers, report)
-            follow(conn, brokers, lambda: allocation_orders(conn, allocation_id, WORKING), settings)
+            follow(conn, brokers, lambda: _working(conn, allocation_id), settings)
         _summarise(conn, report)
     return report
 
@@ -269,6 +272,9 @@ def _send(
                 report.reconciled += 1
                 continue
         require_trading(conn, f"the orders of allocation {allocation_id} not sent yet stay so")
+        if clear_exits(conn, venue, broker, stored) is not None:
+            report.blocked += 1
+            continue
         report.fills += submit(conn, broker, stored.request, stored.status == "SUBMITTED")
         report.sent += 1
     return True
@@ -320,6 +326,12 @@ def follow(
         for venue, broker in brokers.items():
             here = [o for o in orders if Venue.of(o.broker, o.account) == venue]
             sync_orders(conn, broker, here)
+
+
+def _working(conn: psycopg.Connection, allocation_id: str) -> list[StoredOrder]:
+    """The allocation's orders a run follows: working ones, not the exits resting at the
+    broker."""
+    return [o for o in allocation_orders(conn, allocation_id, WORKING) if not o.resting_exit]
 
 
 def _summarise(conn: psycopg.Connection, report: ExecutionReport) -> None:

@@ -4,7 +4,8 @@
    broker: status, fills (partial ones as they come).
 2. Orders the broker has under our client_order_id prefix and this database does not are
    adopted into the book; the client_order_id's hash names their strategy and allocation when it
-   matches one of ours, else they are adopted as nobody's.
+   matches one of ours, else they are adopted as nobody's. A bracket entry's exits (under the
+   broker's ids) are adopted as its strategy's.
 3. Orders of an allocation that is no longer ACTIVE are finished: working ones are canceled at
    the broker (and followed until final), and ones that never reached the broker are CANCELED
    here once the broker has not had them for ``STALE`` since they were sent.
@@ -36,6 +37,7 @@ from engine.execution.store import (
     UNSENT,
     WORKING,
     StoredOrder,
+    adopt_exits,
     adopt_order,
     known_client_order_ids,
     record_broker_order,
@@ -135,6 +137,12 @@ def _sync_and_adopt(
             owner if allocation else None,
         )
         report.adopted.append(order.client_order_id)
+    entries = [o for o in listed.values() if o.legs]  # a bracket's exits we have not recorded
+    ours_too = known_client_order_ids(conn, [o.client_order_id for o in entries])
+    for entry in entries:
+        if entry.client_order_id in ours_too:
+            with conn.transaction():
+                report.fills += adopt_exits(conn, entry)
     return report
 
 
@@ -173,10 +181,11 @@ def _finish_superseded(
     """Cancel at the broker what allocations no longer ACTIVE still have working; cancel here
     what never reached the broker; list what is sent and not yet known."""
     now = datetime.now(UTC)
-    working = [  # a flattening order is the kill switch's: only another flatten cancels it
+    working = [  # a flattening order is the kill switch's: only another flatten cancels it;
+        # a bracket's exits guard a position whoever holds it next (a sale cancels them)
         o
         for o in venue_orders(conn, venue.broker_name, venue.account, WORKING)
-        if _status(conn, o) != "ACTIVE" and o.origin != "flatten"
+        if _status(conn, o) != "ACTIVE" and o.origin != "flatten" and not o.resting_exit
     ]
     cancel_working(
         conn,

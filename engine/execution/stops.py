@@ -12,12 +12,14 @@ which level. The strategy does not buy the symbol again until its signal turns l
 SMA state off, then on, after the exit).
 
 Daily bars are what is stored, so an exit is planned after the close of the bar that hit the
-level and fills as the broker fills a market order (the simulated broker: that close); a resting
-bracket order at the broker (Alpaca) is not placed.
+level and fills as the broker fills a market order (the simulated broker: that close). At
+Alpaca a position opened by a strategy with both levels also has them resting at the broker as a
+bracket's exits (``engine.execution.brackets``); the daily judgement is then the backstop.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from datetime import date
@@ -27,6 +29,7 @@ import pandas as pd
 import polars as pl
 import psycopg
 
+from engine.brokers.base import OrderRequest
 from engine.data.read_store import load_recent_bars, sessions_after
 from engine.errors import ExecutionRefusedError
 from engine.execution.book_store import open_entries, stop_exits
@@ -35,6 +38,29 @@ from engine.signals.prices import PricePanel, price_panel
 from engine.strategies.store import StrategyConfig
 
 STOP_LIMITS = {"stop_loss_pct", "take_profit_pct"}
+
+BRACKET_MODES = frozenset({"PAPER", "LIVE"})  # Alpaca
+
+
+def levels(risk_limits: dict) -> tuple[float, float] | None:
+    """(stop_loss_pct, take_profit_pct) of a strategy whose entries are brackets."""
+    stop, target = risk_limits.get("stop_loss_pct"), risk_limits.get("take_profit_pct")
+    return (float(stop), float(target)) if stop and target else None
+
+
+def _cents(price: float) -> float:
+    return round(price, 2 if price >= 1 else 4)
+
+
+def bracketed(order: OrderRequest, stop_loss_pct: float, take_profit_pct: float) -> OrderRequest:
+    """``order`` (an opening buy) as a bracket around its reference price, good till canceled."""
+    reference = order.reference_price
+    return dataclasses.replace(
+        order,
+        time_in_force="gtc",
+        take_profit_price=_cents(reference * (1 + take_profit_pct)),
+        stop_loss_price=_cents(reference * (1 - stop_loss_pct)),
+    )
 
 
 @dataclass(frozen=True)

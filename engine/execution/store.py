@@ -34,6 +34,11 @@ class StoredOrder:
     broker_order_id: str | None
     created_at: datetime
     origin: str = "planned"  # planned, adopted or flatten
+    parent: str | None = None  # a bracket's exit: its entry (engine.execution.brackets)
+
+    @property
+    def resting_exit(self) -> bool:
+        return self.parent is not None
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,8 @@ class PlannedOrder:
 
 _SELECT = """SELECT client_order_id, symbol, side, qty, reference_price, order_type, limit_price,
                     time_in_force, take_profit_price, stop_loss_price, status, strategy_id,
-                    allocation_id, broker, account, broker_order_id, created_at, origin
+                    allocation_id, broker, account, broker_order_id, created_at, origin,
+                    parent_client_order_id
              FROM orders"""
 
 
@@ -74,6 +80,7 @@ def _stored(row: dict) -> StoredOrder:
         broker_order_id=row["broker_order_id"],
         created_at=row["created_at"],
         origin=row["origin"],
+        parent=row["parent_client_order_id"],
     )
 
 
@@ -279,6 +286,27 @@ def record_broker_order(conn: psycopg.Connection, order: BrokerOrder) -> int:
             detail["broker_status"] = status  # an older answer: the status stays where it is
             status = current
         record_status(conn, coid, status, detail)
+        if order.legs:
+            added += adopt_exits(conn, order)
+    return added
+
+
+def adopt_exits(conn: psycopg.Connection, entry: BrokerOrder) -> int:
+    """A bracket entry's exits the broker reports and we have not recorded: adopted as orders
+    of the entry's strategy, allocation and approval (in the caller's transaction)."""
+    known = known_client_order_ids(conn, [leg.client_order_id for leg in entry.legs])
+    row = conn.execute(
+        """SELECT allocation_id, approval_event_id, strategy_id, broker, account
+           FROM orders WHERE client_order_id = %s""",
+        (entry.client_order_id,),
+    ).fetchone()
+    added = 0
+    for leg in entry.legs:
+        if leg.client_order_id not in known and row is not None:
+            allocation, event, strategy, broker, account = row
+            added += adopt_order(
+                conn, leg, broker, account, allocation, event, strategy, entry.client_order_id
+            )
     return added
 
 
@@ -305,14 +333,21 @@ def adopt_order(
     allocation_id: str | None,
     approval_event_id: int | None,
     strategy_id: str | None,
-) -> None:
-    """An order the broker has under our prefix and this database did not: into the book, with
-    its fills, marked as adopted."""
+    parent: str | None = None,
+) -> int:
+    """An order the broker has under our prefix and this database did not (or, with
+    ``parent``, an exit of our bracket entry ``parent``): into the book, with its fills,
+    marked as adopted. Returns the fills recorded."""
+    rule = order.exit_rule if parent is not None else None
+    limit = order.price if rule == "take_profit" else None
     with conn.transaction():
         conn.execute(
             """INSERT INTO orders (client_order_id, allocation_id, approval_event_id,
-                   strategy_id, symbol, side, qty, status, broker, account, origin)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, 'SUBMITTED', %s, %s, 'adopted')""",
+                   strategy_id, symbol, side, qty, order_type, limit_price, stop_price,
+                   time_in_force, status, broker, account, origin, parent_client_order_id,
+                   exit_rule)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'SUBMITTED', %s, %s,
+                       'adopted', %s, %s)""",
             (
                 order.client_order_id,
                 allocation_id,
@@ -321,12 +356,18 @@ def adopt_order(
                 order.symbol,
                 order.side.value,
                 order.qty,
+                "limit" if limit else "market",
+                limit or None,
+                order.price if rule == "stop_loss" else None,
+                "day" if rule is None else "gtc",  # tradeflow's brackets are gtc
                 broker,
                 account,
+                parent,
+                rule,
             ),
         )
         note(conn, order.client_order_id, "SUBMITTED", {"adopted_from": broker})
-        record_broker_order(conn, order)
+        return record_broker_order(conn, order)
 
 
 def order_counts(

@@ -25,7 +25,17 @@ from engine.execution.book_store import (
     stop_exits,
 )
 from engine.execution.planning import latest_session_returns, strategy_orders, strategy_targets
-from engine.execution.stops import Entry, Exit, StopBars, hit, long_states, still_out
+from engine.execution.stops import (
+    BRACKET_MODES,
+    Entry,
+    Exit,
+    StopBars,
+    bracketed,
+    hit,
+    levels,
+    long_states,
+    still_out,
+)
 from engine.execution.store import PlannedOrder, StoredOrder, try_lock, unlock
 from engine.risk.limits import (
     EquityHistory,
@@ -173,6 +183,8 @@ class Wanted:
     targets: pd.DataFrame
     exposures: list[StrategyExposure]
     exits: dict[tuple[str, str], Exit] = field(default_factory=dict)  # stops and targets hit
+    # (stop_loss_pct, take_profit_pct) of the strategies whose openings are brackets here
+    brackets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def wanted(
@@ -195,7 +207,13 @@ def wanted(
         if configs[sid].risk_limits
     ]
     exits = _stops(venue_book, weights, configs, close, targets, bars) if bars else {}
-    return Wanted(targets, exposures, exits)
+    brackets = {
+        sid: found
+        for sid in weights
+        if venue_book.venue.mode in BRACKET_MODES
+        and (found := levels(configs[sid].risk_limits)) is not None
+    }
+    return Wanted(targets, exposures, exits, brackets)
 
 
 def _stops(
@@ -249,6 +267,8 @@ def plan_venue(
         targets = want.targets[sid] if sid in want.targets else pd.Series(dtype=float)
         held = venue_book.holdings.get(sid, {})
         for order in strategy_orders(sid, targets, prices, held, approval_event_id, session, taken):
+            if sid in want.brackets and order.side is Side.BUY and not held.get(order.symbol):
+                order = bracketed(order, *want.brackets[sid])  # opening: stops rest at the broker
             requests.append(order)
             strategy_of[order.client_order_id] = sid
     requests.sort(key=lambda o: (o.side is Side.BUY, o.symbol, o.client_order_id))

@@ -1,0 +1,80 @@
+"""Stops and targets resting at the broker (Alpaca): bracket entries and their exits.
+
+- A strategy with both ``stop_loss_pct`` and ``take_profit_pct`` that opens a position at a
+  broker with brackets (Alpaca paper or live) buys with a bracket order
+  (``engine.execution.stops.bracketed``): its take-profit limit
+  at the reference price (the close the plan sized it on) x (1 + take_profit_pct), its
+  stop-loss stop at reference x (1 - stop_loss_pct), in cents (4 decimals under $1), good till
+  canceled. The broker watches them all day; the first reached fills and cancels the other.
+  A bracket the broker refuses (the open gapped past a level) is REJECTED with its reason, and
+  the position is not opened. Adding to a position is a plain order: the exits cover the
+  quantity of the entry.
+- The broker reports the exits with the entry; each is recorded as an order of the entry's
+  strategy (``engine.execution.store.adopt_exits``), so its fill is the strategy's and the book
+  matches the broker's. A filled exit counts as a stop or target exit: the strategy buys the
+  symbol again only when its signal turns long anew.
+- Exits rest: they are not part of what a strategy is about to hold (the plan would buy again),
+  and a run does not wait for them.
+- Before a strategy sells a symbol (a rebalance, a signal exit, a closing strategy, a stop the
+  daily bars found) its exits there are canceled, and followed until the broker confirms, since
+  they hold the shares. If one filled meanwhile, the position changed after the plan: the sale
+  is BLOCKED, not sent (the next session plans again from the book). The kill switch's
+  flatten cancels them with every other working order.
+- The daily judgement of stops and targets (``engine.execution.stops``) still runs on each
+  session's bars at every broker; where exits rest it is the backstop.
+
+The simulated broker has no brackets: there the daily judgement alone closes positions.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import psycopg
+
+from engine.brokers.base import Broker, Side
+from engine.execution.book_store import book
+from engine.execution.reconcile import cancel_working
+from engine.execution.store import WORKING, StoredOrder, record_status, venue_orders
+from engine.execution.venues import Venue
+
+
+def clear_exits(
+    conn: psycopg.Connection, venue: Venue, broker: Broker, sale: StoredOrder
+) -> str | None:
+    """Cancel the exits resting on what ``sale`` sells (its strategy's, in its symbol) and follow
+    them until final. Returns why the sale must not be sent (an exit filled meanwhile), or
+    None."""
+    if sale.request.side is not Side.SELL:
+        return None
+    exits = [
+        o
+        for o in venue_orders(conn, venue.broker_name, venue.account, WORKING)
+        if o.resting_exit
+        and o.strategy_id == sale.strategy_id
+        and o.request.symbol == sale.request.symbol
+    ]
+    if not exits:
+        return None
+    key = (sale.strategy_id, sale.request.symbol)
+    before = book(conn, venue.broker_name, venue.account).get(key, Decimal(0))
+    cancel_working(
+        conn,
+        venue,
+        broker,
+        exits,
+        f"(the exits resting on {sale.request.symbol}, before selling it); the sale was not "
+        "sent; the run is tried again",
+    )
+    after = book(conn, venue.broker_name, venue.account).get(key, Decimal(0))
+    if after == before:
+        return None
+    why = (
+        f"a bracket exit of {sale.strategy_id} in {sale.request.symbol} filled before this sale "
+        f"was sent ({before} held when planned, {after} now); not sent, the next session plans "
+        "again from the book"
+    )
+    # BLOCKED before it was ever sent; one sent earlier that the broker never had: CANCELED
+    status = "BLOCKED" if sale.status == "INTENT" else "CANCELED"
+    record_status(conn, sale.request.client_order_id, status, {"reason": why})
+    return why

@@ -3,8 +3,9 @@ engine functions as the CLI), and the expiry of undecided ones.
 
 Each decision is reported as an observation of the ``allocation_recommendation`` asset: the
 allocation's status now, the decision, who made it and why, and the allocation's whole approval
-history (an approval also reports the allocation it archived). The asset's materialization says
-only what it was recommended as; its Events tab shows what became of it."""
+history (an approval also reports the allocation it archived). Decisions made elsewhere (the
+CLI, the optimizer) are observed the same way by ``approval_decisions_sensor``. The asset's
+materialization says only what it was recommended as; its Events tab shows what became of it."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -124,10 +125,21 @@ def _observe(
     changed = [t.allocation_id for t in transitions]
     changed += [t.archived for t in transitions if t.archived]
     with database.connect() as conn:
-        histories = {a: allocation_history(conn, a) for a in changed}
-        statuses = statuses_markdown(list_allocations(conn, RECENT_ALLOCATIONS))
-        for allocation_id in sorted(changed, key=lambda a: histories[a][-1].event_id):
-            context.log_event(_observation(conn, allocation_id, histories[allocation_id], statuses))
+        for observation in decision_observations(conn, changed):
+            context.log_event(observation)
+
+
+def decision_observations(
+    conn: psycopg.Connection, allocation_ids: list[str]
+) -> list[dg.AssetObservation]:
+    """An observation of each allocation as it is now (its latest decision, its history), in
+    the order of their latest decisions."""
+    histories = {a: allocation_history(conn, a) for a in set(allocation_ids)}
+    statuses = statuses_markdown(list_allocations(conn, RECENT_ALLOCATIONS))
+    return [
+        _observation(conn, allocation_id, histories[allocation_id], statuses)
+        for allocation_id in sorted(histories, key=lambda a: histories[a][-1].event_id)
+    ]
 
 
 def _observation(
@@ -141,6 +153,7 @@ def _observation(
         description=f"{allocation_id}: {transition_text(latest)}",
         metadata={
             "allocation_id": allocation_id,
+            "event_id": latest.event_id,  # the decision's, in approval_events
             "status": allocation.status,
             "decision": transition_text(latest),
             "by": latest.actor,

@@ -31,6 +31,7 @@ from orchestration.jobs import (
 from orchestration.resources import BrokerConfig, Database, MarketData, Settings
 from orchestration.schedules import correlations_intraday, daily_research, expiry_schedule
 from orchestration.sensors import (
+    approval_decisions_sensor,
     approvals_sensor,
     daily_execution_sensor,
     reoptimization_sensor,
@@ -90,6 +91,7 @@ def build_definitions(resources: dict[str, dg.ConfigurableResource]) -> dg.Defin
             book_report,
         ],
         sensors=[
+            approval_decisions_sensor,
             approvals_sensor,
             daily_execution_sensor,
             reoptimization_sensor,

@@ -1,13 +1,16 @@
 """Sensors: each newly ACTIVE allocation launches execute_allocation once (while trading is
 halted, approvals wait for the resume); every later session of the ACTIVE allocation launches
 it once more; each ACTIVE allocation marked for re-optimization (a correlation regime shift)
-launches recommend_allocation once."""
+launches recommend_allocation once; decisions made outside the approval jobs are observed on the
+allocation asset."""
 
 from datetime import UTC, datetime
 
 import dagster as dg
 
-from engine.approvals.store import activations_after, reoptimization_requests
+from assets.allocations import allocation_recommendation
+from assets.approvals import decision_observations
+from engine.approvals.store import activations_after, events_after, reoptimization_requests
 from engine.execution.daily import session_due
 from engine.execution.halts import trading_switch
 from orchestration.jobs import execute_allocation_job, recommend_allocation_job
@@ -15,6 +18,7 @@ from orchestration.resources import Database
 
 MAX_RUNS_PER_TICK = 10
 MAX_SESSION_ATTEMPTS = 3
+MAX_DECISIONS_PER_TICK = 100
 
 
 @dg.sensor(
@@ -105,3 +109,30 @@ def reoptimization_sensor(
             for allocation_id, _, _ in requests
         ]
     )
+
+
+@dg.sensor(minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING)
+def approval_decisions_sensor(
+    context: dg.SensorEvaluationContext, database: Database
+) -> dg.SensorResult:
+    """Decisions made outside the UI's approval jobs (``tradeflow approve``/``reject``/
+    ``expire``, the optimizer's new recommendations) as observations of the allocation asset,
+    like the jobs' own: the UI shows each allocation's status now and its history, whoever
+    decided. A decision a job already observed is not observed again."""
+    after = int(context.cursor) if context.cursor else 0
+    with database.connect() as conn:
+        events = events_after(conn, after, MAX_DECISIONS_PER_TICK)
+        if not events:
+            return dg.SensorResult(skip_reason="no new decision", cursor=context.cursor)
+        records = context.instance.fetch_observations(
+            allocation_recommendation.key, limit=MAX_DECISIONS_PER_TICK
+        ).records
+        observed = {
+            r.asset_observation.metadata["event_id"].value
+            for r in records
+            if r.asset_observation is not None and "event_id" in r.asset_observation.metadata
+        }
+        latest = {allocation_id: event_id for event_id, allocation_id in events}
+        changed = [a for a, event_id in latest.items() if event_id not in observed]
+        observations = decision_observations(conn, changed) if changed else []
+    return dg.SensorResult(asset_events=observations, cursor=str(events[-1][0]))

@@ -76,6 +76,18 @@ def approval_events(conn: psycopg.Connection, allocation_id: str) -> list[Approv
     return [ApprovalEvent(*row) for row in rows]
 
 
+def events_after(
+    conn: psycopg.Connection, after_event_id: int, limit: int
+) -> list[tuple[int, str]]:
+    """(event id, allocation id) of the transitions after ``after_event_id``, oldest first."""
+    rows = conn.execute(
+        """SELECT event_id, allocation_id FROM approval_events WHERE event_id > %s
+           ORDER BY event_id LIMIT %s""",
+        (after_event_id, limit),
+    ).fetchall()
+    return [(int(e), str(a)) for e, a in rows]
+
+
 def active_allocation_id(conn: psycopg.Connection, for_update: bool = False) -> str | None:
     query = "SELECT allocation_id FROM allocations WHERE status = 'ACTIVE'"
     row = conn.execute(query + (" FOR UPDATE" if for_update else "")).fetchone()

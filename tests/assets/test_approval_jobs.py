@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from assets.allocations import allocation_recommendation
+from engine.approvals.workflow import approve, reject
 from engine.storage.connection import DatabaseUrls
 from orchestration.definitions import build_definitions
 from orchestration.resources import BrokerConfig, Database, MarketData, Settings
@@ -17,16 +18,18 @@ from tests.helpers import pending_allocation
 WEIGHTS = {"sma_cross_10_100": 0.5, "sma_cross_20_150": 0.5}
 
 
+def _resources(db: str) -> dict[str, Any]:
+    return {
+        "database": Database(url=db),
+        "market_data": MarketData(),
+        "broker": BrokerConfig(),
+        "settings": Settings(),
+    }
+
+
 @pytest.fixture
 def defs(db: str) -> dg.Definitions:
-    return build_definitions(
-        {
-            "database": Database(url=db),
-            "market_data": MarketData(),
-            "broker": BrokerConfig(),
-            "settings": Settings(),
-        }
-    )
+    return build_definitions(_resources(db))
 
 
 def _decide(
@@ -177,3 +180,44 @@ def test_custom_weights_and_expiry_are_observations_too(
         raise_on_error=False,
     )
     assert _failure(refused).startswith("custom weights refused: ")
+
+
+def test_decisions_made_outside_the_jobs_are_observed_by_the_sensor_once(
+    db: str, defs: dg.Definitions
+) -> None:
+    with psycopg.connect(db) as conn:
+        for allocation_id in ("a1", "a2"):
+            pending_allocation(conn, allocation_id, WEIGHTS)
+        approve(conn, "a1", "cli-user", "from the command line")  # as `tradeflow approve`
+        conn.commit()
+    instance = dg.DagsterInstance.ephemeral()
+    sensor = defs.resolve_sensor_def("approval_decisions_sensor")
+    with dg.build_sensor_context(instance=instance, resources=_resources(db)) as context:
+        result = sensor(context)
+    seen = [_seen(o) for o in result.asset_events]
+    assert [(s["allocation_id"], s["status"], s["by"]) for s in seen] == [
+        ("a2", "PENDING_APPROVAL", "optimizer"),
+        ("a1", "ACTIVE", "cli-user"),
+    ]
+    assert seen[1]["reason"] == "from the command line"
+    for event in result.asset_events:
+        instance.report_runless_asset_event(event)
+
+    # A decision the job observed is not observed again; the next one made elsewhere is.
+    assert _decide(defs, instance, allocation_id="a2", by="bo").success
+    with dg.build_sensor_context(
+        instance=instance, resources=_resources(db), cursor=result.cursor
+    ) as context:
+        after_job = sensor(context)
+    assert after_job.asset_events == []
+    with psycopg.connect(db) as conn:
+        pending_allocation(conn, "a3", WEIGHTS)
+        reject(conn, "a3", "cli-user", "too concentrated")
+        conn.commit()
+    with dg.build_sensor_context(
+        instance=instance, resources=_resources(db), cursor=after_job.cursor
+    ) as context:
+        rejected = sensor(context)
+    assert [(_seen(o)["allocation_id"], _seen(o)["status"]) for o in rejected.asset_events] == [
+        ("a3", "REJECTED")
+    ]

@@ -18,7 +18,9 @@
 - Before a strategy sells a symbol (a rebalance, a signal exit, a closing strategy, a stop the
   daily bars found) its exits there are canceled, and followed until the broker confirms, since
   they hold the shares. If one filled meanwhile, the position changed after the plan: the sale
-  is BLOCKED, not sent (the next session plans again from the book). The kill switch's
+  is BLOCKED, not sent (the next session plans again from the book); so is a sale of more
+  than the strategy holds when it is sent (an exit filled after the plan, before a later run
+  sends what an earlier one left unsent). The kill switch's
   flatten cancels them with every other working order.
 - The daily judgement of stops and targets (``engine.execution.stops``) still runs on each
   session's bars at every broker; where exits rest it is the backstop.
@@ -33,7 +35,7 @@ from decimal import Decimal
 import psycopg
 
 from engine.brokers.base import Broker, Side
-from engine.execution.book_store import book
+from engine.execution.book_store import book, pending
 from engine.execution.reconcile import cancel_working
 from engine.execution.store import WORKING, StoredOrder, record_status, venue_orders
 from engine.execution.venues import Venue
@@ -43,8 +45,9 @@ def clear_exits(
     conn: psycopg.Connection, venue: Venue, broker: Broker, sale: StoredOrder
 ) -> str | None:
     """Cancel the exits resting on what ``sale`` sells (its strategy's, in its symbol) and follow
-    them until final. Returns why the sale must not be sent (an exit filled meanwhile), or
-    None."""
+    them until final. Returns why the sale must not be sent (an exit filled meanwhile, or the
+    strategy no longer holds what it sells: an exit filled after the plan and before an earlier
+    run could send it), or None."""
     if sale.request.side is not Side.SELL:
         return None
     exits = [
@@ -54,25 +57,29 @@ def clear_exits(
         and o.strategy_id == sale.strategy_id
         and o.request.symbol == sale.request.symbol
     ]
-    if not exits:
-        return None
     key = (sale.strategy_id, sale.request.symbol)
     before = book(conn, venue.broker_name, venue.account).get(key, Decimal(0))
-    cancel_working(
-        conn,
-        venue,
-        broker,
-        exits,
-        f"(the exits resting on {sale.request.symbol}, before selling it); the sale was not "
-        "sent; the run is tried again",
-    )
+    if exits:
+        cancel_working(
+            conn,
+            venue,
+            broker,
+            exits,
+            f"(the exits resting on {sale.request.symbol}, before selling it); the sale was not "
+            "sent; the run is tried again",
+        )
     after = book(conn, venue.broker_name, venue.account).get(key, Decimal(0))
-    if after == before:
+    holds = after + pending(conn, venue.broker_name, venue.account).get(key, Decimal(0))
+    if after == before and sale.request.qty <= holds:
         return None
     why = (
         f"a bracket exit of {sale.strategy_id} in {sale.request.symbol} filled before this sale "
         f"was sent ({before} held when planned, {after} now); not sent, the next session plans "
         "again from the book"
+        if after != before
+        else f"{sale.strategy_id} holds {holds} {sale.request.symbol} (a bracket exit filled "
+        f"since the plan?), less than this sale's {sale.request.qty}; not sent, the next "
+        "session plans again from the book"
     )
     # BLOCKED before it was ever sent; one sent earlier that the broker never had: CANCELED
     status = "BLOCKED" if sale.status == "INTENT" else "CANCELED"

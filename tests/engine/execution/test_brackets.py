@@ -225,3 +225,46 @@ def test_the_flatten_cancels_the_exits_and_closes_the_book(
     report = flatten(db, router(db, fake, prices), "alice", "stop everything", FAST)
     assert report.left == [] and fake.positions() == {}
     assert {r[5] for r in exits(conn)} == {"CANCELED"}
+
+
+def _plan_sale(conn: psycopg.Connection, symbol: str, qty: Decimal, price: float) -> str:
+    """A's sale of ``symbol`` as a run that stopped before sending it left it: INTENT."""
+    event = activation_event_id(conn, "a1")
+    session = latest_bar_day(conn)
+    assert event is not None and session is not None
+    sale = OrderRequest(f"tf-{event}-left-sale", symbol, Side.SELL, qty, price)
+    with conn.transaction():
+        insert_orders(
+            conn,
+            "a1",
+            event,
+            [PlannedOrder(sale, "INTENT", A, "alpaca-paper", "default")],
+            {},
+            [],
+            session=session,
+        )
+    conn.commit()
+    return sale.client_order_id
+
+
+def test_a_sale_left_unsent_is_not_sent_after_an_exit_filled_before_the_next_run(
+    db: str, conn: psycopg.Connection, fake: FakeAlpaca, prices: dict[str, float]
+) -> None:
+    # A and B both hold the symbol; a run planned A's sale and stopped before sending it; A's
+    # stop then fills at Alpaca, and the next run (same session) learns it in its reconcile.
+    first_run(db, conn, fake, prices)
+    both = sorted(s for (sid, s) in held(conn) if sid == A and (B, s) in held(conn))
+    assert both, "the test needs a symbol both strategies hold"
+    symbol = both[0]
+    qty, theirs = held(conn)[A, symbol], held(conn)[B, symbol]
+    sale = _plan_sale(conn, symbol, qty, prices[symbol])
+    stop = next(r[4] for r in exits(conn) if r[2] == symbol and r[1] == "stop_loss")
+    fake.set_price(symbol, stop - 1.0)
+    execute_allocation(db, "a1", router(db, fake, prices), LIMITS, FAST)
+    # The sale was for shares A no longer holds: sent, it would sell B's.
+    assert fake.positions().get(symbol, Decimal(0)) == theirs
+    assert held(conn).get((A, symbol), Decimal(0)) == 0
+    status = conn.execute("SELECT status FROM orders WHERE client_order_id = %s", (sale,))
+    assert status.fetchone() == ("BLOCKED",)
+    assert net(conn) == fake.positions()
+

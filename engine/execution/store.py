@@ -340,13 +340,16 @@ def adopt_order(
     marked as adopted. Returns the fills recorded."""
     rule = order.exit_rule if parent is not None else None
     limit = order.price if rule == "take_profit" else None
+    # a bracket entry: its levels, which its exits are checked against (sql/0013)
+    levels = {leg.exit_rule: leg.price for leg in order.legs}
+    bracket = None not in (levels.get("take_profit"), levels.get("stop_loss"))
     with conn.transaction():
         conn.execute(
             """INSERT INTO orders (client_order_id, allocation_id, approval_event_id,
                    strategy_id, symbol, side, qty, order_type, limit_price, stop_price,
-                   time_in_force, status, broker, account, origin, parent_client_order_id,
-                   exit_rule)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'SUBMITTED', %s, %s,
+                   time_in_force, take_profit_price, stop_loss_price, status, broker, account,
+                   origin, parent_client_order_id, exit_rule)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'SUBMITTED', %s, %s,
                        'adopted', %s, %s)""",
             (
                 order.client_order_id,
@@ -359,7 +362,9 @@ def adopt_order(
                 "limit" if limit else "market",
                 limit or None,
                 order.price if rule == "stop_loss" else None,
-                "day" if rule is None else "gtc",  # tradeflow's brackets are gtc
+                "gtc" if rule or bracket else "day",  # tradeflow's brackets are gtc
+                levels.get("take_profit") if bracket else None,
+                levels.get("stop_loss") if bracket else None,
                 broker,
                 account,
                 parent,

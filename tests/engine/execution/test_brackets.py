@@ -21,6 +21,7 @@ from engine.execution.book_report import check_book_against_brokers
 from engine.execution.brackets import clear_exits
 from engine.execution.executor import ExecutionSettings, execute_allocation
 from engine.execution.flatten import flatten
+from engine.execution.planning import client_order_id
 from engine.execution.store import PlannedOrder, allocation_orders, insert_orders
 from engine.execution.venues import Venue
 from engine.risk.limits import RiskLimits
@@ -267,4 +268,37 @@ def test_a_sale_left_unsent_is_not_sent_after_an_exit_filled_before_the_next_run
     status = conn.execute("SELECT status FROM orders WHERE client_order_id = %s", (sale,))
     assert status.fetchone() == ("BLOCKED",)
     assert net(conn) == fake.positions()
+
+
+def test_a_bracket_entry_the_database_lost_is_adopted_with_its_exits(
+    db: str, conn: psycopg.Connection, fake: FakeAlpaca, prices: dict[str, float]
+) -> None:
+    # A bracket under our prefix that this database has no record of (a restore from a backup
+    # older than the send): the reconciliation adopts it, and its exits with it, so the kill
+    # switch can still cancel them and close the position.
+    first_run(db, conn, fake, prices)
+    event, session = activation_event_id(conn, "a1"), latest_bar_day(conn)
+    assert event is not None and session is not None
+    symbol = sorted(prices)[-1]
+    lost = OrderRequest(
+        client_order_id(event, session, A, symbol, 5),
+        symbol,
+        Side.BUY,
+        Decimal(3),
+        prices[symbol],
+        time_in_force="gtc",
+        take_profit_price=round(prices[symbol] * 1.1, 2),
+        stop_loss_price=round(prices[symbol] * 0.9, 2),
+    )
+    broker = router(db, fake, prices).broker("PAPER", "default")
+    assert broker.submit_order(lost).status in ("ACCEPTED", "FILLED")
+    for _ in range(3):  # reads fill it
+        broker.get_order(lost.client_order_id)
+    report = flatten(db, router(db, fake, prices), "alice", "stop everything", FAST)
+    assert report.left == [] and fake.positions() == {}
+    adopted = [r for r in exits(conn) if r[0] == lost.client_order_id]
+    assert {(r[1], r[5], r[6]) for r in adopted} == {
+        ("stop_loss", "CANCELED", A),
+        ("take_profit", "CANCELED", A),
+    }
 

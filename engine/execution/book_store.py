@@ -32,16 +32,21 @@ def pending(
     """What working orders at a broker and account still want, signed: (strategy, symbol) ->
     quantity not yet filled. A bracket's exits rest until a price reaches them: they count
     only with ``resting_exits`` (what the broker may have filled since the last sync), never in
-    what a strategy is about to hold."""
+    what a strategy is about to hold. The two exits of one entry cancel each other: the larger
+    counts, not both."""
     rows = conn.execute(
-        """SELECT o.strategy_id, o.symbol,
-                  sum(CASE o.side WHEN 'buy' THEN 1 ELSE -1 END
-                      * (o.qty - coalesce((SELECT sum(f.qty) FROM fills f
-                                           WHERE f.client_order_id = o.client_order_id), 0)))
-           FROM orders o
-           WHERE o.broker = %s AND o.account = %s AND o.status = ANY(%s)
-             AND (%s OR o.parent_client_order_id IS NULL)
-           GROUP BY o.strategy_id, o.symbol""",
+        """SELECT strategy_id, symbol, sum(qty) FROM (
+               SELECT o.strategy_id, o.symbol,
+                      min(CASE o.side WHEN 'buy' THEN 1 ELSE -1 END
+                          * (o.qty - coalesce((SELECT sum(f.qty) FROM fills f
+                                               WHERE f.client_order_id = o.client_order_id), 0)))
+                          AS qty
+               FROM orders o
+               WHERE o.broker = %s AND o.account = %s AND o.status = ANY(%s)
+                 AND (%s OR o.parent_client_order_id IS NULL)
+               GROUP BY o.strategy_id, o.symbol,
+                        coalesce(o.parent_client_order_id, o.client_order_id)) x
+           GROUP BY strategy_id, symbol""",
         (broker, account, list(WORKING), resting_exits),
     ).fetchall()
     return {(s, symbol): Decimal(qty) for s, symbol, qty in rows if qty}

@@ -302,3 +302,19 @@ def test_a_bracket_entry_the_database_lost_is_adopted_with_its_exits(
         ("take_profit", "CANCELED", A),
     }
 
+
+def test_the_book_check_counts_one_exit_of_a_bracket_not_both(
+    db: str, conn: psycopg.Connection, fake: FakeAlpaca, prices: dict[str, float]
+) -> None:
+    # The take-profit and the stop-loss cancel each other: at most one fills. Someone sells
+    # twice A's shares in the account (it goes below what the exits could explain): a halt.
+    entry = first_run(db, conn, fake, prices)[0]
+    symbol, qty = entry["symbol"], held(conn)[A, entry["symbol"]]
+    broker = router(db, fake, prices).broker("PAPER", "default")
+    outside = OrderRequest("not-ours-1", symbol, Side.SELL, 2 * qty, prices[symbol])
+    broker.submit_order(outside)
+    for _ in range(3):
+        broker.get_order(outside.client_order_id)
+    assert fake.positions().get(symbol, Decimal(0)) == net(conn).get(symbol, Decimal(0)) - 2 * qty
+    check = check_book_against_brokers(conn, router(db, fake, prices))
+    assert [m.symbol for m in check.mismatches] == [symbol] and check.halted

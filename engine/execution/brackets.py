@@ -20,7 +20,8 @@
   they hold the shares. If one filled meanwhile, the position changed after the plan: the sale
   is BLOCKED, not sent (the next session plans again from the book); so is a sale of more
   than the strategy holds when it is sent (an exit filled after the plan, before a later run
-  sends what an earlier one left unsent). The kill switch's
+  sends what an earlier one left unsent), and a buy planned before an exit of its strategy in
+  its symbol filled (it would reopen, without exits, what the exit closed). The kill switch's
   flatten cancels them with every other working order.
 - The daily judgement of stops and targets (``engine.execution.stops``) still runs on each
   session's bars at every broker; where exits rest it is the backstop.
@@ -47,9 +48,17 @@ def clear_exits(
     """Cancel the exits resting on what ``sale`` sells (its strategy's, in its symbol) and follow
     them until final. Returns why the sale must not be sent (an exit filled meanwhile, or the
     strategy no longer holds what it sells: an exit filled after the plan and before an earlier
-    run could send it), or None."""
+    run could send it), or None. A buy is not sent either when an exit of its strategy in its
+    symbol filled after it was planned: it would reopen, without exits, what the exit closed."""
     if sale.request.side is not Side.SELL:
-        return None
+        if not _exit_filled_since(conn, venue, sale):
+            return None
+        return _refuse(
+            conn,
+            sale,
+            f"a bracket exit of {sale.strategy_id} in {sale.request.symbol} filled after this "
+            "buy was planned; not sent, the next session plans again from the book",
+        )
     exits = [
         o
         for o in venue_orders(conn, venue.broker_name, venue.account, WORKING)
@@ -81,7 +90,30 @@ def clear_exits(
         f"since the plan?), less than this sale's {sale.request.qty}; not sent, the next "
         "session plans again from the book"
     )
+    return _refuse(conn, sale, why)
+
+
+def _refuse(conn: psycopg.Connection, order: StoredOrder, why: str) -> str:
     # BLOCKED before it was ever sent; one sent earlier that the broker never had: CANCELED
-    status = "BLOCKED" if sale.status == "INTENT" else "CANCELED"
-    record_status(conn, sale.request.client_order_id, status, {"reason": why})
+    status = "BLOCKED" if order.status == "INTENT" else "CANCELED"
+    record_status(conn, order.request.client_order_id, status, {"reason": why})
     return why
+
+
+def _exit_filled_since(conn: psycopg.Connection, venue: Venue, order: StoredOrder) -> bool:
+    """Whether a fill of an exit of ``order``'s strategy in its symbol was recorded after
+    ``order`` was planned (the plan did not know it)."""
+    row = conn.execute(
+        """SELECT EXISTS (SELECT FROM orders o JOIN order_events e USING (client_order_id)
+                          WHERE o.broker = %s AND o.account = %s AND o.strategy_id = %s
+                            AND o.symbol = %s AND o.exit_rule IS NOT NULL
+                            AND e.status IN ('PARTIALLY_FILLED', 'FILLED') AND e.at > %s)""",
+        (
+            venue.broker_name,
+            venue.account,
+            order.strategy_id,
+            order.request.symbol,
+            order.created_at,
+        ),
+    ).fetchone()
+    return bool(row and row[0])

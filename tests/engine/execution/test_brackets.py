@@ -228,12 +228,14 @@ def test_the_flatten_cancels_the_exits_and_closes_the_book(
     assert {r[5] for r in exits(conn)} == {"CANCELED"}
 
 
-def _plan_sale(conn: psycopg.Connection, symbol: str, qty: Decimal, price: float) -> str:
-    """A's sale of ``symbol`` as a run that stopped before sending it left it: INTENT."""
+def _plan_sale(
+    conn: psycopg.Connection, symbol: str, qty: Decimal, price: float, side: Side = Side.SELL
+) -> str:
+    """A's order in ``symbol`` (a sale) as a run that stopped before sending it left it: INTENT."""
     event = activation_event_id(conn, "a1")
     session = latest_bar_day(conn)
     assert event is not None and session is not None
-    sale = OrderRequest(f"tf-{event}-left-sale", symbol, Side.SELL, qty, price)
+    sale = OrderRequest(f"tf-{event}-left-{side}", symbol, side, qty, price)
     with conn.transaction():
         insert_orders(
             conn,
@@ -318,3 +320,21 @@ def test_the_book_check_counts_one_exit_of_a_bracket_not_both(
     assert fake.positions().get(symbol, Decimal(0)) == net(conn).get(symbol, Decimal(0)) - 2 * qty
     check = check_book_against_brokers(conn, router(db, fake, prices))
     assert [m.symbol for m in check.mismatches] == [symbol] and check.halted
+
+
+def test_an_addition_left_unsent_is_not_sent_after_an_exit_closed_the_position(
+    db: str, conn: psycopg.Connection, fake: FakeAlpaca, prices: dict[str, float]
+) -> None:
+    # A run planned an addition to A's position (a plain buy: the exits cover the entry) and
+    # stopped before sending it; A's stop then fills at Alpaca. Sent by the next run, it would
+    # reopen the position the stop closed, without exits, and A would count as in again.
+    entry = first_run(db, conn, fake, prices)[0]
+    symbol = entry["symbol"]
+    add = _plan_sale(conn, symbol, Decimal(2), prices[symbol], Side.BUY)
+    stop = next(r[4] for r in exits(conn) if r[2] == symbol and r[1] == "stop_loss")
+    fake.set_price(symbol, stop - 1.0)
+    execute_allocation(db, "a1", router(db, fake, prices), LIMITS, FAST)
+    assert held(conn).get((A, symbol), Decimal(0)) == 0
+    status = conn.execute("SELECT status FROM orders WHERE client_order_id = %s", (add,))
+    assert status.fetchone() == ("BLOCKED",)
+    assert net(conn) == fake.positions()

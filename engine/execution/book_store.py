@@ -5,7 +5,7 @@ database role could rewrite the money records. The rest of the execution tables'
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 import psycopg
@@ -251,3 +251,23 @@ def stop_exits(conn: psycopg.Connection, broker: str, account: str) -> dict[tupl
         {"b": broker, "a": account},
     ).fetchall()
     return {(sid, symbol): session for sid, symbol, session in rows}
+
+
+def exit_filled_since(
+    conn: psycopg.Connection,
+    broker: str,
+    account: str,
+    strategy_id: str | None,
+    symbol: str,
+    since: datetime,
+) -> bool:
+    """Whether a fill of a bracket exit of the strategy in ``symbol`` at the venue was recorded
+    after ``since``."""
+    row = conn.execute(
+        """SELECT EXISTS (SELECT FROM orders o JOIN order_events e USING (client_order_id)
+                          WHERE o.broker = %s AND o.account = %s AND o.strategy_id = %s
+                            AND o.symbol = %s AND o.exit_rule IS NOT NULL
+                            AND e.status IN ('PARTIALLY_FILLED', 'FILLED') AND e.at > %s)""",
+        (broker, account, strategy_id, symbol, since),
+    ).fetchone()
+    return bool(row and row[0])

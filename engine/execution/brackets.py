@@ -36,7 +36,7 @@ from decimal import Decimal
 import psycopg
 
 from engine.brokers.base import Broker, Side
-from engine.execution.book_store import book, pending
+from engine.execution.book_store import book, exit_filled_since, pending
 from engine.execution.reconcile import cancel_working
 from engine.execution.store import WORKING, StoredOrder, record_status, venue_orders
 from engine.execution.venues import Venue
@@ -51,7 +51,14 @@ def clear_exits(
     run could send it), or None. A buy is not sent either when an exit of its strategy in its
     symbol filled after it was planned: it would reopen, without exits, what the exit closed."""
     if sale.request.side is not Side.SELL:
-        if not _exit_filled_since(conn, venue, sale):
+        if not exit_filled_since(
+            conn,
+            venue.broker_name,
+            venue.account,
+            sale.strategy_id,
+            sale.request.symbol,
+            sale.created_at,
+        ):
             return None
         return _refuse(
             conn,
@@ -98,22 +105,3 @@ def _refuse(conn: psycopg.Connection, order: StoredOrder, why: str) -> str:
     status = "BLOCKED" if order.status == "INTENT" else "CANCELED"
     record_status(conn, order.request.client_order_id, status, {"reason": why})
     return why
-
-
-def _exit_filled_since(conn: psycopg.Connection, venue: Venue, order: StoredOrder) -> bool:
-    """Whether a fill of an exit of ``order``'s strategy in its symbol was recorded after
-    ``order`` was planned (the plan did not know it)."""
-    row = conn.execute(
-        """SELECT EXISTS (SELECT FROM orders o JOIN order_events e USING (client_order_id)
-                          WHERE o.broker = %s AND o.account = %s AND o.strategy_id = %s
-                            AND o.symbol = %s AND o.exit_rule IS NOT NULL
-                            AND e.status IN ('PARTIALLY_FILLED', 'FILLED') AND e.at > %s)""",
-        (
-            venue.broker_name,
-            venue.account,
-            order.strategy_id,
-            order.request.symbol,
-            order.created_at,
-        ),
-    ).fetchone()
-    return bool(row and row[0])

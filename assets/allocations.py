@@ -1,6 +1,7 @@
 """The recommended allocation, stored as PENDING_APPROVAL for a person to decide on."""
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -12,10 +13,12 @@ from engine.backtest.store import latest_backtest_run, load_strategy_returns
 from engine.errors import AllocationError
 from engine.markdown import markdown_table
 from engine.portfolio.correlation import NearDuplicates, latest_near_duplicates
-from engine.portfolio.optimize import AllocationResult, Recommendation, optimize
 from engine.portfolio.store import record_failed_optimization
 from engine.validation.store import eligible_strategies
 from orchestration.resources import Database, Settings
+
+if TYPE_CHECKING:
+    from engine.portfolio.optimize import AllocationResult
 
 
 @dg.asset(deps=[validations, correlations], group_name="portfolio")
@@ -25,6 +28,8 @@ def allocation_recommendation(
     """Weights across the validated ACTIVE strategies that are in optimization, by the configured
     method (falling back to a shrunk covariance, then HRP), near-duplicates capped together,
     waiting for approval."""
+    from engine.portfolio.optimize import Recommendation, optimize  # PyPortfolioOpt, cvxpy
+
     constraints = settings.constraints()
     method = settings.allocation_method
     longest = max(settings.correlation_windows)
@@ -107,7 +112,7 @@ def allocation_recommendation(
 
 
 def _groups_markdown(
-    result: AllocationResult, duplicates: NearDuplicates | None, window: int, threshold: float
+    result: "AllocationResult", duplicates: NearDuplicates | None, window: int, threshold: float
 ) -> str:
     """Each group of near-duplicates with its combined weight and cap, and why a cap was raised."""
     if duplicates is None:

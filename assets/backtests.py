@@ -4,7 +4,6 @@ import dagster as dg
 
 from assets.market_data import bars_daily
 from engine.backtest.readings import reading
-from engine.backtest.sma_sweep import sma_cross_sweep
 from engine.backtest.store import StrategyTrades, record_backtest, strategy_trades
 from engine.markdown import markdown_image, markdown_table
 from engine.plots import equity_png
@@ -21,6 +20,8 @@ def backtests(
     context: dg.AssetExecutionContext, database: Database, settings: Settings
 ) -> dg.MaterializeResult:
     """Backtest every (fast, slow) SMA pair on every symbol; store metrics and daily returns."""
+    from engine.backtest.sma_sweep import sma_cross_sweep  # vectorbt, numba: when it runs
+
     with database.connect() as conn:
         panel = load_research_prices(conn, *settings.research())
         result = sma_cross_sweep(panel, settings.sweep(), progress=context.log.info)

@@ -3,7 +3,6 @@
 import dagster as dg
 
 from assets.scans import signals
-from engine.backtest.signal_follow import SignalCosts, signal_follow_backtest, signal_strategies
 from engine.backtest.store import record_backtest
 from engine.signals.prices import load_research_prices
 from orchestration.resources import Database, Settings
@@ -15,6 +14,12 @@ def signal_backtests(
 ) -> dg.MaterializeResult:
     """Each signal-following strategy (TESTING) trades its subscribed signals: enter at the next
     open after a long signal, hold hold_days bars, leave after a short signal."""
+    from engine.backtest.signal_follow import (  # vectorbt, numba: when it runs
+        SignalCosts,
+        signal_follow_backtest,
+        signal_strategies,
+    )
+
     with database.connect() as conn:
         strategies, skipped = signal_strategies(conn)
         for sid, why in skipped.items():

@@ -39,10 +39,10 @@ from engine.backtest.store import latest_backtest_run, run_benchmarks  # noqa: E
 from engine.data.calendar import trading_days  # noqa: E402
 from engine.data.read_store import stored_counts  # noqa: E402
 from engine.data.sources import LocalFileSource  # noqa: E402
+from engine.execution.book_report_store import order_counts  # noqa: E402
 from engine.execution.book_store import orders_by_session  # noqa: E402
 from engine.execution.plan_store import planned_sessions  # noqa: E402
 from engine.execution.pnl import book_pnl, by_strategy  # noqa: E402
-from engine.execution.store import order_counts  # noqa: E402
 from engine.portfolio.store import latest_correlation_matrices, latest_optimization  # noqa: E402
 from engine.signals.store import signal_count  # noqa: E402
 from engine.storage.connection import (  # noqa: E402

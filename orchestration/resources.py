@@ -17,7 +17,7 @@ from typing import Literal
 import dagster as dg
 import psycopg
 
-from engine.backtest.sma_sweep import SweepParams
+from engine.backtest.params import SweepParams
 from engine.brokers.routing import (
     ALLOW_LIVE_ENV,
     AccountSettings,
@@ -28,8 +28,6 @@ from engine.brokers.routing import (
     live_allowed,
 )
 from engine.brokers.simulated import SimulatedBroker
-from engine.data.alpaca_source import AlpacaSource
-from engine.data.polygon_source import PolygonSource
 from engine.data.quality import GateSettings
 from engine.data.read_store import latest_prices
 from engine.data.sources import LocalFileSource, MarketDataSource
@@ -106,6 +104,8 @@ class MarketData(dg.ConfigurableResource):
                 raise ConfigurationError("market_data.path must name a Parquet or CSV file")
             return LocalFileSource(self.path, self.sectors_path or None)
         if self.source == "polygon":
+            from engine.data.polygon_source import PolygonSource  # the vendor's client: if used
+
             return PolygonSource(
                 api_key=self._key("polygon_api_key", "POLYGON_API_KEY"),
                 symbols=tuple(self.symbols),
@@ -115,6 +115,8 @@ class MarketData(dg.ConfigurableResource):
                 retries=self.vendor_retries,
             )
         if self.source == "alpaca":
+            from engine.data.alpaca_source import AlpacaSource
+
             return AlpacaSource(
                 api_key=self._key("alpaca_api_key", "ALPACA_API_KEY"),
                 secret_key=self._key("alpaca_secret_key", "ALPACA_SECRET_KEY"),

@@ -20,40 +20,17 @@ from vectorbt.generic import nb as generic_nb
 from vectorbt.indicators import nb as indicators_nb
 from vectorbt.portfolio.enums import TradeDirection, TradeStatus
 
+from engine.backtest.params import TRADING_DAYS_PER_YEAR, SweepParams
 from engine.backtest.simulation import Simulation
 from engine.errors import InsufficientDataError
 from engine.signals.prices import PricePanel
 from engine.strategies import SMA_CROSS
 
-TRADING_DAYS_PER_YEAR = 252
 # Symbol-pair columns per vectorized call: measured fastest around 2,000-3,000 (bench/README.md).
 CHUNK_COLUMNS = 2_500
 # Chunks simulated at once, one per core; each holds about 250 MB at its peak (2,500 columns of
 # six years), so more cores than this are left alone.
 WORKERS = min(os.cpu_count() or 1, 8)
-
-
-@dataclass(frozen=True)
-class SweepParams:
-    fast_windows: tuple[int, ...] = (10, 20, 50)
-    slow_windows: tuple[int, ...] = (100, 150, 200)
-    fees: float = 0.0005
-    slippage: float = 0.0005
-    init_cash: float = 100_000.0
-    # Each entry commits this fraction of the cash available to the symbol (1.0: all of it).
-    fraction: float = 1.0
-    # Long-short: a death cross also opens a short, a golden cross covers it and goes long.
-    long_short: bool = False
-
-    def __post_init__(self) -> None:
-        if not 0 < self.fraction <= 1:
-            raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
-        if self.long_short and self.fraction != 1:
-            # vectorbt reverses a position only when sized all-in.
-            raise ValueError("long_short backtests are all-in: fraction must be 1")
-
-    def pairs(self) -> list[tuple[int, int]]:
-        return [(f, s) for f in self.fast_windows for s in self.slow_windows if f < s]
 
 
 def strategy_id(fast: int, slow: int) -> str:
@@ -73,11 +50,6 @@ class SweepResult:
     # One row per trade: strategy_id, symbol, entry/exit day and price, size, pnl, ret, status
     # (an open trade is valued at the last close).
     trades: pd.DataFrame = field(default_factory=pd.DataFrame)
-
-
-def annualized_sharpe(returns: pd.DataFrame | pd.Series) -> pd.Series | float:
-    """Sharpe of daily returns, annualized over 252 trading days (risk-free 0), via vectorbt."""
-    return returns.vbt.returns(freq="1D", year_freq=f"{TRADING_DAYS_PER_YEAR} days").sharpe_ratio()
 
 
 def sma_cross_sweep(

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from engine.brokers.alpaca import AlpacaBroker
 from engine.brokers.base import Broker
 from engine.errors import ExecutionRefusedError
 
@@ -116,6 +115,8 @@ class BrokerRouter:
             if mode == "SIMULATION":
                 self._made[mode, account] = self._simulated(account)
             elif mode in ("PAPER", "LIVE"):
+                from engine.brokers.alpaca import AlpacaBroker  # alpaca-py: when first routed
+
                 keys = (
                     self.accounts[account].paper if mode == "PAPER" else self.accounts[account].live
                 )

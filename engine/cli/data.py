@@ -10,7 +10,7 @@ import psycopg
 from engine.data.review import release, replace
 from engine.data.store import quarantined
 from engine.errors import ConfigurationError
-from engine.execution.store import orders_at
+from engine.execution.book_report_store import orders_at
 from engine.storage.migrations import empty
 
 

@@ -10,7 +10,6 @@ from datetime import date
 
 import psycopg
 
-from engine.backtest.store import strategy_trades
 from engine.brokers.routing import ALLOW_LIVE_ENV, live_allowed
 from engine.data.read_store import instrument_sectors, load_recent_bars
 from engine.signals.scanners import Scanner, resolve
@@ -239,6 +238,8 @@ def _subscribe(conn: psycopg.Connection, args: argparse.Namespace) -> None:
 
 
 def _trades(conn: psycopg.Connection, args: argparse.Namespace) -> None:
+    from engine.backtest.store import strategy_trades  # pandas: only for this command
+
     t = strategy_trades(conn, args.strategy_id, limit=args.limit)
     print(
         f"{t.strategy_id}: {len(t.trades)} of {t.total} trades, backtest run {t.run_id} "

@@ -22,13 +22,10 @@ from engine.brokers.routing import (
 from engine.brokers.simulated import SimulatedBroker
 from engine.data.read_store import latest_prices
 from engine.errors import NotFoundError
+from engine.execution.book_report_store import order_table
 from engine.execution.book_store import book_table
-from engine.execution.flatten import flatten
 from engine.execution.halts import halt, resume, trading_switch
 from engine.execution.pnl import book_pnl, by_strategy
-from engine.execution.reconcile import adopt_positions
-from engine.execution.store import order_table
-from engine.execution.venues import Venue, locked
 from engine.storage.connection import resolve_database_url
 
 
@@ -79,6 +76,8 @@ def _halt(conn: psycopg.Connection, args: argparse.Namespace) -> None:
     if not args.flatten:
         print(halt(conn, args.by, args.reason))
         return
+    from engine.execution.flatten import flatten  # pandas: only for the commands that need it
+
     report = flatten(resolve_database_url(), _router(conn), args.by, args.reason)
     print(report.switch)
     print(f"{report.canceled} orders canceled, {len(report.sent)} closing orders sent")
@@ -182,6 +181,9 @@ def _orders(conn: psycopg.Connection, args: argparse.Namespace) -> None:
 
 def _positions(conn: psycopg.Connection, args: argparse.Namespace) -> None:
     if args.positions_command == "adopt":
+        from engine.execution.reconcile import adopt_positions
+        from engine.execution.venues import Venue, locked
+
         venue = Venue(args.mode, args.account)
         router = _router(conn)
         router.check("(adopting positions)", venue.mode, venue.account)

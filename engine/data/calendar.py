@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from functools import cache
+from typing import TYPE_CHECKING
 
-import exchange_calendars as xcals
 import pandas as pd
+
+if TYPE_CHECKING:
+    import exchange_calendars as xcals
 
 FIRST_SESSION = "2000-01-01"  # exchange_calendars stops 20 years back unless told
 
 
 @cache
 def nyse() -> xcals.ExchangeCalendar:
+    import exchange_calendars as xcals  # 1-2 s: loaded on the first question, not on import
+
     return xcals.get_calendar("XNYS", start=FIRST_SESSION)
 
 

@@ -4,10 +4,12 @@ writes and the gate's records are in ``engine.data.store``."""
 
 from __future__ import annotations
 
+import io
 from datetime import date
 
 import polars as pl
 import psycopg
+from psycopg import sql
 
 from engine.data.sources import BAR_SCHEMA
 from engine.data.store import BAR_COLUMNS
@@ -20,18 +22,27 @@ def load_bars(
     symbols: list[str] | None = None,
 ) -> pl.DataFrame:
     """Stored bars with ``start <= ts <= end`` (of ``symbols``, or all), ordered by symbol and
-    day; volume adjusted for later splits (prices are adjusted through adj_close)."""
-    rows = conn.execute(
-        """SELECT symbol, ts, open, high, low, close, adj_close,
-                  round(volume * volume_factor)::bigint, source
-           FROM bars_daily
-           WHERE ts >= coalesce(%s, '-infinity'::date) AND ts <= coalesce(%s, 'infinity'::date)
-             AND (%s::text[] IS NULL OR symbol = ANY(%s))
-           ORDER BY symbol, ts""",
-        (start, end, symbols, symbols),
-    ).fetchall()
+    day; volume adjusted for later splits (prices are adjusted through adj_close). Read with
+    COPY as CSV into polars, not row by row as Python tuples (bench/bars_read.py): PostgreSQL
+    writes each double in its shortest exact form, so the values are the stored ones."""
+    query = sql.SQL(
+        """COPY (SELECT symbol, ts, open, high, low, close, adj_close,
+                        round(volume * volume_factor)::bigint, source
+                 FROM bars_daily
+                 WHERE ts >= coalesce({}::date, '-infinity'::date)
+                   AND ts <= coalesce({}::date, 'infinity'::date)
+                   AND ({}::text[] IS NULL OR symbol = ANY({}::text[]))
+                 ORDER BY symbol, ts) TO STDOUT WITH (FORMAT csv)"""
+    ).format(sql.Literal(start), sql.Literal(end), sql.Literal(symbols), sql.Literal(symbols))
+    buffer = io.BytesIO()
+    with conn.cursor().copy(query) as copy:
+        for chunk in copy:
+            buffer.write(chunk)
     schema = {c: BAR_SCHEMA[c] for c in BAR_COLUMNS}
-    return pl.DataFrame(rows, schema=schema, orient="row")
+    if not buffer.tell():
+        return pl.DataFrame(schema=schema)
+    buffer.seek(0)
+    return pl.read_csv(buffer, has_header=False, new_columns=list(schema), schema=schema)
 
 
 def load_recent_bars(conn: psycopg.Connection, n_days: int) -> pl.DataFrame:

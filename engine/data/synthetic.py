@@ -34,7 +34,6 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import polars as pl
-from scipy.signal import lfilter
 
 from engine.data.calendar import is_trading_day, session_close, session_open, trading_days
 from engine.data.sources import BAR_SCHEMA, MINUTE_SCHEMA, no_corporate_actions
@@ -303,6 +302,8 @@ def _paths(n_symbols: int, seed: int, end: date) -> _Paths:
     low = np.minimum(open_, close) * np.exp(-shadows[:, 1])
 
     surprise = np.abs((shock + jump) / sigma) - np.sqrt(2 / np.pi)
+    from scipy.signal import lfilter  # scipy loads when bars are made, not on import
+
     persistent = lfilter(
         [1.0], [1.0, -VOLUME_PERSISTENCE], rng(8).standard_normal((n_days, n)), axis=0
     ) * (VOLUME_NOISE * np.sqrt(1 - VOLUME_PERSISTENCE**2))

@@ -42,6 +42,7 @@ from engine.brokers.base import Broker, OrderRequest, OutcomeUnknownError
 from engine.brokers.routing import BrokerRouter
 from engine.data.read_store import latest_bar_day
 from engine.errors import ExecutionRefusedError, NotFoundError
+from engine.execution.book_report_store import order_counts, order_table
 from engine.execution.book_store import money_records_exposed
 from engine.execution.brackets import clear_exits
 from engine.execution.halts import (
@@ -63,8 +64,6 @@ from engine.execution.store import (
     StoredOrder,
     allocation_orders,
     note,
-    order_counts,
-    order_table,
     record_broker_order,
     record_status,
 )

@@ -32,7 +32,7 @@ from cvxpy.error import DCPError, SolverError
 from pypfopt import EfficientFrontier, HRPOpt, expected_returns, objective_functions, risk_models
 from pypfopt.exceptions import OptimizationError
 
-from engine.backtest.sma_sweep import TRADING_DAYS_PER_YEAR
+from engine.backtest.params import TRADING_DAYS_PER_YEAR
 from engine.errors import AllocationError
 from engine.portfolio.constraints import TOLERANCE, AllocationConstraints, check_weights
 

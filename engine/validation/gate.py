@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from engine.backtest.sma_sweep import annualized_sharpe
+from engine.backtest.params import annualized_sharpe
 from engine.errors import InsufficientDataError
 from engine.validation.overfitting import (
     deflated_sharpe,

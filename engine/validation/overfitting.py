@@ -20,7 +20,6 @@ from itertools import combinations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import kurtosis, norm, skew
 
 EULER_GAMMA = 0.5772156649015329
 
@@ -37,6 +36,8 @@ def expected_max_sharpe(sharpe_variance: float, n_trials: int) -> float:
     """The Sharpe ratio the best of ``n_trials`` unskilled strategies reaches on average."""
     if n_trials < 2:
         return 0.0
+    from scipy.stats import norm  # scipy loads when a validation runs, not on import
+
     return math.sqrt(sharpe_variance) * (
         (1 - EULER_GAMMA) * norm.ppf(1 - 1 / n_trials)
         + EULER_GAMMA * norm.ppf(1 - 1 / (n_trials * math.e))
@@ -50,6 +51,8 @@ def deflated_sharpe(returns: pd.DataFrame, n_trials: int) -> pd.Series:
     benchmark = expected_max_sharpe(
         float(np.var(sharpe, ddof=1)) if len(sharpe) > 1 else 0.0, max(n_trials, len(sharpe))
     )
+    from scipy.stats import kurtosis, norm, skew
+
     t = values.shape[0]
     g3 = skew(values, axis=0, bias=False)
     g4 = kurtosis(values, axis=0, fisher=False, bias=False)

@@ -29,6 +29,9 @@ execute_allocation_job = dg.define_asset_job(
     "execute_allocation",
     selection=[executed_orders],
     description="Send the orders of one ACTIVE allocation (launched by the approvals sensor).",
+    # One asset: its step runs in the run's own process, not a second one started for it
+    # (seconds between an approval and its first order; bench/approval_to_order.py).
+    executor_def=dg.in_process_executor,
 )
 
 

@@ -23,7 +23,7 @@ MAX_DECISIONS_PER_TICK = 100
 
 @dg.sensor(
     job=execute_allocation_job,
-    minimum_interval_seconds=15,
+    minimum_interval_seconds=5,  # an approval's orders leave seconds after it
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def approvals_sensor(context: dg.SensorEvaluationContext, database: Database) -> dg.SensorResult:

@@ -27,6 +27,7 @@ from orchestration.jobs import (
     recommend_allocation_job,
     refresh_correlations_job,
     research_pipeline,
+    research_pipeline_dask,
 )
 from orchestration.resources import BrokerConfig, Database, MarketData, Settings
 from orchestration.schedules import correlations_intraday, daily_research, expiry_schedule
@@ -80,6 +81,7 @@ def build_definitions(resources: dict[str, dg.ConfigurableResource]) -> dg.Defin
         ],
         jobs=[
             research_pipeline,
+            research_pipeline_dask,
             ingest_minute_bars,
             refresh_correlations_job,
             recommend_allocation_job,

@@ -10,13 +10,24 @@ from assets.controls import switch_trading
 from assets.correlations import correlations
 from assets.execution import executed_orders
 from assets.market_data import bars_minute
+from orchestration.dask import dask_research_executor
 
+RESEARCH = dg.AssetSelection.groups(
+    "market_data", "research", "portfolio"
+) - dg.AssetSelection.assets(bars_minute)
 research_pipeline = dg.define_asset_job(
     "research_pipeline",
-    selection=dg.AssetSelection.groups("market_data", "research", "portfolio")
-    - dg.AssetSelection.assets(bars_minute),
+    selection=RESEARCH,
     description="Bars for a partition range, then scans, backtests, validation, correlations "
     "and a PENDING_APPROVAL allocation.",
+)
+
+research_pipeline_dask = dg.define_asset_job(
+    "research_pipeline_dask",
+    selection=RESEARCH,
+    executor_def=dask_research_executor,
+    description="The research pipeline with each asset a task on a Dask cluster (config: "
+    "execution.config.cluster.local or .existing.address; orchestration/dask.py).",
 )
 
 ingest_minute_bars = dg.define_asset_job(

@@ -1,0 +1,91 @@
+"""The research pipeline fanned out on a real Dask cluster (dagster-dask's executor on a
+LocalCluster with two worker processes) stores what the single-process run stores."""
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from assets.market_data import partition_key_range
+from engine.storage.connection import DatabaseUrls, provision
+from engine.storage.migrations import migrate
+from orchestration.definitions import build_definitions
+from orchestration.demo import DEMO_END, DEMO_START
+from tests.dask_job import OWNER_URL_ENV, URL_ENV, research_on_dask, resources
+
+START, END = DEMO_START, DEMO_END  # a window whose research recommends an allocation
+# What the research stores, without ids, run ids and timestamps: each row as a string.
+RESULTS = {
+    "signals": "SELECT symbol, ts, signal_type, direction, confidence FROM signals",
+    "backtest_metrics": """SELECT strategy_id, total_return, annualized_return, volatility, sharpe,
+                                  sortino, calmar, max_drawdown, max_drawdown_days, win_rate,
+                                  profit_factor, expectancy, exposure, trades, sharpe_2x_costs
+                           FROM backtest_metrics""",
+    "backtest_trades": "SELECT strategy_id, symbol, entry_ts FROM backtest_trades",
+    "strategy_returns": "SELECT strategy_id, ts, ret FROM strategy_returns",
+    "validation_verdicts": "SELECT strategy_id, passed, reasons FROM validation_verdicts",
+    "correlations": "SELECT as_of, kind, window_days, a, b, rho FROM correlations",
+    "allocation_weights": "SELECT strategy_id, weight FROM allocation_weights",
+}
+
+
+@pytest.fixture
+def second_database(server_url: str) -> Iterator[DatabaseUrls]:
+    name = f"tradeflow_test_dask_{uuid.uuid4().hex[:8]}"
+    urls = provision(server_url, name)
+    with psycopg.connect(urls.owner) as conn:
+        migrate(conn)
+    yield urls
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _tags() -> dict[str, str]:
+    keys = partition_key_range(START, END)
+    return {ASSET_PARTITION_RANGE_START_TAG: keys.start, ASSET_PARTITION_RANGE_END_TAG: keys.end}
+
+
+def _stored(url: str) -> dict[str, list[str]]:
+    with psycopg.connect(url) as conn:
+        return {
+            table: sorted(str(row) for row in conn.execute(query).fetchall())
+            for table, query in RESULTS.items()
+        }
+
+
+@pytest.mark.backend("postgresql")
+def test_the_research_on_two_dask_workers_stores_what_one_process_stores(
+    db: str,
+    database_urls: DatabaseUrls,
+    second_database: DatabaseUrls,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    one = build_definitions(resources(db, database_urls.owner)).resolve_job_def("research_pipeline")
+    assert one.execute_in_process(instance=dg.DagsterInstance.ephemeral(), tags=_tags()).success
+
+    monkeypatch.setenv(URL_ENV, second_database.app)
+    monkeypatch.setenv(OWNER_URL_ENV, second_database.owner)
+    with dg.DagsterInstance.local_temp(str(tmp_path)) as instance:
+        result = dg.execute_job(
+            dg.reconstructable(research_on_dask),
+            instance=instance,
+            tags=_tags(),
+            run_config={
+                "execution": {"config": {"cluster": {"local": {"n_workers": 2, "processes": True}}}}
+            },
+        )
+        assert result.success
+        workers = {e.pid for e in result.all_events if e.event_type_value == "STEP_START" and e.pid}
+    assert len(workers) == 2, f"steps ran in {len(workers)} worker processes"
+    ours, theirs = _stored(db), _stored(second_database.app)
+    for table in RESULTS:
+        assert ours[table], f"{table} is empty"
+        assert theirs[table] == ours[table], table

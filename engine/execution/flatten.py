@@ -4,7 +4,9 @@ reconciliation (a book that differs from the broker's stops it, fail closed):
 
 1. every order of ours that is working at the broker is canceled there (and followed until the
    broker confirms), and every order that never left is CANCELED here, so nothing a halted run
-   left behind is sent after the resume;
+   left behind is sent after the resume; while the broker's market is closed the bracket exits
+   resting there stay (they only reduce, and no closing order can go out before the open), and
+   the flatten stops there, to be run again in market hours;
 2. every position of our book at that broker and account (each strategy's, and a person's
    adjustments) is closed with a market order of origin ``flatten``, recorded before it is sent
    (the database accepts it only while the latest halt flattens, and only up to what is held);
@@ -71,7 +73,9 @@ def flatten(
             require_least_privilege(conn, set(venues))
             brokers = {v: router.broker(v.mode, v.account) for v in venues}
             for venue, broker in brokers.items():
-                report.canceled += _cancel_open(conn, venue, broker, settings)
+                clock = broker.clock()
+                closed = clock is not None and not clock.is_open
+                report.canceled += _cancel_open(conn, venue, broker, settings, keep_exits=closed)
             require_open_markets(brokers)
             prices = {symbol: close for symbol, (_, close) in latest_prices(conn).items()}
             for venue, broker in brokers.items():
@@ -97,7 +101,11 @@ def _unfinished(conn: psycopg.Connection, venues: list[Venue]) -> list[StoredOrd
 
 
 def _cancel_open(
-    conn: psycopg.Connection, venue: Venue, broker: Broker, settings: ExecutionSettings
+    conn: psycopg.Connection,
+    venue: Venue,
+    broker: Broker,
+    settings: ExecutionSettings,
+    keep_exits: bool = False,
 ) -> int:
     reconciliation = reconcile(conn, venue, broker, settings.position_tolerance)
     if reconciliation.unresolved:
@@ -112,7 +120,11 @@ def _cancel_open(
     for stored in venue_orders(conn, venue.broker_name, venue.account, ("INTENT", "SUBMITTED")):
         record_status(conn, stored.request.client_order_id, "CANCELED", why)
         canceled += 1
-    working = venue_orders(conn, venue.broker_name, venue.account, WORKING)
+    working = [
+        o
+        for o in venue_orders(conn, venue.broker_name, venue.account, WORKING)
+        if not (keep_exits and o.resting_exit)
+    ]
     cancel_working(
         conn, venue, broker, working, "(trading is halted, nothing was closed; flatten again)"
     )

@@ -17,6 +17,7 @@ from engine.brokers.base import OrderRequest, Side
 from engine.brokers.routing import AccountSettings, AlpacaKeys, AlpacaSettings, BrokerRouter
 from engine.brokers.simulated import SimulatedBroker
 from engine.data.read_store import latest_bar_day, latest_prices
+from engine.errors import ExecutionRefusedError
 from engine.execution.book_report import check_book_against_brokers
 from engine.execution.brackets import clear_exits
 from engine.execution.executor import ExecutionSettings, execute_allocation
@@ -224,6 +225,22 @@ def test_the_flatten_cancels_the_exits_and_closes_the_book(
 ) -> None:
     first_run(db, conn, fake, prices)
     report = flatten(db, router(db, fake, prices), "alice", "stop everything", FAST)
+    assert report.left == [] and fake.positions() == {}
+    assert {r[5] for r in exits(conn)} == {"CANCELED"}
+
+
+def test_a_flatten_in_closed_hours_leaves_the_exits_resting_until_it_can_close(
+    db: str, conn: psycopg.Connection, fake: FakeAlpaca, prices: dict[str, float]
+) -> None:
+    first_run(db, conn, fake, prices)
+    held_before = fake.positions()
+    fake.market_open = False
+    with pytest.raises(ExecutionRefusedError, match="market is closed"):
+        flatten(db, router(db, fake, prices), "alice", "overnight", FAST)
+    assert {r[5] for r in exits(conn)} == {"ACCEPTED"}  # the stops still guard the book
+    assert fake.positions() == held_before
+    fake.market_open = True
+    report = flatten(db, router(db, fake, prices), "alice", "at the open", FAST)
     assert report.left == [] and fake.positions() == {}
     assert {r[5] for r in exits(conn)} == {"CANCELED"}
 

@@ -36,7 +36,14 @@ from engine.execution.stops import (
     long_states,
     still_out,
 )
-from engine.execution.store import PlannedOrder, StoredOrder, try_lock, unlock
+from engine.execution.store import (
+    WORKING,
+    PlannedOrder,
+    StoredOrder,
+    try_lock,
+    unlock,
+    venue_orders,
+)
 from engine.risk.limits import (
     EquityHistory,
     RiskDecision,
@@ -116,6 +123,7 @@ class VenueBook:
     margin: float | None = None  # the broker's maintenance margin (None: no broker account)
     entries: dict[tuple[str, str], Entry] = field(default_factory=dict)  # open, by strategy
     stopped: dict[tuple[str, str], date] = field(default_factory=dict)  # last stop/target exit
+    guarded: set[tuple[str, str]] = field(default_factory=set)  # bracket exits resting on it
 
 
 def read_book(
@@ -158,7 +166,12 @@ def read_book(
         for key, fills in open_entries(conn, venue.broker_name, venue.account).items()
     }
     stopped = stop_exits(conn, venue.broker_name, venue.account)
-    return VenueBook(venue, equity, positions, holdings, history, margin, entries, stopped)
+    guarded = {
+        (str(o.strategy_id), o.request.symbol)
+        for o in venue_orders(conn, venue.broker_name, venue.account, WORKING)
+        if o.resting_exit
+    }
+    return VenueBook(venue, equity, positions, holdings, history, margin, entries, stopped, guarded)
 
 
 @dataclass
@@ -269,6 +282,8 @@ def plan_venue(
         for order in strategy_orders(sid, targets, prices, held, approval_event_id, session, taken):
             if sid in want.brackets and order.side is Side.BUY and not held.get(order.symbol):
                 order = bracketed(order, *want.brackets[sid])  # opening: stops rest at the broker
+            if _small_trim(order, sid, held, venue_book.guarded, targets):
+                continue  # a sale would cancel the exits resting on the position
             requests.append(order)
             strategy_of[order.client_order_id] = sid
     requests.sort(key=lambda o: (o.side is Side.BUY, o.symbol, o.client_order_id))
@@ -292,6 +307,27 @@ def plan_venue(
         for o in requests
     ]
     return Judged(orders, decisions)
+
+
+# A position guarded by exits resting at the broker is trimmed only by more than this share of
+# it: every sale cancels its exits (they hold the shares), and the daily drift of a target by a
+# share or two would otherwise leave it unguarded after its first session.
+TRIM_TOLERANCE = Decimal("0.10")
+
+
+def _small_trim(
+    order: OrderRequest,
+    sid: str,
+    held: dict[str, Decimal],
+    guarded: set[tuple[str, str]],
+    targets: pd.Series,
+) -> bool:
+    """A sale that keeps part of a guarded position and sells at most TRIM_TOLERANCE of it."""
+    if order.side is not Side.SELL or (sid, order.symbol) not in guarded:
+        return False
+    holding = held.get(order.symbol, Decimal(0))
+    keeps = float(targets.get(order.symbol, 0.0)) > 0 and order.qty < holding
+    return keeps and order.qty <= holding * TRIM_TOLERANCE
 
 
 def recheck_venue(

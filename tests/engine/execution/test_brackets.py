@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 
+import pandas as pd
 import psycopg
 import pytest
 
@@ -24,7 +25,7 @@ from engine.execution.executor import ExecutionSettings, execute_allocation
 from engine.execution.flatten import flatten
 from engine.execution.planning import client_order_id
 from engine.execution.store import PlannedOrder, allocation_orders, insert_orders
-from engine.execution.venues import Venue
+from engine.execution.venues import Venue, VenueBook, Wanted, plan_venue
 from engine.risk.limits import RiskLimits
 from engine.strategies.config import update_strategy
 from tests.fake_alpaca import FakeAlpaca, serve_alpaca
@@ -355,3 +356,25 @@ def test_an_addition_left_unsent_is_not_sent_after_an_exit_closed_the_position(
     status = conn.execute("SELECT status FROM orders WHERE client_order_id = %s", (add,))
     assert status.fetchone() == ("BLOCKED",)
     assert net(conn) == fake.positions()
+
+
+def _trim_plan(guarded: bool, target_shares: int) -> list[tuple[str, str, Decimal]]:
+    """A plan for A holding 100 SYN000 at Alpaca, its target ``target_shares`` at $50."""
+    book = VenueBook(
+        PAPER,
+        equity=100_000.0,
+        positions={"SYN000": Decimal(100)},
+        holdings={A: {"SYN000": Decimal(100)}},
+        margin=0.0,
+        guarded={(A, "SYN000")} if guarded else set(),
+    )
+    want = Wanted(pd.DataFrame({A: {"SYN000": target_shares * 50.0}}), [])
+    judged = plan_venue(book, want, set(), {"SYN000": 50.0}, 1, date(2024, 6, 14), LIMITS)
+    return [(o.request.side.value, o.request.symbol, o.request.qty) for o in judged.orders]
+
+
+def test_a_position_guarded_by_resting_exits_is_not_trimmed_by_a_share_or_two() -> None:
+    assert _trim_plan(guarded=True, target_shares=98) == []  # the exits keep guarding it
+    assert _trim_plan(guarded=False, target_shares=98) == [("sell", "SYN000", Decimal(2))]
+    assert _trim_plan(guarded=True, target_shares=80) == [("sell", "SYN000", Decimal(20))]
+    assert _trim_plan(guarded=True, target_shares=0) == [("sell", "SYN000", Decimal(100))]

@@ -14,7 +14,7 @@ URL_ENV, OWNER_URL_ENV = "TRADEFLOW_TEST_DASK_URL", "TRADEFLOW_TEST_DASK_OWNER_U
 def resources(url: str, owner_url: str) -> dict[str, dg.ConfigurableResource]:
     return {
         "database": Database(url=url, owner_url=owner_url),
-        "market_data": MarketData(),  # the demo's synthetic universe
+        "market_data": MarketData(n_symbols=8, seed=7),
         "broker": BrokerConfig(),
         "settings": Settings(),
     }

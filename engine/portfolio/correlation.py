@@ -3,7 +3,10 @@ measure between two matrices, and near-duplicate strategies.
 
 A matrix "as of" a day covers the last ``window`` trading days up to that day. Only the days every
 series has count (Pearson over the common days); a series with fewer than ``window`` of them, or
-that never moves, is left out and reported. Matrices are stored as unique pairs (a < b).
+that never moves, is left out and reported. Matrices are stored as unique pairs (a < b): every
+pair of strategy and sector matrices; of an asset matrix (n^2 / 2 pairs: 12.5 M at 5,000
+symbols) the ``EXTREME_PAIRS`` most and least correlated partners of each symbol, what people
+read of it (at most 2 x ``EXTREME_PAIRS`` x n rows).
 
 Near-duplicates are the pairs of a strategy matrix whose |rho| is above a threshold (default
 ``DUPLICATE_THRESHOLD``, 0.95); their groups are the connected components of those pairs (a~b and
@@ -25,6 +28,7 @@ from engine.markdown import markdown_table
 from engine.portfolio.constraints import DUPLICATE_THRESHOLD
 
 WINDOWS = (63, 252)
+EXTREME_PAIRS = 5  # per symbol of an asset matrix: its most and its least correlated partners
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,33 @@ def to_pairs(matrix: pd.DataFrame) -> pl.DataFrame:
     a, b = names[i], names[j]
     swap = a > b
     return pl.DataFrame({"a": np.where(swap, b, a), "b": np.where(swap, a, b), "rho": values[i, j]})
+
+
+def extreme_pairs(matrix: pd.DataFrame, per_series: int = EXTREME_PAIRS) -> pl.DataFrame:
+    """The unique pairs (a < b) that are among the ``per_series`` highest or lowest correlations
+    of either of their series; every pair when a series has no more partners than twice that."""
+    n = len(matrix)
+    if n - 1 <= 2 * per_series:
+        return to_pairs(matrix)
+    values = matrix.to_numpy(dtype=float, copy=True)
+    np.fill_diagonal(values, np.nan)
+    high = np.where(np.isnan(values), -np.inf, values)
+    low = np.where(np.isnan(values), np.inf, values)
+    rows = np.repeat(np.arange(n), per_series)
+    picked = np.zeros((n, n), dtype=bool)
+    for columns in (
+        np.argpartition(-high, per_series, axis=1)[:, :per_series],
+        np.argpartition(low, per_series, axis=1)[:, :per_series],
+    ):
+        picked[rows, columns.ravel()] = True
+    picked |= picked.T
+    i, j = np.nonzero(np.triu(picked, k=1))
+    names = np.asarray(matrix.index, dtype=str)
+    a, b = names[i], names[j]
+    swap = a > b
+    return pl.DataFrame(
+        {"a": np.where(swap, b, a), "b": np.where(swap, a, b), "rho": matrix.to_numpy()[i, j]}
+    )
 
 
 def from_pairs(pairs: pl.DataFrame) -> pd.DataFrame:

@@ -4,8 +4,10 @@ the threshold, the first time that matrix is seen, is a trigger; ``engine.approv
 ACTIVE allocation for re-optimization on it.
 
 Strategy and sector matrices are kept for every trading day (the first refresh fills the
-history, later ones add the days since); asset matrices (hundreds of symbols, ~100k pairs each)
-only for the day of each refresh. The latest day is always recomputed."""
+history, later ones add the days since), every pair. Asset matrices (thousands of symbols) only
+for the day of each refresh, and only each symbol's most and least correlated partners
+(``extreme_pairs``): their regime shift is measured against the matrix of the previous refresh's
+day computed again from the stored bars, not read back. The latest day is always recomputed."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from engine.portfolio.correlation import (
     WINDOWS,
     WindowMatrix,
     asset_returns,
+    extreme_pairs,
     from_pairs,
     regime_shift,
     rolling_history,
@@ -94,7 +97,28 @@ def _bars_needed(conn: psycopg.Connection, windows: tuple[int, ...]) -> pl.DataF
         if stored is None:
             return load_bars(conn)
         sessions = max(sessions, sessions_after(conn, stored) + window + 1)
+        refreshed = correlation_as_of_before(conn, "asset", window, latest)
+        if refreshed is not None:  # the matrix its shift is measured against
+            sessions = max(sessions, sessions_after(conn, refreshed) + window + 2)
     return load_recent_bars(conn, sessions)
+
+
+def _previous(
+    conn: psycopg.Connection, kind: str, returns: pd.DataFrame, window: int, first: date
+) -> tuple[date | None, pd.DataFrame | None]:
+    """The matrix the first new one's shift is measured against, and its day: the stored one
+    before ``first``; for assets (stored in part) the matrix of that day computed again."""
+    if kind != "asset":
+        previous = previous_correlation_pairs(conn, kind, window, first)
+        return (previous[0], from_pairs(previous[1])) if previous else (None, None)
+    as_of = correlation_as_of_before(conn, kind, window, first)
+    if as_of is None:
+        return None, None
+    end = int(returns.index.searchsorted(pd.Timestamp(as_of), side="right"))
+    again = rolling_matrix(returns, kind, window, end)
+    if again is None or again.as_of.date() != as_of:
+        return as_of, None  # its bars are gone: no shift
+    return as_of, again.matrix
 
 
 @dataclass
@@ -146,15 +170,14 @@ def refresh_matrices(
                 )
                 continue
             first = matrices[0].as_of.date()
-            previous = previous_correlation_pairs(conn, kind, window, first)
-            before = from_pairs(previous[1]) if previous else None
-            before_as_of = previous[0] if previous else None
+            before_as_of, before = _previous(conn, kind, returns, window, first)
             shifts, pairs = [], []
             for wm in matrices:
                 shift, n_pairs = (None, 0) if before is None else regime_shift(wm.matrix, before)
                 as_of = wm.as_of.date()
                 shifts.append((as_of, kind, window, before_as_of, shift, n_pairs, threshold))
-                pairs.append(to_pairs(wm.matrix).with_columns(pl.lit(as_of).alias("as_of")))
+                stored = extreme_pairs(wm.matrix) if kind == "asset" else to_pairs(wm.matrix)
+                pairs.append(stored.with_columns(pl.lit(as_of).alias("as_of")))
                 before, before_as_of = wm.matrix, as_of
             latest = matrices[-1]
             latest_as_of = latest.as_of.date()

@@ -16,6 +16,7 @@ from engine.data.load import load_daily_bars
 from engine.data.sources import LocalFileSource, MarketDataSource
 from engine.data.synthetic import SyntheticSource
 from engine.portfolio.correlation import (
+    extreme_pairs,
     from_pairs,
     regime_shift,
     rolling_matrix,
@@ -115,8 +116,10 @@ def test_a_refresh_stores_matrices_and_shifts_and_marks_the_active_allocation_on
     assert kinds == {("asset", 63), ("asset", 252), ("sector", 63), ("sector", 252)}
     assert first.skipped == {"strategy": "no backtest run is stored yet"}
     assert first.flagged_allocation is None  # nothing is ACTIVE
-    # Assets: the latest day only, nothing before it; sectors: every day of a full window.
+    # Assets: the latest day only, nothing before it, each symbol's extreme partners (65 of the
+    # 66 pairs of 12 symbols); sectors: every day of a full window, every pair.
     assert [m.shift for m in first.matrices if m.matrix.kind == "asset"] == [None, None]
+    extremes = {w: extreme_pairs(first.latest("asset", w).matrix).height for w in (63, 252)}  # type: ignore[union-attr]
     days = conn.execute("SELECT count(DISTINCT ts) FROM bars_daily").fetchone()[0]
     n_sectors = len(set(source.sectors().values()))
     sector_pairs = n_sectors * (n_sectors - 1) // 2
@@ -126,8 +129,8 @@ def test_a_refresh_stores_matrices_and_shifts_and_marks_the_active_allocation_on
     ).fetchall()
     # `days` bars give days - 1 returns, so days - window full windows.
     assert rows == [
-        ("asset", 63, 66, 1),  # 12 symbols: 12 * 11 / 2 pairs
-        ("asset", 252, 66, 1),
+        ("asset", 63, extremes[63], 1),
+        ("asset", 252, extremes[252], 1),
         ("sector", 63, sector_pairs * (days - 63), days - 63),
         ("sector", 252, sector_pairs * (days - 252), days - 252),
     ]
@@ -159,14 +162,21 @@ def test_a_refresh_stores_matrices_and_shifts_and_marks_the_active_allocation_on
         ).fetchone()[0]
     )
 
-    # The shift against the stored matrix, computed independently of the refresh.
-    stored = conn.execute(
-        "SELECT as_of, a, b, rho FROM correlations WHERE kind = 'asset' AND window_days = 63"
-    ).fetchall()
-    frame = pl.DataFrame(stored, schema=["as_of", "a", "b", "rho"], orient="row")
-    old = frame.filter(pl.col("as_of") == date(2024, 6, 28)).sort("a", "b")
-    new = frame.filter(pl.col("as_of") == date(2024, 9, 30)).sort("a", "b")
-    expected = float((new["rho"] - old["rho"]).abs().mean())
+    # The shift against the matrix of the last refresh's day, computed independently from the
+    # stored bars: the last 63 daily returns up to each day, every pair of the 12 symbols.
+    assert 0 < extremes[63] < 66
+    bars = conn.execute("SELECT ts, symbol, adj_close FROM bars_daily").fetchall()
+    close = pd.DataFrame(bars, columns=["ts", "symbol", "close"]).pivot(
+        index="ts", columns="symbol", values="close"
+    )
+    returns = close.sort_index().pct_change(fill_method=None)
+
+    def matrix(day: date) -> np.ndarray:
+        return np.corrcoef(returns.loc[:day].tail(63).to_numpy(), rowvar=False)
+
+    upper = np.triu_indices(12, k=1)
+    old, new = matrix(date(2024, 6, 28)), matrix(date(2024, 9, 30))
+    expected = float(np.abs(new[upper] - old[upper]).mean())
     (asset_63,) = [m for m in second.matrices if (m.matrix.kind, m.matrix.window) == ("asset", 63)]
     assert asset_63.shift == pytest.approx(expected, rel=1e-12)
 
@@ -229,3 +239,20 @@ def test_sector_correlations_of_the_real_universe(
     assets = by_kind["asset"]
     stored = conn.execute("SELECT count(DISTINCT symbol) FROM bars_daily").fetchone()
     assert (len(assets.matrix) + len(assets.left_out),) == stored
+
+
+def test_an_asset_matrix_keeps_each_symbols_most_and_least_correlated_partners() -> None:
+    rng = np.random.default_rng(1)
+    names = [f"S{i:02d}" for i in range(40)]
+    matrix = pd.DataFrame(
+        np.corrcoef(rng.standard_normal((300, 40)), rowvar=False), index=names, columns=names
+    )
+    kept = extreme_pairs(matrix, 5)
+    pairs = {(a, b): rho for a, b, rho in kept.iter_rows()}
+    assert len(pairs) <= 40 * 10  # grows with the symbols, not with their pairs (780)
+    for name in names:
+        partners = matrix[name].drop(name).sort_values()
+        for other in [*partners.index[:5], *partners.index[-5:]]:
+            a, b = sorted((name, other))
+            assert pairs[a, b] == matrix.loc[a, b]  # the upper triangle, as stored
+    assert extreme_pairs(matrix.iloc[:11, :11], 5).height == 55  # few enough: every pair

@@ -21,8 +21,10 @@
   is BLOCKED, not sent (the next session plans again from the book); so is a sale of more
   than the strategy holds when it is sent (an exit filled after the plan, before a later run
   sends what an earlier one left unsent), and a buy planned before an exit of its strategy in
-  its symbol filled (it would reopen, without exits, what the exit closed). The kill switch's
-  flatten cancels them with every other working order.
+  its symbol filled (it would reopen, without exits, what the exit closed). A guarded position
+  is not trimmed by 10% of it or less (``engine.execution.venues.TRIM_TOLERANCE``). The kill
+  switch's flatten cancels them with every other working order (in market hours; while the
+  market is closed it leaves them resting and stops).
 - The daily judgement of stops and targets (``engine.execution.stops``) still runs on each
   session's bars at every broker; where exits rest it is the backstop.
 

@@ -228,26 +228,41 @@ def blocked_order_alerts(
 # -- failed asset checks -----------------------------------------------------------------------
 
 
+FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+
+
 @dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
 def failed_check_alerts(context: dg.SensorEvaluationContext, alerts: Alerts) -> dg.SensorResult:
-    """Alert asset checks that failed, blocking or not (a warning does not fail its run)."""
-    after = int(context.cursor) if context.cursor else 0
-    records = context.instance.event_log_storage.get_event_records(
-        dg.EventRecordsFilter(
-            event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after
+    """Alert asset checks that failed, blocking or not (a warning does not fail its run), run by
+    run as runs finish. The cursor is the last finished run's update time and the runs seen at
+    that time: event ids are not comparable across runs on the default instance (SQLite, a
+    database per run), so events are read per run, never by an id cursor."""
+    seen = json.loads(context.cursor) if context.cursor else {"after": 0.0, "runs": []}
+    runs = context.instance.get_run_records(
+        filters=dg.RunsFilter(
+            statuses=FINISHED,
+            updated_after=datetime.fromtimestamp(seen["after"], UTC) - timedelta(microseconds=1),
         ),
-        limit=MAX_EVENTS_PER_TICK,
+        order_by="update_timestamp",
         ascending=True,
+        limit=MAX_EVENTS_PER_TICK,
     )
+    runs = [r for r in runs if r.dagster_run.run_id not in seen["runs"]]
+    if not runs:
+        return dg.SensorResult(skip_reason="no run finished", cursor=context.cursor)
+    last = runs[-1].update_timestamp.timestamp()
+    at_last = [r.dagster_run.run_id for r in runs if r.update_timestamp.timestamp() == last]
+    earlier = seen["runs"] if last == seen["after"] else []
+    cursor = json.dumps({"after": last, "runs": [*earlier, *at_last]})
     failed = []
-    for record in records:
-        event = record.event_log_entry.dagster_event
-        evaluation = event.event_specific_data if event else None
-        if isinstance(evaluation, dg.AssetCheckEvaluation) and not evaluation.passed:
-            failed.append((record.event_log_entry.run_id, evaluation))
-    if not records:
-        return dg.SensorResult(skip_reason="no new check evaluations", cursor=context.cursor)
-    cursor = str(records[-1].storage_id)
+    for run in runs:
+        run_id = run.dagster_run.run_id
+        for entry in context.instance.all_logs(
+            run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        ):
+            evaluation = entry.dagster_event.event_specific_data if entry.dagster_event else None
+            if isinstance(evaluation, dg.AssetCheckEvaluation) and not evaluation.passed:
+                failed.append((run_id, evaluation))
     if not failed:
         return dg.SensorResult(skip_reason="every new check passed", cursor=cursor)
     lines = [

@@ -166,7 +166,9 @@ def test_a_failed_warning_check_is_alerted_once_and_passed_checks_are_not(
             "settings": Settings(),
         }
     )
-    instance = dg.DagsterInstance.ephemeral()
+    # ./run's instance: SQLite, a database per run (event ids are not comparable across runs)
+    (tmp_path / "dagster_home").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster_home"))
     result = defs.resolve_job_def("research_pipeline").execute_in_process(
         instance=instance,
         tags={

@@ -107,12 +107,20 @@ def _show(conn: psycopg.Connection, allocation_id: str) -> None:
         print(f"  {sid:<24} {before:>8.2%} {after:>8.2%} {change:>+8.2%}")
 
 
+# An ACTIVE allocation trades through Dagster, not through the command that made it so.
+EXECUTED_BY = (
+    "its orders are sent by the execute_allocation run the approvals sensor launches, within "
+    "seconds while the Dagster daemon runs (./run ui)"
+)
+
+
 def _custom(conn: psycopg.Connection, args: argparse.Namespace) -> None:
     constraints = AllocationConstraints(max_weight=args.max_weight, max_gross=args.max_gross)
     t = create_custom(conn, read_weights(args.path), args.by, args.reason, constraints)
     print(f"{t.allocation_id}: custom allocation by {t.actor} is ACTIVE")
     if t.archived:
         print(f"{t.archived}: ACTIVE -> ARCHIVED")
+    print(EXECUTED_BY)
 
 
 def _expire(conn: psycopg.Connection, args: argparse.Namespace) -> None:
@@ -128,6 +136,7 @@ def _approve(conn: psycopg.Connection, args: argparse.Namespace) -> None:
     print(f"{t.allocation_id}: {t.from_status} -> {t.to_status} by {t.actor}")
     if t.archived:
         print(f"{t.archived}: ACTIVE -> ARCHIVED")
+    print(EXECUTED_BY)
 
 
 def _reject(conn: psycopg.Connection, args: argparse.Namespace) -> None:

@@ -43,7 +43,8 @@ from engine.execution.venues import Venue
 from engine.signals.prices import price_panel
 from engine.strategies.store import strategy_configs
 
-BOOK_CHECK_ACTOR = "tradeflow book check"  # who halts trading when the book leaves the broker's
+# who halts trading when the book leaves the broker's
+BOOK_CHECK_ACTOR = "the book check (automatic)"
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from engine.execution.venues import (
 from engine.risk.limits import RiskLimits, book_breaches
 from engine.strategies.store import StrategyConfig, strategy_configs
 
-RISK_ACTOR = "tradeflow risk limits"  # who halts trading when the book passes a loss limit
+RISK_ACTOR = "the loss limits (automatic)"  # who halts trading when the book passes a loss limit
 
 
 def check_strategies(

@@ -38,7 +38,9 @@ def test_approve_and_list_from_the_command_line(
     with psycopg.connect(cli_env) as conn:
         pending_allocation(conn, "a1", {"sma_cross_10_100": 0.6, "sma_cross_20_150": 0.4})
     assert main(["approve", "a1", "--by", "alice"]) == 0
-    assert "a1: PENDING_APPROVAL -> ACTIVE by alice" in capsys.readouterr().out
+    approved = capsys.readouterr().out
+    assert "a1: PENDING_APPROVAL -> ACTIVE by alice" in approved
+    assert "while the Dagster daemon runs (./run ui)" in approved  # what sends the orders
     assert main(["list"]) == 0
     listing = capsys.readouterr().out
     assert "a1  ACTIVE" in listing and "sma_cross_10_100" in listing and "60.00%" in listing

@@ -243,7 +243,7 @@ def test_the_daily_loss_limit_blocks_what_adds_and_halts_trading(
     assert decisions
     for side, status, passed in decisions:  # long-only: buys add, sells reduce
         assert passed == (side == "sell") and (status == "BLOCKED") == (side == "buy")
-    assert "halted by tradeflow risk limits" in str(session_due(conn, A_SATURDAY))
+    assert "halted by the loss limits (automatic)" in str(session_due(conn, A_SATURDAY))
 
 
 def test_the_drawdown_limit_counts_from_the_peak_not_the_previous_session(

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -30,19 +29,17 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import date, datetime
 from pathlib import Path
 
 import dagster as dg
 import psycopg
+from scratch import machine, scratch_database
 
 from engine.approvals.store import insert_allocation
 from engine.approvals.workflow import approve
 from engine.data.load import load_daily_bars
 from engine.data.synthetic import SyntheticSource
-from engine.storage.connection import embedded_server_url, provision
-from engine.storage.migrations import migrate
 from engine.strategies.store import register_strategies
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,12 +47,8 @@ STRATEGIES = {"sma_cross_10_50": (10, 50), "sma_cross_20_100": (20, 100)}
 TIMEOUT = 180.0
 
 
-def _prepare(server: str, symbols: int) -> tuple[str, str, str]:
-    name = f"tradeflow_bench_approval_{uuid.uuid4().hex[:6]}"
-    urls = provision(server, name)
-    with psycopg.connect(urls.owner) as conn:
-        migrate(conn)
-    with psycopg.connect(urls.app) as conn:
+def _prepare(app: str, symbols: int) -> None:
+    with psycopg.connect(app) as conn:
         load = load_daily_bars(
             conn, SyntheticSource(n_symbols=symbols, seed=11), date(2023, 6, 1), date(2024, 6, 28)
         )
@@ -63,8 +56,7 @@ def _prepare(server: str, symbols: int) -> tuple[str, str, str]:
             conn, "sma_cross", {sid: {"fast": f, "slow": s} for sid, (f, s) in STRATEGIES.items()}
         )
         conn.commit()
-    print(f"{load.written:,} bars of {symbols} symbols stored in {name}")
-    return name, urls.app, urls.owner
+    print(f"{load.written:,} bars of {symbols} symbols stored")
 
 
 def _pending(url: str, allocation_id: str, strategy: str) -> None:
@@ -102,9 +94,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--symbols", type=int, default=500)
     args = parser.parse_args()
-    server = os.environ.get("TRADEFLOW_BENCH_SERVER_URL") or embedded_server_url()
-    print(f"{date.today()}, {os.cpu_count()} cores, {platform.machine()}, load {os.getloadavg()}")
-    name, app, owner = _prepare(server, args.symbols)
+    print(machine())
+    with scratch_database("approval") as urls:
+        _prepare(urls.app, args.symbols)
+        _rounds(args.rounds, urls.app, urls.owner)
+
+
+def _rounds(rounds: int, app: str, owner: str) -> None:
+    """Start the daemon on a scratch instance, approve ``rounds`` times, print the moments."""
     scratch = Path(tempfile.mkdtemp(prefix="tradeflow-bench-"))
     dagster_home = scratch / "dagster_home"
     dagster_home.mkdir()
@@ -134,7 +131,7 @@ def main() -> None:
             time.sleep(0.5)
         os.environ["DAGSTER_HOME"] = str(dagster_home)
         instance = dg.DagsterInstance.get()
-        for round_ in range(args.rounds):
+        for round_ in range(rounds):
             allocation_id = f"bench-{round_}"
             strategy = list(STRATEGIES)[round_ % 2]
             _pending(app, allocation_id, strategy)
@@ -186,8 +183,6 @@ def main() -> None:
             daemon.wait(20)
         except subprocess.TimeoutExpired:
             os.killpg(daemon.pid, signal.SIGKILL)
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
         shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -13,24 +13,22 @@ and each way's peak memory growth (tracemalloc: what Python allocates, the frame
 
 import argparse
 import os
-import platform
 import statistics
 import time
 import tracemalloc
-import uuid
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 import polars as pl
 import psycopg
+from scratch import machine, scratch_database
 
 from engine.data.load import load_daily_bars
 from engine.data.read_store import load_bars
 from engine.data.sources import BAR_SCHEMA, LocalFileSource
 from engine.data.store import BAR_COLUMNS
-from engine.storage.connection import embedded_server_url, provision
-from engine.storage.migrations import migrate
+from engine.storage.connection import DatabaseUrls
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -45,11 +43,7 @@ def fetchall_bars(conn: psycopg.Connection) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={c: BAR_SCHEMA[c] for c in BAR_COLUMNS}, orient="row")
 
 
-def _database(server: str, copies: int) -> tuple[str, str]:
-    name = f"tradeflow_bench_bars_{uuid.uuid4().hex[:6]}"
-    urls = provision(server, name)
-    with psycopg.connect(urls.owner) as conn:
-        migrate(conn)
+def _fill(urls: DatabaseUrls, copies: int) -> None:
     with psycopg.connect(urls.app) as conn:
         source = LocalFileSource(str(DATA / "us_equities_daily.parquet"), str(DATA / "sectors.csv"))
         load = load_daily_bars(conn, source, date(2015, 1, 1), date(2020, 12, 31))
@@ -73,7 +67,6 @@ def _database(server: str, copies: int) -> tuple[str, str]:
         conn.commit()
         total = conn.execute("SELECT count(*), count(DISTINCT symbol) FROM bars_daily").fetchone()
     print(f"{load.written:,} bars loaded; {total[0]:,} bars of {total[1]:,} symbols to read")
-    return name, urls.app
 
 
 def _measure(read: Callable[[psycopg.Connection], pl.DataFrame], url: str) -> tuple[float, int]:
@@ -93,11 +86,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--copies", type=int, default=1)
     args = parser.parse_args()
-    server = os.environ.get("TRADEFLOW_BENCH_SERVER_URL") or embedded_server_url()
-    print(f"{date.today()}, {os.cpu_count()} cores, {platform.machine()}, load {os.getloadavg()}")
-    name, url = _database(server, args.copies)
+    print(machine())
     ways = {"COPY (load_bars)": load_bars, "fetchall": fetchall_bars}
-    try:
+    with scratch_database("bars") as urls:
+        _fill(urls, args.copies)
+        url = urls.app
         with psycopg.connect(url) as conn:
             copied, fetched = load_bars(conn), fetchall_bars(conn)
         assert copied.equals(fetched), "COPY and fetchall read different frames"
@@ -118,9 +111,6 @@ def main() -> None:
         ratio = statistics.median(times["fetchall"]) / statistics.median(times["COPY (load_bars)"])
         memory = statistics.median(peaks["fetchall"]) / statistics.median(peaks["COPY (load_bars)"])
         print(f"  COPY is {ratio:.1f}x faster and peaks at 1/{memory:.1f} of the memory")
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

@@ -10,21 +10,17 @@ memory of this process (ru_maxrss) and the size of the correlations table.
 """
 
 import argparse
-import os
-import platform
 import resource
 import time
-import uuid
 from datetime import date
 
 import psycopg
+from scratch import machine, scratch_database
 
 from engine.approvals.reoptimization import refresh_correlations
 from engine.data.calendar import trading_days
 from engine.data.load import load_daily_bars
 from engine.data.synthetic import SyntheticSource
-from engine.storage.connection import embedded_server_url, provision
-from engine.storage.migrations import migrate
 
 END = date(2024, 6, 28)
 
@@ -34,13 +30,8 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=5000)
     parser.add_argument("--days", type=int, default=300)
     args = parser.parse_args()
-    server = os.environ.get("TRADEFLOW_BENCH_SERVER_URL") or embedded_server_url()
-    print(f"{date.today()}, {os.cpu_count()} cores, {platform.machine()}, load {os.getloadavg()}")
-    name = f"tradeflow_bench_corr_{uuid.uuid4().hex[:6]}"
-    urls = provision(server, name)
-    try:
-        with psycopg.connect(urls.owner) as conn:
-            migrate(conn)
+    print(machine())
+    with scratch_database("correlations") as urls:
         days = trading_days(date(2020, 1, 1), END)[-args.days :]
         source = SyntheticSource(n_symbols=args.symbols, seed=3)
         with psycopg.connect(urls.app) as conn:
@@ -63,11 +54,8 @@ def main() -> None:
                 f"SELECT pg_size_pretty({total}('correlations')), "  # type: ignore[arg-type]
                 "(SELECT count(*) FROM correlations)"
             ).fetchone()
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-        print(f"correlations table {size[0]} ({size[1]:,} rows); peak memory {peak:.1f} GiB")
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"correlations table {size[0]} ({size[1]:,} rows); peak memory {peak:.1f} GiB")
 
 
 if __name__ == "__main__":

@@ -12,24 +12,20 @@ partition) and the peak memory of the process (ru_maxrss).
 
 import argparse
 import os
-import platform
 import resource
 import tempfile
 import time
-import uuid
 from collections import Counter
 from datetime import date
 
 import dagster as dg
-import psycopg
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
+from scratch import machine, scratch_database
 
 from assets.market_data import partition_key_range
-from engine.storage.connection import embedded_server_url, provision
-from engine.storage.migrations import migrate
 from orchestration.definitions import build_definitions
 from orchestration.resources import BrokerConfig, Database, MarketData, Settings
 
@@ -41,13 +37,8 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=500)
     parser.add_argument("--years", type=int, default=5)
     args = parser.parse_args()
-    server = os.environ.get("TRADEFLOW_BENCH_SERVER_URL") or embedded_server_url()
-    print(f"{date.today()}, {os.cpu_count()} cores, {platform.machine()}, load {os.getloadavg()}")
-    name = f"tradeflow_bench_pipeline_{uuid.uuid4().hex[:6]}"
-    urls = provision(server, name)
-    try:
-        with psycopg.connect(urls.owner) as conn:
-            migrate(conn)
+    print(machine())
+    with scratch_database("pipeline") as urls:
         defs = build_definitions(
             {
                 "database": Database(url=urls.app, owner_url=urls.owner),
@@ -90,9 +81,6 @@ def main() -> None:
         print(f"  events stored: {len(events):,}; most frequent: {kinds.most_common(5)}")
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         print(f"  peak memory {peak:.1f} GiB (load after: {os.getloadavg()})")
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ import psycopg
 from engine.brokers.base import Broker, Side
 from engine.execution.book_store import book, exit_filled_since, pending
 from engine.execution.reconcile import cancel_working
-from engine.execution.store import WORKING, StoredOrder, record_status, venue_orders
+from engine.execution.store import StoredOrder, record_status, resting_exits
 from engine.execution.venues import Venue
 
 
@@ -70,10 +70,8 @@ def clear_exits(
         )
     exits = [
         o
-        for o in venue_orders(conn, venue.broker_name, venue.account, WORKING)
-        if o.resting_exit
-        and o.strategy_id == sale.strategy_id
-        and o.request.symbol == sale.request.symbol
+        for o in resting_exits(conn, venue.broker_name, venue.account)
+        if (o.strategy_id, o.request.symbol) == (sale.strategy_id, sale.request.symbol)
     ]
     key = (sale.strategy_id, sale.request.symbol)
     before = book(conn, venue.broker_name, venue.account).get(key, Decimal(0))

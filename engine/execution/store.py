@@ -182,6 +182,15 @@ def venue_orders(
     )
 
 
+def resting_exits(conn: psycopg.Connection, broker: str, account: str) -> list[StoredOrder]:
+    """The bracket exits working at one broker and account."""
+    return _orders(
+        conn,
+        "broker = %s AND account = %s AND status = ANY(%s) AND parent_client_order_id IS NOT NULL",
+        (broker, account, list(WORKING)),
+    )
+
+
 def status_of(conn: psycopg.Connection, client_order_id: str) -> str | None:
     row = conn.execute(
         "SELECT status FROM orders WHERE client_order_id = %s", (client_order_id,)

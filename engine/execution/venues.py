@@ -36,14 +36,7 @@ from engine.execution.stops import (
     long_states,
     still_out,
 )
-from engine.execution.store import (
-    WORKING,
-    PlannedOrder,
-    StoredOrder,
-    try_lock,
-    unlock,
-    venue_orders,
-)
+from engine.execution.store import PlannedOrder, StoredOrder, resting_exits, try_lock, unlock
 from engine.risk.limits import (
     EquityHistory,
     RiskDecision,
@@ -168,8 +161,7 @@ def read_book(
     stopped = stop_exits(conn, venue.broker_name, venue.account)
     guarded = {
         (str(o.strategy_id), o.request.symbol)
-        for o in venue_orders(conn, venue.broker_name, venue.account, WORKING)
-        if o.resting_exit
+        for o in resting_exits(conn, venue.broker_name, venue.account)
     }
     return VenueBook(venue, equity, positions, holdings, history, margin, entries, stopped, guarded)
 

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.market_data import bars_daily
+from engine.backtest.inputs import plan_sweep
 from engine.backtest.readings import reading
 from engine.backtest.store import StrategyTrades, record_backtest, strategy_trades
 from engine.markdown import markdown_image, markdown_table
@@ -19,14 +20,36 @@ TRADES_SHOWN = 20
 def backtests(
     context: dg.AssetExecutionContext, database: Database, settings: Settings
 ) -> dg.MaterializeResult:
-    """Backtest every (fast, slow) SMA pair on every symbol; store metrics and daily returns."""
-    from engine.backtest.sma_sweep import sma_cross_sweep  # vectorbt, numba: when it runs
-
+    """Backtest every (fast, slow) SMA pair on every symbol; store metrics and daily returns.
+    Not swept again while its inputs (window, universe, parameters, code, stored bars) equal
+    the latest run's (engine/backtest/inputs.py)."""
     with database.connect() as conn:
-        panel = load_research_prices(conn, *settings.research())
+        plan = plan_sweep(
+            conn, *settings.research(), settings.sweep(), settings.sweep_refresh_sessions
+        )
+        context.log.info(plan.why)
+        if plan.reuse is not None:
+            bars = plan.inputs["bars"]
+            return dg.MaterializeResult(
+                metadata={
+                    "backtest_run_id": str(plan.reuse),
+                    "data_range": f"{bars['first']} .. {bars['last']}",
+                    "swept": plan.why,
+                }
+            )
+        from engine.backtest.sma_sweep import sma_cross_sweep  # vectorbt, numba: when it runs
+
+        panel = load_research_prices(conn, plan.start, plan.end, plan.symbols)
         result = sma_cross_sweep(panel, settings.sweep(), progress=context.log.info)
         run_id = record_backtest(
-            conn, result, panel.start, panel.end, len(panel.symbols), context.run_id, panel.symbols
+            conn,
+            result,
+            panel.start,
+            panel.end,
+            len(panel.symbols),
+            context.run_id,
+            panel.symbols,
+            plan.inputs,
         )
         table = result.metrics.sort_values("sharpe", ascending=False)
         best = str(table.index[0])
@@ -38,6 +61,7 @@ def backtests(
         metadata={
             "backtest_run_id": str(run_id),
             "data_range": f"{panel.start} .. {panel.end}",
+            "swept": plan.why,
             "strategies": dg.MetadataValue.int(len(table)),
             "symbols": dg.MetadataValue.int(len(panel.symbols)),
             "metrics": dg.MetadataValue.md(table.round(4).to_markdown()),

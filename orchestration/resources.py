@@ -204,6 +204,9 @@ class Settings(dg.ConfigurableResource):
     research_start: str | None = None  # YYYY-MM-DD
     research_end: str | None = None
     research_symbols: list[str] = []
+    # With no research_end, the sweep's window takes in new sessions once this many are stored
+    # after its last run (1: every day); a run with unchanged inputs is not swept again.
+    sweep_refresh_sessions: int = 21
     initial_cash: float = 100_000.0  # a backtest's starting capital
     fast_windows: list[int] = [10, 20, 50]
     slow_windows: list[int] = [100, 150, 200]

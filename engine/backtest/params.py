@@ -3,7 +3,9 @@ vectorbt: the Dagster definitions and the allocation read them on import."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -38,3 +40,11 @@ def annualized_sharpe(returns: pd.DataFrame | pd.Series) -> pd.Series | float:
     import vectorbt  # noqa: F401 - its .vbt accessor, loaded when first used
 
     return returns.vbt.returns(freq="1D", year_freq=f"{TRADING_DAYS_PER_YEAR} days").sharpe_ratio()
+
+
+def code_version() -> str:
+    """A digest of the backtest code, stored with each run so results trace to their code."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]

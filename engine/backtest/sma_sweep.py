@@ -7,12 +7,10 @@ t+1's open (no look-ahead); fees and slippage are fractions of traded value.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -232,14 +230,6 @@ def _returns(equity: pd.DataFrame, init_cash: float) -> pd.DataFrame:
     returns = equity.pct_change(fill_method=None)
     returns.iloc[0] = equity.iloc[0] / init_cash - 1
     return returns
-
-
-def code_version() -> str:
-    """A digest of the backtest code, stored with each run so results trace to their code."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
 
 
 def settings(params: SweepParams) -> dict:

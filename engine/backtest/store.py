@@ -13,6 +13,7 @@ import pandas as pd
 import polars as pl
 import psycopg
 
+from engine.backtest.params import code_version
 from engine.errors import NotFoundError
 from engine.storage.bulk import copy_upsert
 from engine.strategies import SMA_CROSS
@@ -30,17 +31,17 @@ def record_backtest(
     n_symbols: int,
     orchestrator_run_id: str | None,
     universe: list[str] | None = None,
+    inputs: dict | None = None,
 ) -> uuid.UUID:
-    """Store a sweep: its run, metrics, daily returns and equity curves, traceable to inputs."""
-    from engine.backtest.sma_sweep import code_version
-
+    """Store a sweep: its run, metrics, daily returns and equity curves, traceable to inputs
+    (``inputs``: what ``engine.backtest.inputs`` compares to tell whether to sweep again)."""
     run_id = uuid.uuid4()
     with conn.transaction():
         register_strategies(conn, result.family, result.strategy_params)
         conn.execute(
             """INSERT INTO backtest_runs (run_id, family, param_grid, settings, data_start,
-                   data_end, n_symbols, code_version, orchestrator_run_id, universe)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                   data_end, n_symbols, code_version, orchestrator_run_id, universe, inputs)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             (
                 run_id,
                 result.family,
@@ -52,6 +53,7 @@ def record_backtest(
                 code_version(),
                 orchestrator_run_id,
                 universe,
+                None if inputs is None else json.dumps(inputs),
             ),
         )
         for table, frame, name in (
@@ -109,6 +111,18 @@ def latest_backtest_run(
     if row is None:
         raise NotFoundError(f"no {family} backtest run is stored yet; materialize backtests first")
     return row[0], row[1], row[2]
+
+
+def latest_run_inputs(
+    conn: psycopg.Connection, family: str
+) -> tuple[uuid.UUID, date, date, dict | None] | None:
+    """The latest run of ``family``: its id, data range and the inputs it recorded."""
+    row = conn.execute(
+        """SELECT run_id, data_start, data_end, inputs FROM backtest_runs WHERE family = %s
+           ORDER BY created_at DESC LIMIT 1""",
+        (family,),
+    ).fetchone()
+    return None if row is None else (row[0], row[1], row[2], row[3])
 
 
 def load_strategy_returns(

@@ -15,6 +15,13 @@ from engine.data.sources import BAR_SCHEMA
 from engine.data.store import BAR_COLUMNS
 
 
+def _window(start: date | None, end: date | None, symbols: list[str] | None) -> sql.Composed:
+    return sql.SQL(
+        """ts >= coalesce({}::date, '-infinity'::date) AND ts <= coalesce({}::date,
+           'infinity'::date) AND ({}::text[] IS NULL OR symbol = ANY({}::text[]))"""
+    ).format(sql.Literal(start), sql.Literal(end), sql.Literal(symbols), sql.Literal(symbols))
+
+
 def load_bars(
     conn: psycopg.Connection,
     start: date | None = None,
@@ -28,12 +35,9 @@ def load_bars(
     query = sql.SQL(
         """COPY (SELECT symbol, ts, open, high, low, close, adj_close,
                         round(volume * volume_factor)::bigint, source
-                 FROM bars_daily
-                 WHERE ts >= coalesce({}::date, '-infinity'::date)
-                   AND ts <= coalesce({}::date, 'infinity'::date)
-                   AND ({}::text[] IS NULL OR symbol = ANY({}::text[]))
+                 FROM bars_daily WHERE {}
                  ORDER BY symbol, ts) TO STDOUT WITH (FORMAT csv)"""
-    ).format(sql.Literal(start), sql.Literal(end), sql.Literal(symbols), sql.Literal(symbols))
+    ).format(_window(start, end, symbols))
     buffer = io.BytesIO()
     with conn.cursor().copy(query) as copy:
         for chunk in copy:
@@ -155,6 +159,66 @@ def weekly_bars(
             **{c: pl.Float64 for c in ("open", "high", "low", "close", "adj_close")},
             "volume": pl.Int64,
             "days": pl.Int64,
+        },
+        orient="row",
+    )
+
+
+def bars_written(
+    conn: psycopg.Connection,
+    start: date | None = None,
+    end: date | None = None,
+    symbols: list[str] | None = None,
+) -> dict[str, str | int | None]:
+    """What research needs to tell whether the stored bars of a window changed since it ran,
+    without reading them: how many there are, the sum of their write stamps (an insert, update
+    or delete changes one or the other, sql/0014) and their first and last day."""
+    row = conn.execute(
+        sql.SQL(
+            """SELECT count(*), coalesce(sum(extract(epoch FROM ingested_at)), 0)::text,
+                      min(ts), max(ts) FROM bars_daily WHERE {}"""
+        ).format(_window(start, end, symbols))
+    ).fetchone()
+    assert row is not None
+    n, stamps, first, last = row
+    return {
+        "bars": int(n),
+        "stamps": stamps,
+        "first": first and first.isoformat(),
+        "last": last and last.isoformat(),
+    }
+
+
+def symbol_spans(
+    conn: psycopg.Connection,
+    start: date | None = None,
+    end: date | None = None,
+    symbols: list[str] | None = None,
+) -> pl.DataFrame:
+    """Per symbol with bars in the window: its first bar, how many bars it has, the window's
+    trading days (any symbol's) missing between its first and last bar, and whether its
+    adjusted close never moves (the scans' ``symbol_history``, computed by the database)."""
+    rows = conn.execute(
+        sql.SQL(
+            """WITH b AS (SELECT symbol, ts, adj_close FROM bars_daily WHERE {}),
+                    days AS (SELECT ts, row_number() OVER (ORDER BY ts) AS i
+                             FROM (SELECT DISTINCT ts FROM b) d),
+                    per AS (SELECT symbol, min(ts) AS first, max(ts) AS last, count(*) AS bars,
+                                   min(adj_close) = max(adj_close) AS constant
+                            FROM b GROUP BY symbol)
+               SELECT per.symbol, per.first, per.bars, l.i - f.i + 1 - per.bars, per.constant
+               FROM per JOIN days f ON f.ts = per.first JOIN days l ON l.ts = per.last
+               ORDER BY per.symbol"""
+        ).format(_window(start, end, symbols))
+    ).fetchall()
+    return pl.DataFrame(
+        rows,
+        schema={
+            "symbol": pl.String,
+            "first": pl.Date,
+            "bars": pl.Int64,
+            "inner_gaps": pl.Int64,
+            "constant": pl.Boolean,
         },
         orient="row",
     )

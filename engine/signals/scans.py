@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -78,6 +79,14 @@ class ScanParams:
             "zscore": self.zscore_window + 1,
         }
 
+    def lookback(self) -> int:
+        """Sessions before a day that every family's signal on that day depends on (with the
+        day before, for crossings)."""
+        return max(self.history_needed().values()) + 1
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
 
 @dataclass(frozen=True)
 class ScanResult:
@@ -129,28 +138,39 @@ def _crossed_above(series: pd.DataFrame, level: float | pd.DataFrame) -> pd.Data
     )
 
 
-def _first_bars(close: pd.DataFrame) -> pd.Series:
-    """Each symbol's first trading day with a bar (NaT without any)."""
-    valid = close.notna().to_numpy()
-    first = np.where(valid.any(axis=0), valid.argmax(axis=0), -1)
-    days = close.index.to_numpy()
-    return pd.Series(
-        [days[i] if i >= 0 else pd.NaT for i in first], index=close.columns, dtype="datetime64[ns]"
-    )
-
-
-def _skips(close: pd.DataFrame, params: ScanParams) -> tuple[pl.DataFrame, dict[str, list[str]]]:
-    """Per family, the symbols it cannot scan, with the reason."""
+def symbol_history(close: pd.DataFrame) -> pd.DataFrame:
+    """Per symbol of a panel: its first bar (``first``), how many bars it has (``bars``), the
+    panel's days missing between its first and last bar (``inner_gaps``) and whether its
+    price never moves (``constant``). ``engine.signals.store.stored_history`` reads the same
+    from the database for a whole window when only its last sessions are scanned."""
     values = close.to_numpy(dtype=float)
     valid = ~np.isnan(values)
     bars = valid.sum(axis=0)
     first = valid.argmax(axis=0)
     last = len(values) - 1 - valid[::-1].argmax(axis=0)
-    inner_gaps = np.where(bars > 0, last - first + 1 - bars, 0)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
         constant = np.nanmax(values, axis=0) == np.nanmin(values, axis=0)
-    symbols = list(close.columns)
+    days = close.index.to_numpy()
+    return pd.DataFrame(
+        {
+            "first": pd.Series(np.where(bars > 0, days[first], np.datetime64("NaT")))
+            .astype("datetime64[ns]")
+            .to_numpy(),
+            "bars": bars,
+            "inner_gaps": np.where(bars > 0, last - first + 1 - bars, 0),
+            "constant": constant,
+        },
+        index=close.columns,
+    )
+
+
+def _skips(history: pd.DataFrame, params: ScanParams) -> tuple[pl.DataFrame, dict[str, list[str]]]:
+    """Per family, the symbols it cannot scan, with the reason."""
+    bars = history["bars"].to_numpy()
+    inner_gaps = history["inner_gaps"].to_numpy()
+    constant = history["constant"].to_numpy(dtype=bool)
+    symbols = list(history.index)
     rows: list[tuple[str, str, str]] = []
     excluded: dict[str, list[str]] = {}
     for family, needed in params.history_needed().items():
@@ -172,11 +192,36 @@ def _skips(close: pd.DataFrame, params: ScanParams) -> tuple[pl.DataFrame, dict[
     return pl.DataFrame(rows, schema=SKIP_SCHEMA, orient="row"), excluded
 
 
-def scan_universe(panel: PricePanel, params: ScanParams = ScanParams()) -> ScanResult:
-    """All signal events in the panel, and the symbols each family had to skip."""
+def _month_ends(days: pd.DatetimeIndex) -> np.ndarray:
+    """True on the last session of a month. The panel's last day is one only if the next NYSE
+    session is in another month: the scan of a daily run must not take every last day for
+    one."""
+    from engine.data.calendar import trading_days
+
+    last = days[-1].date()
+    following = trading_days(last + timedelta(days=1), last + timedelta(days=10))
+    after = pd.Timestamp(following[0]) if following else days[-1] + pd.offsets.MonthBegin()
+    month = days.to_period("M")
+    return np.asarray(month != days[1:].append(pd.DatetimeIndex([after])).to_period("M"))
+
+
+def scan_universe(
+    panel: PricePanel,
+    params: ScanParams = ScanParams(),
+    history: pd.DataFrame | None = None,
+    after: date | None = None,
+) -> ScanResult:
+    """All signal events in the panel, and the symbols each family had to skip.
+
+    A scan of only the last sessions passes the ``history`` of the whole window (what
+    ``symbol_history`` returns for it: first bars, counts, gaps, constant prices) and keeps the
+    events after ``after``; the panel then needs ``params.lookback()`` sessions before them.
+    """
     close = panel.close
-    first_bar = _first_bars(close)
-    skipped, excluded = _skips(close, params)
+    if history is None:
+        history = symbol_history(close)
+    first_bar = history["first"]
+    skipped, excluded = _skips(history, params)
 
     def only(mask: pd.DataFrame, family: str) -> pd.DataFrame:
         return mask.drop(columns=excluded[family], errors="ignore")
@@ -225,12 +270,7 @@ def scan_universe(panel: PricePanel, params: ScanParams = ScanParams()) -> ScanR
     momentum = close.shift(params.momentum_skip) / close.shift(params.momentum_lookback) - 1
     momentum = only(momentum, "momentum")
     rank = momentum.rank(axis=1, pct=True)
-    month_end = (
-        close.index.to_series()
-        .dt.to_period("M")
-        .ne(close.index.to_series().dt.to_period("M").shift(-1))
-        .to_numpy()[:, None]
-    )
+    month_end = _month_ends(pd.DatetimeIndex(close.index))[:, None]
     strength = (rank - 0.5).abs() * 200
     momentum_params = {
         "lookback": params.momentum_lookback,
@@ -303,6 +343,8 @@ def scan_universe(panel: PricePanel, params: ScanParams = ScanParams()) -> ScanR
         if non_empty
         else pl.DataFrame(schema=SIGNAL_SCHEMA)
     )
+    if after is not None:
+        signals = signals.filter(pl.col("ts") > after)
     return ScanResult(signals=signals, skipped=skipped)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import date
 
 import polars as pl
@@ -18,6 +19,44 @@ SIGNAL_COLUMNS = ["symbol", "ts", "signal_type", "direction", "confidence"]
 def write_signals(conn: psycopg.Connection, signals: pl.DataFrame) -> int:
     with conn.transaction():
         return copy_upsert(conn, "signals", signals, key=["symbol", "ts", "signal_type"])
+
+
+@dataclass(frozen=True)
+class ScanRecord:
+    inputs: dict  # the requested window, universe and parameters
+    data_start: date
+    data_end: date
+    bars: dict  # engine.data.read_store.bars_written of the window when it was scanned
+
+
+def record_scan(
+    conn: psycopg.Connection,
+    scan: ScanRecord,
+    scanned_from: date,
+    signals: int,
+    orchestrator_run_id: str | None,
+) -> None:
+    conn.execute(
+        """INSERT INTO signal_scans (inputs, data_start, data_end, bars, scanned_from, signals,
+               orchestrator_run_id) VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+        (
+            json.dumps(scan.inputs),
+            scan.data_start,
+            scan.data_end,
+            json.dumps(scan.bars),
+            scanned_from,
+            signals,
+            orchestrator_run_id,
+        ),
+    )
+
+
+def latest_scan(conn: psycopg.Connection) -> ScanRecord | None:
+    row = conn.execute(
+        """SELECT inputs, data_start, data_end, bars FROM signal_scans
+           ORDER BY scan_id DESC LIMIT 1"""
+    ).fetchone()
+    return None if row is None else ScanRecord(*row)
 
 
 def signals_of_type(

@@ -1,0 +1,109 @@
+"""The research run's scan after the first: only the new sessions, the same events as a scan of
+the whole window (real prices, a real database)."""
+
+import json
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import psycopg
+import pytest
+
+from engine.data.load import load_daily_bars
+from engine.data.read_store import bars_written, load_bars
+from engine.data.sources import LocalFileSource
+from engine.data.store import write_daily_bars
+from engine.signals.incremental import scan_research_window
+from engine.signals.prices import load_research_prices
+from engine.signals.scans import scan_universe
+from tests.conftest import SHARED_DATA
+
+KEY = ["symbol", "ts", "signal_type", "direction", "params", "data_start", "data_end"]
+START = date(2018, 1, 2)
+
+
+def _load(conn: psycopg.Connection, source: LocalFileSource, start: date, end: date) -> None:
+    assert load_daily_bars(conn, source, start, end).passed
+    conn.commit()
+
+
+def _stored(conn: psycopg.Connection) -> pl.DataFrame:
+    rows = conn.execute(
+        """SELECT symbol, ts, signal_type, direction, params::text, data_start, data_end,
+                  confidence FROM signals"""
+    ).fetchall()
+    return pl.DataFrame(rows, schema=[*KEY, "confidence"], orient="row").sort(KEY)
+
+
+def _same_params(signals: pl.DataFrame) -> pl.DataFrame:
+    """params as one JSON text (the database keeps its own key order)."""
+    return signals.with_columns(
+        pl.col("params").map_elements(
+            lambda text: json.dumps(json.loads(text), sort_keys=True), return_dtype=pl.String
+        )
+    )
+
+
+@pytest.fixture
+def source(real_prices: Path) -> LocalFileSource:
+    return LocalFileSource(str(real_prices), str(SHARED_DATA / "sectors.csv"))
+
+
+def test_daily_scans_store_what_one_scan_of_the_whole_window_finds(
+    conn: psycopg.Connection, source: LocalFileSource
+) -> None:
+    _load(conn, source, START, date(2019, 11, 29))
+    first = scan_research_window(conn, START, None, None)
+    assert first.how.startswith("the whole window: no scan stored yet")
+    assert first.scanned_from == date(2018, 1, 2)
+    # Then session by session, as the daily schedule loads them (a month end among them).
+    for day in (date(2019, 12, 2), date(2019, 12, 3), date(2019, 12, 4)):
+        _load(conn, source, day, day)
+        daily = scan_research_window(conn, START, None, None)
+        assert daily.how.startswith("the sessions after"), daily.how
+        assert daily.scanned_from == day and daily.data_end == day
+        assert daily.data_start == first.data_start
+    again = scan_research_window(conn, START, None, None)
+    assert again.scanned_from is None and again.written == 0
+
+    whole = _same_params(scan_universe(load_research_prices(conn, START)).signals).sort(KEY)
+    stored = _same_params(_stored(conn)).sort(KEY)
+    assert whole.select(KEY).equals(stored.select(KEY))
+    diff = (whole["confidence"] - stored["confidence"]).abs().max()
+    assert diff is not None and diff < 1e-9  # rolling sums started elsewhere: last-bit noise
+    assert stored.filter(pl.col("ts") == date(2019, 12, 4)).height > 0
+
+
+def test_a_daily_scan_does_not_take_its_last_session_for_a_month_end(
+    conn: psycopg.Connection, source: LocalFileSource
+) -> None:
+    _load(conn, source, START, date(2019, 11, 27))
+    scan_research_window(conn, START, None, None)
+    _load(conn, source, date(2019, 11, 29), date(2019, 11, 29))  # the month's last session
+    scan_research_window(conn, START, None, None)
+    _load(conn, source, date(2019, 12, 2), date(2019, 12, 2))
+    scan_research_window(conn, START, None, None)
+    momentum = _stored(conn).filter(pl.col("signal_type").str.starts_with("momentum"))
+    days = set(momentum["ts"].to_list())
+    assert date(2019, 11, 29) in days and date(2019, 10, 31) in days
+    # Before: the scan's last day was always a month end, so every daily run ranked momentum.
+    assert not days & {date(2019, 11, 27), date(2019, 12, 2)}
+
+
+def test_a_changed_bar_in_the_scanned_history_scans_the_whole_window_again(
+    conn: psycopg.Connection, source: LocalFileSource
+) -> None:
+    _load(conn, source, START, date(2019, 6, 28))
+    scan_research_window(conn, START, None, None)
+    before = bars_written(conn, START, None, None)
+    bar = load_bars(conn, date(2019, 3, 1), date(2019, 3, 1), ["AAPL"])
+    corrected = bar.with_columns(
+        (pl.col("close") * 1.01).alias("close"), pl.lit(1.0).alias("volume_factor")
+    )
+    write_daily_bars(conn, corrected, "person: test")
+    conn.commit()
+    assert bars_written(conn, START, None, None) != before  # an update restamps the bar
+    _load(conn, source, date(2019, 7, 1), date(2019, 7, 1))
+    run = scan_research_window(conn, START, None, None)
+    assert run.how.startswith("the whole window: stored bars up to 2019-06-28 changed"), run.how
+    assert run.scanned_from == date(2018, 1, 2)

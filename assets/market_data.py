@@ -6,7 +6,7 @@ from datetime import date, datetime
 import dagster as dg
 import polars as pl
 
-from engine.data.calendar import nyse, trading_days, weekday_holidays
+from engine.data.calendar import known_weekday_holidays, trading_days
 from engine.data.load import LoadReport, load_daily_bars
 from engine.data.quality import MINUTE_RULES, RULES, check_minute_bars
 from engine.data.store import write_minute_bars
@@ -23,7 +23,7 @@ def trading_day_partitions() -> dg.DailyPartitionsDefinition:
     ``end_offset=1`` makes today's partition exist during the day, so the after-close schedule
     can ask for it.
     """
-    holidays = weekday_holidays(PARTITIONS_START, nyse().last_session.date())
+    holidays = [d for d in known_weekday_holidays() if d >= PARTITIONS_START]
     return dg.DailyPartitionsDefinition(
         start_date=PARTITIONS_START.isoformat(),
         timezone=TIMEZONE,

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 from datetime import date, datetime
 from functools import cache
+from importlib.metadata import version
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -51,6 +55,29 @@ def weekday_holidays(start: date, end: date) -> list[date]:
     last_known = nyse().last_session.date()
     weekdays = pd.bdate_range(start, min(end, last_known))
     return [d.date() for d in weekdays if d.date() not in sessions]
+
+
+def known_weekday_holidays() -> list[date]:
+    """Every weekday NYSE is closed from FIRST_SESSION to the calendar's last session (a year
+    from today). Kept in the user's cache per exchange_calendars version and day: the Dagster
+    definitions make their daily partitions from it in every process, and loading the calendar
+    took a third of their import (bench/imports.py)."""
+    today = date.today()  # exchange_calendars ends its calendars a year from today
+    cache_dir = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tradeflow"
+    path = cache_dir / f"nyse-holidays-{version('exchange_calendars')}-{today}.json"
+    try:
+        return [date.fromisoformat(d) for d in json.loads(path.read_text())]
+    except (OSError, ValueError):
+        pass
+    holidays = weekday_holidays(date.fromisoformat(FIRST_SESSION), nyse().last_session.date())
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}")
+        partial.write_text(json.dumps([d.isoformat() for d in holidays]))
+        partial.replace(path)
+    except OSError:
+        pass  # a read-only home: computed again next time
+    return holidays
 
 
 def is_open(at: datetime) -> bool:

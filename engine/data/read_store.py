@@ -5,7 +5,7 @@ writes and the gate's records are in ``engine.data.store``."""
 from __future__ import annotations
 
 import io
-from datetime import date
+from datetime import date, datetime
 
 import polars as pl
 import psycopg
@@ -187,6 +187,44 @@ def bars_written(
         "first": first and first.isoformat(),
         "last": last and last.isoformat(),
     }
+
+
+def bars_at_rest(
+    conn: psycopg.Connection,
+    start: date | None = None,
+    end: date | None = None,
+    symbols: list[str] | None = None,
+) -> tuple[datetime, dict[str, str | int | None]]:
+    """The database's clock at a moment no write to the bars is in flight, and the window's
+    ``bars_written`` then: every bar written before that moment is committed, every one after
+    it is stamped later (sql/0014), so ``earliest_written`` since it finds every change.
+    Commits the connection's transaction; the lock is held for those two reads only."""
+    conn.commit()
+    with conn.transaction():
+        conn.execute("LOCK TABLE bars_daily IN SHARE MODE")
+        row = conn.execute("SELECT clock_timestamp()").fetchone()
+        assert row is not None
+        return row[0], bars_written(conn, start, end, symbols)
+
+
+def earliest_written(
+    conn: psycopg.Connection,
+    since: datetime,
+    start: date | None,
+    end: date | None,
+    symbols: list[str] | None,
+) -> date | None:
+    """The first day in the window with a bar written after ``since`` or a bar removed or
+    changed after it (its previous version kept then); None if there is none. ``since`` is a
+    moment of ``bars_at_rest``."""
+    window = _window(start, end, symbols)
+    row = conn.execute(
+        sql.SQL(
+            """SELECT least((SELECT min(ts) FROM bars_daily WHERE ingested_at > {} AND {}),
+                            (SELECT min(ts) FROM bar_versions WHERE replaced_at > {} AND {}))"""
+        ).format(sql.Literal(since), window, sql.Literal(since), window)
+    ).fetchone()
+    return None if row is None else row[0]
 
 
 def symbol_spans(

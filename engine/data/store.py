@@ -175,9 +175,12 @@ def write_daily_bars(
 def keep_versions(
     conn: psycopg.Connection, stored: pl.DataFrame, replaced_by: str, reason: str
 ) -> None:
-    """Previous versions of stored bars (symbol, ts, open, high, low, close, volume, source)."""
+    """Previous versions of stored bars (symbol, ts, open, high, low, close, volume, source).
+    The bars' write lock is taken first, as the change itself takes it: a scan that waits for
+    writes in flight (``engine.data.read_store.bars_at_rest``) waits for this one too."""
     if stored.is_empty():
         return
+    conn.execute("LOCK TABLE bars_daily IN ROW EXCLUSIVE MODE")
     copy_rows(
         conn,
         "bar_versions",

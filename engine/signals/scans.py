@@ -141,7 +141,7 @@ def _crossed_above(series: pd.DataFrame, level: float | pd.DataFrame) -> pd.Data
 def symbol_history(close: pd.DataFrame) -> pd.DataFrame:
     """Per symbol of a panel: its first bar (``first``), how many bars it has (``bars``), the
     panel's days missing between its first and last bar (``inner_gaps``) and whether its
-    price never moves (``constant``). ``engine.signals.store.stored_history`` reads the same
+    price never moves (``constant``). ``engine.data.read_store.symbol_spans`` reads the same
     from the database for a whole window when only its last sessions are scanned."""
     values = close.to_numpy(dtype=float)
     valid = ~np.isnan(values)
@@ -195,12 +195,12 @@ def _skips(history: pd.DataFrame, params: ScanParams) -> tuple[pl.DataFrame, dic
 def _month_ends(days: pd.DatetimeIndex) -> np.ndarray:
     """True on the last session of a month. The panel's last day is one only if the next NYSE
     session is in another month: the scan of a daily run must not take every last day for
-    one."""
+    one (past the calendar's end, the next weekday stands for the next session)."""
     from engine.data.calendar import trading_days
 
     last = days[-1].date()
     following = trading_days(last + timedelta(days=1), last + timedelta(days=10))
-    after = pd.Timestamp(following[0]) if following else days[-1] + pd.offsets.MonthBegin()
+    after = pd.Timestamp(following[0]) if following else days[-1] + pd.offsets.BDay()
     month = days.to_period("M")
     return np.asarray(month != days[1:].append(pd.DatetimeIndex([after])).to_period("M"))
 

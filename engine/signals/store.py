@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 import polars as pl
 import psycopg
@@ -27,6 +27,7 @@ class ScanRecord:
     data_start: date
     data_end: date
     bars: dict  # engine.data.read_store.bars_written of the window when it was scanned
+    as_of: datetime  # engine.data.read_store.bars_at_rest: when the bars were counted
 
 
 def record_scan(
@@ -38,7 +39,7 @@ def record_scan(
 ) -> None:
     conn.execute(
         """INSERT INTO signal_scans (inputs, data_start, data_end, bars, scanned_from, signals,
-               orchestrator_run_id) VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+               orchestrator_run_id, scanned_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
         (
             json.dumps(scan.inputs),
             scan.data_start,
@@ -47,13 +48,14 @@ def record_scan(
             scanned_from,
             signals,
             orchestrator_run_id,
+            scan.as_of,
         ),
     )
 
 
 def latest_scan(conn: psycopg.Connection) -> ScanRecord | None:
     row = conn.execute(
-        """SELECT inputs, data_start, data_end, bars FROM signal_scans
+        """SELECT inputs, data_start, data_end, bars, scanned_at FROM signal_scans
            ORDER BY scan_id DESC LIMIT 1"""
     ).fetchone()
     return None if row is None else ScanRecord(*row)

@@ -2,6 +2,7 @@
 the whole window (real prices, a real database)."""
 
 import json
+import threading
 from datetime import date
 from pathlib import Path
 
@@ -10,13 +11,14 @@ import psycopg
 import pytest
 
 from engine.data.load import load_daily_bars
-from engine.data.read_store import bars_written, load_bars
+from engine.data.read_store import bars_at_rest, bars_written, earliest_written, load_bars
 from engine.data.sources import LocalFileSource
 from engine.data.store import write_daily_bars
 from engine.signals.incremental import scan_research_window
 from engine.signals.prices import load_research_prices
 from engine.signals.scans import scan_universe
 from tests.conftest import SHARED_DATA
+from tests.helpers import store_synthetic_bars
 
 KEY = ["symbol", "ts", "signal_type", "direction", "params", "data_start", "data_end"]
 START = date(2018, 1, 2)
@@ -90,7 +92,7 @@ def test_a_daily_scan_does_not_take_its_last_session_for_a_month_end(
     assert not days & {date(2019, 11, 27), date(2019, 12, 2)}
 
 
-def test_a_changed_bar_in_the_scanned_history_scans_the_whole_window_again(
+def test_a_changed_bar_in_the_scanned_history_is_scanned_again_from_its_day(
     conn: psycopg.Connection, source: LocalFileSource
 ) -> None:
     _load(conn, source, START, date(2019, 6, 28))
@@ -105,5 +107,37 @@ def test_a_changed_bar_in_the_scanned_history_scans_the_whole_window_again(
     assert bars_written(conn, START, None, None) != before  # an update restamps the bar
     _load(conn, source, date(2019, 7, 1), date(2019, 7, 1))
     run = scan_research_window(conn, START, None, None)
-    assert run.how.startswith("the whole window: stored bars up to 2019-06-28 changed"), run.how
-    assert run.scanned_from == date(2018, 1, 2)
+    assert run.how.startswith("from 2019-03-01: the earliest stored bar written"), run.how
+    assert run.scanned_from == date(2019, 3, 1) and run.data_end == date(2019, 7, 1)
+    whole = _same_params(scan_universe(load_research_prices(conn, START)).signals).sort(KEY)
+    stored = _same_params(_stored(conn)).sort(KEY)
+    # What changed at AAPL on 2019-03-01 is in the stored events from then on.
+    assert whole.select(KEY).equals(stored.select(KEY))
+
+
+def test_a_scan_counts_the_bars_when_no_write_is_in_flight(
+    conn: psycopg.Connection, db: str
+) -> None:
+    store_synthetic_bars(conn, date(2023, 1, 1), date(2023, 3, 31))
+    bar = load_bars(conn, date(2023, 3, 1), date(2023, 3, 1)).head(1)
+    with psycopg.connect(db) as writer:
+        write_daily_bars(  # a person's correction, not committed yet
+            writer,
+            bar.with_columns(pl.col("close") * 1.01, pl.lit(1.0).alias("volume_factor")),
+            "person: test",
+        )
+        counted: list = []
+        counting = threading.Thread(target=lambda: counted.append(bars_at_rest(conn)))
+        counting.start()
+        counting.join(1.0)
+        assert counting.is_alive()  # waits for the write in flight
+        writer.commit()
+    counting.join(10)
+    ((as_of, bars),) = counted
+    # Counted after the correction: it is in the count, stamped before the moment.
+    assert bars == bars_written(conn)
+    assert earliest_written(conn, as_of, None, None, None) is None
+    # Undone after the moment: found.
+    write_daily_bars(conn, bar.with_columns(pl.lit(1.0).alias("volume_factor")), "person: test")
+    conn.commit()
+    assert earliest_written(conn, as_of, None, None, None) == date(2023, 3, 1)

@@ -41,12 +41,15 @@ def record_dataset(conn: psycopg.Connection, source: str) -> None:
 def history_rows(
     conn: psycopg.Connection, symbols: list[str], before: date, rows: int
 ) -> pl.DataFrame:
-    """The last ``rows`` stored raw bars of each symbol before ``before``."""
+    """The last ``rows`` stored raw bars of each symbol before ``before``: per symbol, down its
+    key from ``before`` (a day's load reads a few bars a symbol, not its history)."""
     found = conn.execute(
-        """SELECT symbol, ts, open, high, low, close, volume FROM (
-               SELECT b.*, row_number() OVER (PARTITION BY symbol ORDER BY ts DESC) AS n
-               FROM bars_daily b WHERE symbol = ANY(%s) AND ts < %s) recent
-           WHERE n <= %s ORDER BY symbol, ts""",
+        """SELECT s.symbol, b.ts, b.open, b.high, b.low, b.close, b.volume
+           FROM unnest(%s::text[]) AS s (symbol)
+           CROSS JOIN LATERAL (
+               SELECT ts, open, high, low, close, volume FROM bars_daily
+               WHERE symbol = s.symbol AND ts < %s ORDER BY ts DESC LIMIT %s) b
+           ORDER BY s.symbol, b.ts""",
         (symbols, before, rows),
     ).fetchall()
     return pl.DataFrame(found, schema=RAW_SCHEMA, orient="row")

@@ -40,3 +40,6 @@ CREATE TABLE signal_scans (
 );
 GRANT SELECT, INSERT ON signal_scans TO tradeflow_app;
 GRANT USAGE ON SEQUENCE signal_scans_scan_id_seq TO tradeflow_app;
+-- A scan replaces the events of the days it scanned: one it no longer finds there (its bar
+-- retracted or corrected) is removed. Signals are research data, rewritten by later scans.
+GRANT DELETE ON signals TO tradeflow_app;

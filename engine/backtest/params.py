@@ -3,9 +3,7 @@ vectorbt: the Dagster definitions and the allocation read them on import."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
@@ -43,8 +41,15 @@ def annualized_sharpe(returns: pd.DataFrame | pd.Series) -> pd.Series | float:
 
 
 def code_version() -> str:
-    """A digest of the backtest code, stored with each run so results trace to their code."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
+    """A digest of the code a sweep's results come from (the backtest package, the price panel,
+    the bars' read, and the numeric libraries' versions), stored with each run."""
+    from engine.versions import ENGINE, code_digest
+
+    return code_digest(
+        [
+            *(ENGINE / "backtest").glob("*.py"),
+            ENGINE / "signals" / "prices.py",
+            ENGINE / "data" / "read_store.py",
+        ],
+        ["vectorbt", "numba", "numpy", "pandas", "polars"],
+    )

@@ -67,7 +67,7 @@ def known_weekday_holidays() -> list[date]:
     path = cache_dir / f"nyse-holidays-{version('exchange_calendars')}-{today}.json"
     try:
         return [date.fromisoformat(d) for d in json.loads(path.read_text())]
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError):  # none yet, or damaged: made again
         pass
     holidays = weekday_holidays(date.fromisoformat(FIRST_SESSION), nyse().last_session.date())
     try:

@@ -1,5 +1,5 @@
-"""The research run's scan: the whole window the first time, then only the sessions after the
-last scan while the history it saw is unchanged (a daily run scans one session).
+"""The research run's scan: the whole window the first time, then only the sessions that can
+have changed since the last scan (a daily run scans one session).
 
 The last scan's record (``signal_scans``) holds its window, parameters, when it was taken and
 the count and write stamps of the bars it saw. A signal on a day depends on that day's bars and
@@ -8,9 +8,10 @@ can have changed: the one after the last scanned while those bars are as they we
 earliest bar written or removed since the last scan (a gate retracting yesterday's spike: from
 yesterday; a corporate action readjusting a symbol's history: from its first bar). The panel is
 read from ``lookback`` sessions before it, each symbol's first bar, bar count, gaps and
-constancy over the whole window come from the database, and the events from that session on are
-written: the same events a scan of the whole window finds on those days. Other parameters or
-universe, or a change the stamps cannot place, scan the whole window again.
+constancy over the whole window come from the database, and the events from that session on
+replace the stored ones: the same events a scan of the whole window finds on those days, and
+none it no longer finds. Other parameters, universe or code, or a change the stamps cannot
+place, scan the whole window again.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from engine.signals.scans import (
     ScanResult,
     scan_universe,
 )
-from engine.signals.store import ScanRecord, latest_scan, record_scan, write_signals
+from engine.signals.store import ScanRecord, latest_scan, record_scan, replace_signals
+from engine.versions import ENGINE, code_digest
 
 DEFAULT_PARAMS = ScanParams()
 
@@ -63,6 +65,10 @@ def scan_research_window(
         "end": end and end.isoformat(),
         "symbols": symbols,
         "params": params.as_dict(),
+        "code": code_digest(
+            [ENGINE / "signals" / "scans.py", ENGINE / "signals" / "prices.py"],
+            ["vectorbt", "numpy", "pandas", "polars"],
+        ),
     }
     # Taken before the bars are read: a load committing in between makes the next scan find
     # its bars changed and scan them again, never the other way round.
@@ -98,7 +104,9 @@ def scan_research_window(
         result = scan_universe(panel, params, spans, after=after)
         data_start, scanned_from = spans["first"].min().date(), new[0].date()
     with conn.transaction():
-        written = write_signals(conn, result.signals)
+        # Events the scan no longer finds from scanned_from on (a bar retracted or corrected)
+        # are removed with the rest of those days'.
+        written = replace_signals(conn, result.signals, scanned_from, panel.end, symbols)
         record = ScanRecord(inputs, data_start, panel.end, bars, as_of)
         record_scan(conn, record, scanned_from, result.signals.height, orchestrator_run_id)
     return ScanRun(result, data_start, panel.end, len(panel.symbols), scanned_from, written, why)

@@ -193,16 +193,20 @@ def _skips(history: pd.DataFrame, params: ScanParams) -> tuple[pl.DataFrame, dic
 
 
 def _month_ends(days: pd.DatetimeIndex) -> np.ndarray:
-    """True on the last session of a month. The panel's last day is one only if the next NYSE
-    session is in another month: the scan of a daily run must not take every last day for
-    one (past the calendar's end, the next weekday stands for the next session)."""
+    """True on the last session of a month: where the next NYSE session is in another month
+    (the calendar's, not the panel's next day: a session missing from the panel, or a daily
+    run's last day, does not make a month end). Outside the calendar's range the panel's next
+    day (after the last, the next weekday) stands for the next session."""
     from engine.data.calendar import trading_days
 
-    last = days[-1].date()
-    following = trading_days(last + timedelta(days=1), last + timedelta(days=10))
-    after = pd.Timestamp(following[0]) if following else days[-1] + pd.offsets.BDay()
-    month = days.to_period("M")
-    return np.asarray(month != days[1:].append(pd.DatetimeIndex([after])).to_period("M"))
+    following = days[1:].append(pd.DatetimeIndex([days[-1] + pd.offsets.BDay()]))
+    sessions = pd.DatetimeIndex(trading_days(days[0].date(), days[-1].date() + timedelta(10)))
+    if len(sessions):
+        at = sessions.searchsorted(days, side="right")
+        known = np.asarray((days >= sessions[0]) & (at < len(sessions)))
+        calendar = sessions[np.minimum(at, len(sessions) - 1)]
+        following = pd.DatetimeIndex(np.where(known, calendar, following))
+    return np.asarray(days.to_period("M") != following.to_period("M"))
 
 
 def scan_universe(

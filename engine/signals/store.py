@@ -21,6 +21,24 @@ def write_signals(conn: psycopg.Connection, signals: pl.DataFrame) -> int:
         return copy_upsert(conn, "signals", signals, key=["symbol", "ts", "signal_type"])
 
 
+def replace_signals(
+    conn: psycopg.Connection,
+    signals: pl.DataFrame,
+    start: date,
+    end: date,
+    symbols: list[str] | None,
+) -> int:
+    """The stored events from ``start`` to ``end`` (of ``symbols``, or all) become ``signals``,
+    whole or not at all; returns how many are stored."""
+    with conn.transaction():
+        conn.execute(
+            """DELETE FROM signals WHERE ts BETWEEN %s AND %s
+                 AND (%s::text[] IS NULL OR symbol = ANY(%s::text[]))""",
+            (start, end, symbols, symbols),
+        )
+        return copy_upsert(conn, "signals", signals, key=["symbol", "ts", "signal_type"])
+
+
 @dataclass(frozen=True)
 class ScanRecord:
     inputs: dict  # the requested window, universe and parameters

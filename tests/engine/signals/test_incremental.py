@@ -141,3 +141,33 @@ def test_a_scan_counts_the_bars_when_no_write_is_in_flight(
     write_daily_bars(conn, bar.with_columns(pl.lit(1.0).alias("volume_factor")), "person: test")
     conn.commit()
     assert earliest_written(conn, as_of, None, None, None) == date(2023, 3, 1)
+
+
+def test_an_event_a_corrected_bar_no_longer_makes_is_removed(
+    conn: psycopg.Connection, source: LocalFileSource
+) -> None:
+    _load(conn, source, START, date(2019, 6, 28))
+    scan_research_window(conn, START, None, None)
+    spike = conn.execute(
+        """SELECT symbol, ts FROM signals WHERE signal_type = 'volume_spike_up'
+             AND ts > '2019-03-01' ORDER BY ts, symbol LIMIT 1"""
+    ).fetchone()
+    assert spike is not None
+    symbol, day = spike
+    bar = load_bars(conn, day, day, [symbol])
+    write_daily_bars(  # the vendor's volume was ten times too high that day
+        conn,
+        bar.with_columns(pl.col("volume") // 10, pl.lit(1.0).alias("volume_factor")),
+        "person: test",
+    )
+    conn.commit()
+    run = scan_research_window(conn, START, None, None)
+    assert run.scanned_from == day, run.how
+    stored = _stored(conn)
+    assert stored.filter(
+        (pl.col("symbol") == symbol)
+        & (pl.col("ts") == day)
+        & (pl.col("signal_type") == "volume_spike_up")
+    ).is_empty()
+    whole = _same_params(scan_universe(load_research_prices(conn, START)).signals).sort(KEY)
+    assert whole.select(KEY).equals(_same_params(stored).sort(KEY).select(KEY))

@@ -199,6 +199,7 @@ def test_every_table_has_its_grants_decided(owner_conn: psycopg.Connection) -> N
     assert {t for t, _, _, delete, _ in rows if delete} == {
         "public.bars_daily",
         "public.correlations",
+        "public.signals",
     }
     assert not [t for t, _, _, _, truncate in rows if truncate]
 

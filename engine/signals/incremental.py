@@ -123,7 +123,7 @@ def _scan_after(
     if last is None:
         return None, "the whole window: no scan stored yet"
     if last.inputs != inputs:
-        return None, "the whole window: the window, universe or parameters changed"
+        return None, "the whole window: the window, universe, parameters or scan code changed"
     if bars_written(conn, start, last.data_end, symbols) == last.bars:
         return last.data_end, (
             f"the sessions after {last.data_end}: the history scanned before is unchanged"

@@ -24,7 +24,7 @@ LAYERS = [
     "execution",
 ]
 # Leaf modules every package may use; they import no engine package themselves.
-SHARED = {"engine.errors", "engine.http", "engine.markdown", "engine.plots"}
+SHARED = {"engine.errors", "engine.http", "engine.markdown", "engine.plots", "engine.versions"}
 SQL = re.compile(
     r"\b(SELECT\s.+\sFROM|INSERT\s+INTO|UPDATE\s+\w[\w.]*\s+SET|DELETE\s+FROM)\b", re.S
 )

@@ -103,14 +103,10 @@ def latest_backtest_run(
     conn: psycopg.Connection, family: str = SMA_CROSS
 ) -> tuple[uuid.UUID, date, date]:
     """The latest run of ``family`` (by default the family that is validated and allocated)."""
-    row = conn.execute(
-        """SELECT run_id, data_start, data_end FROM backtest_runs WHERE family = %s
-           ORDER BY created_at DESC LIMIT 1""",
-        (family,),
-    ).fetchone()
-    if row is None:
+    latest = latest_run_inputs(conn, family)
+    if latest is None:
         raise NotFoundError(f"no {family} backtest run is stored yet; materialize backtests first")
-    return row[0], row[1], row[2]
+    return latest[0], latest[1], latest[2]
 
 
 def latest_run_inputs(

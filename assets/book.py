@@ -76,7 +76,10 @@ def daily_positions(
     # as it is now, whichever partition is materialized.
     router = broker.router(database)
     with database.connect() as conn:
-        check = check_book_against_brokers(conn, router, broker.execution().position_tolerance)
+        settings = broker.execution()
+        check = check_book_against_brokers(
+            conn, router, settings.position_tolerance, settings.lock_wait_seconds
+        )
     if check.halted:
         context.log.error(f"trading halted: {'; '.join(str(m) for m in check.mismatches)}")
     compared = ", ".join(str(v) for v in check.venues) or "none"

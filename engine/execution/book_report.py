@@ -26,7 +26,7 @@ from engine.approvals.workflow import get_allocation
 from engine.brokers.base import Broker
 from engine.brokers.routing import BROKER_NAMES, BrokerRouter
 from engine.data.read_store import load_bars, sessions_between
-from engine.errors import TradeflowError
+from engine.errors import ExecutionRefusedError, TradeflowError
 from engine.execution.book_report_store import equity_marks_through, marked_venues, session_plans
 from engine.execution.book_store import book_table, pending
 from engine.execution.divergence import (
@@ -39,7 +39,7 @@ from engine.execution.divergence import (
 from engine.execution.halts import halt, trading_switch
 from engine.execution.pnl import PnlRow, by_strategy
 from engine.execution.reconcile import compare_positions
-from engine.execution.venues import Venue
+from engine.execution.venues import Venue, locked
 from engine.signals.prices import price_panel
 from engine.strategies.store import strategy_configs
 
@@ -164,6 +164,16 @@ def divergences(
     return report
 
 
+def _working(conn: psycopg.Connection, venue: Venue) -> dict[str, Decimal]:
+    """What the venue's working orders (resting exits included) still want, by symbol."""
+    working: dict[str, Decimal] = {}
+    for (_, symbol), qty in pending(
+        conn, venue.broker_name, venue.account, resting_exits=True
+    ).items():
+        working[symbol] = working.get(symbol, Decimal(0)) + qty
+    return working
+
+
 @dataclass(frozen=True)
 class Mismatch:
     venue: Venue
@@ -188,12 +198,20 @@ class BookCheck:
 
 
 def check_book_against_brokers(
-    conn: psycopg.Connection, router: BrokerRouter, tolerance: Decimal = Decimal(0)
+    conn: psycopg.Connection,
+    router: BrokerRouter,
+    tolerance: Decimal = Decimal(0),
+    lock_wait: float = 300.0,
 ) -> BookCheck:
     """Compare each venue's positions at its broker with ours (the venues of our book and those
     an execution marked). A difference that the venue's working orders do not explain (the
     broker may have filled part of them since they were last synced) halts trading, once per
-    distinct reason, naming the venue, the symbol, ours and the broker's."""
+    distinct reason, naming the venue, the symbol, ours and the broker's.
+
+    Each venue is compared under its execution lock: while an execution runs there, the broker
+    may have filled an order our book has not recorded yet (or one not even stored as working
+    when our side was read), so the check waits for it, up to ``lock_wait`` seconds, and a venue
+    still busy then is reported not compared rather than taken for a mismatch."""
     report = BookCheck()
     venues = {(str(b), str(a)) for b, a, *_ in book_table(conn)} | set(marked_venues(conn))
     for broker_name, account in sorted(venues):
@@ -202,14 +220,18 @@ def check_book_against_brokers(
             continue
         try:
             broker: Broker = router.broker(venue.mode, venue.account)
-            differences = compare_positions(conn, venue, broker, tolerance)
+            with locked(conn, [venue], lock_wait):
+                differences = compare_positions(conn, venue, broker, tolerance)
+                working = _working(conn, venue)
+        except ExecutionRefusedError:
+            report.unreachable[str(venue)] = (
+                f"an execution on it has run for more than {lock_wait:g} s; compared next time"
+            )
+            continue
         except TradeflowError as e:
             report.unreachable[str(venue)] = str(e)
             continue
         report.venues.append(venue)
-        working: dict[str, Decimal] = {}
-        for (_, symbol), qty in pending(conn, broker_name, account, resting_exits=True).items():
-            working[symbol] = working.get(symbol, Decimal(0)) + qty
         for symbol, ours, theirs in differences:
             low, high = sorted((ours, ours + working.get(symbol, Decimal(0))))
             if not low - tolerance <= theirs <= high + tolerance:

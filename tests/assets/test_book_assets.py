@@ -1,9 +1,12 @@
 """The daily book report: a book executed session by session at the simulated broker, then its
 partitions materialized; positions, equity and P&L as the book's own tables and functions give
-them, the broker check failing and halting on a position we do not have, and the divergence
+them, the broker check failing and halting on a position we do not have (and waiting for an
+execution in flight instead of taking its fills for one), and the divergence
 checks passing while the book follows its backtest logic and warning, then failing, when it is
 filled away from the closes."""
 
+import threading
+import time
 from datetime import date
 from decimal import Decimal
 
@@ -28,6 +31,7 @@ from engine.execution.book_report import BOOK_CHECK_ACTOR
 from engine.execution.executor import execute_allocation
 from engine.execution.halts import trading_switch
 from engine.execution.pnl import book_pnl, by_strategy
+from engine.execution.venues import Venue, locked
 from orchestration.book_sensors import book_report, book_report_sensor
 from orchestration.resources import BrokerConfig, Database
 from tests.engine.execution.test_executor import LIMITS, route
@@ -177,6 +181,57 @@ def test_a_position_at_the_broker_that_is_not_ours_fails_the_check_and_halts_tra
 
     _materialize(db, session, [daily_positions])  # the same mismatch halts once
     assert conn.execute("SELECT count(*) FROM trading_halts").fetchone() == (1,)
+
+
+def test_the_check_waits_for_an_execution_in_flight_instead_of_halting_on_its_fills(
+    db: str, conn: psycopg.Connection
+) -> None:
+    """Reproduced with the daemon (bench/approval_to_order.py): a book report compared the book
+    while the next approval's execution was sending orders; the broker had filled one our book
+    had not recorded yet, and the check halted trading on it."""
+    session = trading_days(date(2024, 6, 17), date(2024, 6, 17))[0]
+    _trade(db, conn, [session], {})
+    venue = Venue("SIMULATION", "default")
+    broker = _broker(db, conn)
+    executing = threading.Event()
+
+    def execution() -> None:
+        """Holds the venue's execution lock while the broker is ahead of our book: it filled a
+        buy whose fill this run records (here: undoes) before it lets go."""
+        with psycopg.connect(db, autocommit=True) as other, locked(other, [venue], wait=5):
+            broker.submit_order(OrderRequest("in-flight-1", "SYN003", Side.BUY, Decimal(3), 1.0))
+            executing.set()
+            time.sleep(1.5)
+            broker.submit_order(OrderRequest("in-flight-2", "SYN003", Side.SELL, Decimal(3), 1.0))
+
+    thread = threading.Thread(target=execution)
+    thread.start()
+    assert executing.wait(10)
+    result = _materialize(db, session, [daily_positions])
+    thread.join()
+    assert result.success, _checks(result)[BOOK_CHECK].description
+    assert _checks(result)[BOOK_CHECK].passed
+    assert trading_switch(conn) is None or not trading_switch(conn).halted  # type: ignore[union-attr]
+
+    # An execution that outlasts the wait: the venue is not compared, and nothing is halted.
+    with psycopg.connect(db, autocommit=True) as other, locked(other, [venue], wait=5):
+        broker.submit_order(OrderRequest("in-flight-3", "SYN003", Side.BUY, Decimal(3), 1.0))
+        busy = dg.materialize(
+            [daily_positions],
+            partition_key=session.isoformat(),
+            resources={
+                "database": Database(url=db),
+                "broker": BrokerConfig(lock_wait_seconds=0.5),
+            },
+            raise_on_error=False,
+        )
+    check = _checks(busy)[BOOK_CHECK]
+    assert not check.passed
+    assert check.description == (
+        "not compared: simulated account 'default': an execution on it has run for more than "
+        "0.5 s; compared next time"
+    )
+    assert trading_switch(conn) is None or not trading_switch(conn).halted  # type: ignore[union-attr]
 
 
 def test_divergence_checks_warn_when_fills_leave_the_closes_and_fail_when_far_from_them(

@@ -23,7 +23,10 @@ MAX_DECISIONS_PER_TICK = 100
 
 @dg.sensor(
     job=execute_allocation_job,
-    minimum_interval_seconds=5,  # an approval's orders leave seconds after it
+    # Evaluated on every pass of the daemon's sensor loop (which starts one every 5 s at most):
+    # an approval's orders leave seconds after it. With 5 here, a pass a moment early skips it
+    # and the approval waits about 10 s.
+    minimum_interval_seconds=1,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def approvals_sensor(context: dg.SensorEvaluationContext, database: Database) -> dg.SensorResult:

@@ -1,78 +1,166 @@
-"""SMA-crossover parameter sweep over the universe."""
+"""SMA-crossover parameter sweep over the universe. ``backtests`` sweeps in one step;
+``fanned_out_backtests(n)`` is the same asset with the (fast, slow) pairs in ``n`` shards, a step
+each, which an executor may run on other workers (``research_pipeline_dask``)."""
+
+from dataclasses import dataclass, field
+from datetime import date
 
 import dagster as dg
 
 from assets.market_data import bars_daily
-from engine.backtest.inputs import plan_sweep
+from engine.backtest.inputs import SweepPlan, plan_sweep
 from engine.backtest.readings import reading
 from engine.backtest.store import StrategyTrades, record_backtest, strategy_trades
 from engine.markdown import markdown_image, markdown_table
 from engine.plots import equity_png
 from engine.signals.prices import load_research_prices
+from orchestration.fan_out import in_order, shard_inputs, shard_of
 from orchestration.resources import Database, Settings
 
 # The best strategy's newest trades shown in the metadata (every trade is stored; the CLI's
 # `tradeflow backtest trades STRATEGY` lists them all).
 TRADES_SHOWN = 20
+Context = dg.AssetExecutionContext | dg.OpExecutionContext
+DESCRIPTION = """Backtest every (fast, slow) SMA pair on every symbol; store metrics and daily
+returns. Not swept again while its inputs (window, universe, parameters, code, stored bars)
+equal the latest run's (engine/backtest/inputs.py)."""
 
 
-@dg.asset(deps=[bars_daily], group_name="research")
+@dataclass(frozen=True)
+class Swept:
+    """A sweep (or a shard of one), with the panel it ran on."""
+
+    result: object  # engine.backtest.sma_sweep.SweepResult (vectorbt loads with that module)
+    start: date
+    end: date
+    symbols: list[str]
+    reached: dict[str, int] = field(default_factory=dict)  # signal strategies: signals each
+
+
+@dg.asset(deps=[bars_daily], group_name="research", description=DESCRIPTION)
 def backtests(
     context: dg.AssetExecutionContext, database: Database, settings: Settings
 ) -> dg.MaterializeResult:
-    """Backtest every (fast, slow) SMA pair on every symbol; store metrics and daily returns.
-    Not swept again while its inputs (window, universe, parameters, code, stored bars) equal
-    the latest run's (engine/backtest/inputs.py)."""
+    plan = _plan(context, database, settings)
+    swept = None if plan.reuse else _sweep(context, database, settings, plan, None)
+    return dg.MaterializeResult(metadata=_store(context, database, plan, [swept]))
+
+
+def fanned_out_backtests(shards: int) -> dg.AssetsDefinition:
+    """``backtests`` as a graph: the sweep planned, its pairs swept in ``shards`` steps (each
+    over the whole universe; any number stores the same run), the shards recorded as one run."""
+
+    @dg.op(ins={"bars_daily": dg.In(dg.Nothing)})
+    def plan_sma_sweep(
+        context: dg.OpExecutionContext, database: Database, settings: Settings
+    ) -> SweepPlan:
+        return _plan(context, database, settings)
+
+    def shard_op(i: int) -> dg.OpDefinition:
+        @dg.op(name=f"sweep_shard_{i + 1}_of_{shards}")
+        def sweep(
+            context: dg.OpExecutionContext, database: Database, settings: Settings, plan: SweepPlan
+        ) -> Swept | None:
+            mine = shard_of(settings.sweep().pairs(), shards, i)
+            if plan.reuse is not None or not mine:
+                return None
+            return _sweep(context, database, settings, plan, mine)
+
+        return sweep
+
+    @dg.op(ins={"plan": dg.In(SweepPlan), **shard_inputs(shards)}, out=dg.Out(dg.Nothing))
+    def store_sma_sweep(
+        context: dg.OpExecutionContext, database: Database, plan: SweepPlan, **parts: Swept | None
+    ) -> dg.Output:
+        return dg.Output(None, metadata=_store(context, database, plan, in_order(parts)))
+
+    shard_ops = [shard_op(i) for i in range(shards)]
+
+    @dg.graph_asset(
+        name="backtests",
+        group_name="research",
+        description=DESCRIPTION,
+        ins={"bars_daily": dg.AssetIn(dagster_type=dg.Nothing)},
+    )
+    def fanned_out(bars_daily) -> None:  # noqa: ANN001 - a dependency, no value
+        plan = plan_sma_sweep(bars_daily)
+        swept = {f"shard_{i + 1}": sweep(plan) for i, sweep in enumerate(shard_ops)}
+        return store_sma_sweep(plan=plan, **swept)
+
+    return fanned_out
+
+
+def _plan(context: Context, database: Database, settings: Settings) -> SweepPlan:
     with database.connect() as conn:
         plan = plan_sweep(
             conn, *settings.research(), settings.sweep(), settings.sweep_refresh_sessions
         )
-        context.log.info(plan.why)
-        if plan.reuse is not None:
-            bars = plan.inputs["bars"]
-            return dg.MaterializeResult(
-                metadata={
-                    "backtest_run_id": str(plan.reuse),
-                    "data_range": f"{bars['first']} .. {bars['last']}",
-                    "swept": plan.why,
-                }
-            )
-        from engine.backtest.sma_sweep import sma_cross_sweep  # vectorbt, numba: when it runs
+    context.log.info(plan.why)
+    return plan
 
+
+def _sweep(
+    context: Context,
+    database: Database,
+    settings: Settings,
+    plan: SweepPlan,
+    pairs: list[tuple[int, int]] | None,
+) -> Swept:
+    """The sweep of ``pairs`` (None: every pair) over the plan's window."""
+    from engine.backtest.sma_sweep import sma_cross_sweep  # vectorbt, numba: when it runs
+
+    with database.connect() as conn:
         panel = load_research_prices(conn, plan.start, plan.end, plan.symbols)
-        result = sma_cross_sweep(panel, settings.sweep(), progress=context.log.info)
+    result = sma_cross_sweep(panel, settings.sweep(), progress=context.log.info, pairs=pairs)
+    return Swept(result, panel.start, panel.end, panel.symbols)
+
+
+def _store(context: Context, database: Database, plan: SweepPlan, parts: list) -> dict:
+    """The swept shards recorded as one backtest run (or the latest run kept); the metadata."""
+    if plan.reuse is not None:
+        bars = plan.inputs["bars"]
+        return {
+            "backtest_run_id": str(plan.reuse),
+            "data_range": f"{bars['first']} .. {bars['last']}",
+            "swept": plan.why,
+        }
+    from engine.backtest.sma_sweep import combine_sweeps
+
+    swept: list[Swept] = [p for p in parts if p is not None]
+    first = swept[0]
+    result = combine_sweeps([s.result for s in swept])  # type: ignore[misc]
+    with database.connect() as conn:
         run_id = record_backtest(
             conn,
             result,
-            panel.start,
-            panel.end,
-            len(panel.symbols),
+            first.start,
+            first.end,
+            len(first.symbols),
             context.run_id,
-            panel.symbols,
+            first.symbols,
             plan.inputs,
         )
         table = result.metrics.sort_values("sharpe", ascending=False)
         best = str(table.index[0])
         best_trades = strategy_trades(conn, best, run_id, limit=TRADES_SHOWN)
     picture = equity_png(
-        result.equity, list(table.index[:3]), f"best equity curves, {panel.start} .. {panel.end}"
+        result.equity, list(table.index[:3]), f"best equity curves, {first.start} .. {first.end}"
     )
-    return dg.MaterializeResult(
-        metadata={
-            "backtest_run_id": str(run_id),
-            "data_range": f"{panel.start} .. {panel.end}",
-            "swept": plan.why,
-            "strategies": dg.MetadataValue.int(len(table)),
-            "symbols": dg.MetadataValue.int(len(panel.symbols)),
-            "metrics": dg.MetadataValue.md(table.round(4).to_markdown()),
-            "benchmarks": dg.MetadataValue.md(result.benchmarks.round(4).to_markdown()),
-            "equity_curves": dg.MetadataValue.md(markdown_image(picture, "best equity curves")),
-            f"reading ({best})": dg.MetadataValue.md(
-                "\n".join(f"- {reading(name, value)}" for name, value in table.loc[best].items())
-            ),
-            f"trades ({best})": dg.MetadataValue.md(_trades_markdown(best_trades)),
-        }
-    )
+    return {
+        "backtest_run_id": str(run_id),
+        "data_range": f"{first.start} .. {first.end}",
+        "swept": plan.why,
+        "shards": dg.MetadataValue.int(len(parts)),
+        "strategies": dg.MetadataValue.int(len(table)),
+        "symbols": dg.MetadataValue.int(len(first.symbols)),
+        "metrics": dg.MetadataValue.md(table.round(4).to_markdown()),
+        "benchmarks": dg.MetadataValue.md(result.benchmarks.round(4).to_markdown()),
+        "equity_curves": dg.MetadataValue.md(markdown_image(picture, "best equity curves")),
+        f"reading ({best})": dg.MetadataValue.md(
+            "\n".join(f"- {reading(name, value)}" for name, value in table.loc[best].items())
+        ),
+        f"trades ({best})": dg.MetadataValue.md(_trades_markdown(best_trades)),
+    }
 
 
 def _trades_markdown(trades: StrategyTrades) -> str:

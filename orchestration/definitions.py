@@ -1,19 +1,21 @@
 """The one Definitions object; workspace.yaml points the UI here."""
 
 import os
+from collections.abc import Mapping
 
 import dagster as dg
 
 from assets.allocations import allocation_recommendation
-from assets.backtests import backtests
+from assets.backtests import backtests, fanned_out_backtests
 from assets.book import daily_equity, daily_pnl, daily_positions
 from assets.correlations import correlations
 from assets.execution import executed_orders
 from assets.market_data import bars_daily, bars_minute
-from assets.scans import signals
-from assets.signal_backtests import signal_backtests
+from assets.scans import fanned_out_signals, signals
+from assets.signal_backtests import fanned_out_signal_backtests, signal_backtests
 from assets.validations import validations
 from engine.brokers.routing import account_names
+from engine.errors import ConfigurationError
 from engine.storage.connection import DATABASE_URL_ENV, OWNER_DATABASE_URL_ENV
 from orchestration.alerts import ALERT_SENSORS, ALERT_WEBHOOK_ENV, Alerts
 from orchestration.book_sensors import book_report, book_report_sensor
@@ -37,6 +39,8 @@ from orchestration.sensors import (
     daily_execution_sensor,
     reoptimization_sensor,
 )
+
+RESEARCH_SHARDS_ENV = "TRADEFLOW_RESEARCH_SHARDS"
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
@@ -62,15 +66,31 @@ def _env(variable: str) -> str | None:
     return dg.EnvVar(variable) if variable in os.environ else None
 
 
-def build_definitions(resources: dict[str, dg.ConfigurableResource]) -> dg.Definitions:
-    """The project's definitions bound to ``resources`` (tests bind their own database)."""
+def research_shards(environ: Mapping[str, str]) -> int:
+    """TRADEFLOW_RESEARCH_SHARDS: the shards the scan's symbols, the sweep's pairs and the signal
+    strategies are each split into, a step each (default 1: one step each)."""
+    text = environ.get(RESEARCH_SHARDS_ENV, "1").strip() or "1"
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigurationError(f"{RESEARCH_SHARDS_ENV} must be a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def build_definitions(
+    resources: dict[str, dg.ConfigurableResource], shards: int | None = None
+) -> dg.Definitions:
+    """The project's definitions bound to ``resources`` (tests bind their own database), the
+    research fanned out in ``shards`` (default: ``research_shards`` of the environment). The
+    shards are steps of the job's graph, so every process that runs its steps (a Dask worker)
+    must build it with the same number: set the variable the same everywhere."""
+    shards = research_shards(os.environ) if shards is None else shards
+    fanned = shards > 1
     return dg.Definitions(
         assets=[
             bars_daily,
             bars_minute,
-            signals,
-            signal_backtests,
-            backtests,
+            fanned_out_signals(shards) if fanned else signals,
+            fanned_out_signal_backtests(shards) if fanned else signal_backtests,
+            fanned_out_backtests(shards) if fanned else backtests,
             validations,
             correlations,
             allocation_recommendation,

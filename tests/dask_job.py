@@ -11,6 +11,9 @@ from orchestration.resources import BrokerConfig, Database, MarketData, Settings
 URL_ENV, OWNER_URL_ENV = "TRADEFLOW_TEST_DASK_URL", "TRADEFLOW_TEST_DASK_OWNER_URL"
 
 
+SHARDS = 3  # the scan's symbols, the sweep's pairs and the signal strategies, on Dask
+
+
 def resources(url: str, owner_url: str) -> dict[str, dg.ConfigurableResource]:
     return {
         "database": Database(url=url, owner_url=owner_url),
@@ -21,5 +24,5 @@ def resources(url: str, owner_url: str) -> dict[str, dg.ConfigurableResource]:
 
 
 def research_on_dask() -> dg.JobDefinition:
-    defs = build_definitions(resources(os.environ[URL_ENV], os.environ[OWNER_URL_ENV]))
+    defs = build_definitions(resources(os.environ[URL_ENV], os.environ[OWNER_URL_ENV]), SHARDS)
     return defs.resolve_job_def("research_pipeline_dask")

@@ -56,16 +56,19 @@ def sma_cross_sweep(
     progress: Callable[[str], None] = lambda message: None,
     chunk_columns: int = CHUNK_COLUMNS,
     workers: int = WORKERS,
+    pairs: list[tuple[int, int]] | None = None,
 ) -> SweepResult:
-    """Backtest every (fast, slow) pair on every symbol; ``progress`` hears each chunk done.
+    """Backtest every (fast, slow) pair on every symbol (or only ``pairs``, a shard of them:
+    ``combine_sweeps`` puts shards together); ``progress`` hears each chunk done.
 
     The pairs run in chunks of about ``chunk_columns`` symbol-pair columns, ``workers`` chunks at
     a time: each chunk is one vectorized simulation, and the results are the same as one call
     over everything (strategies share nothing), only faster, since the arrays stay small."""
-    pairs = params.pairs()
+    if pairs is None:
+        pairs = params.pairs()
     if not pairs:
         raise ValueError("the sweep has no (fast, slow) pair with fast < slow")
-    longest = max(s for _, s in pairs)
+    longest = max(s for _, s in params.pairs())
     if len(prices.close) <= longest + 1:
         raise InsufficientDataError(
             f"the sweep needs more than {longest + 1} trading days (slow window {longest}); "
@@ -101,6 +104,23 @@ def sma_cross_sweep(
         returns=pd.concat([p["returns"] for p in parts], axis=1),
         equity=pd.concat([p["equity"] for p in parts], axis=1),
         trades=pd.concat([p["trades"] for p in parts], ignore_index=True),
+    )
+
+
+def combine_sweeps(parts: list[SweepResult]) -> SweepResult:
+    """One result from sweeps of disjoint strategies on the same panel (shards of a sweep, in
+    order): their strategies side by side, the settings and benchmarks of the first."""
+    first = parts[0]
+    return SweepResult(
+        family=first.family,
+        param_grid={k: v for p in parts for k, v in p.param_grid.items()},
+        settings=first.settings,
+        strategy_params={k: v for p in parts for k, v in p.strategy_params.items()},
+        benchmarks=first.benchmarks,
+        metrics=pd.concat([p.metrics for p in parts]),
+        returns=pd.concat([p.returns for p in parts], axis=1),
+        equity=pd.concat([p.equity for p in parts], axis=1),
+        trades=pd.concat([p.trades for p in parts], ignore_index=True),
     )
 
 

@@ -227,6 +227,22 @@ def earliest_written(
     return None if row is None else row[0]
 
 
+def window_days(
+    conn: psycopg.Connection,
+    start: date | None = None,
+    end: date | None = None,
+    symbols: list[str] | None = None,
+) -> list[date]:
+    """The days with a bar of any of ``symbols`` (or any symbol) in the window, in order: the
+    rows of the window's price panel, whichever of its symbols a shard reads."""
+    rows = conn.execute(
+        sql.SQL("SELECT DISTINCT ts FROM bars_daily WHERE {} ORDER BY ts").format(
+            _window(start, end, symbols)
+        )
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
 def symbol_spans(
     conn: psycopg.Connection,
     start: date | None = None,

@@ -12,25 +12,43 @@ constancy over the whole window come from the database, and the events from that
 replace the stored ones: the same events a scan of the whole window finds on those days, and
 none it no longer finds. Other parameters, universe or code, or a change the stamps cannot
 place, scan the whole window again.
+
+A scan is planned once (``plan_scan``: where it starts, the sessions of its panel, each
+symbol's history), its symbols are scanned in shards (``scan_shard``: each reads its own bars on
+the plan's sessions, so it sees what the universe's panel has for them; in this process, or as
+tasks of a Dagster run on other workers) and the shards are stored together (``store_scan``:
+momentum ranked across the universe, one transaction). Any number of shards stores the same
+events.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import pandas as pd
 import polars as pl
 import psycopg
 
-from engine.data.read_store import bars_at_rest, bars_written, earliest_written, symbol_spans
-from engine.signals.prices import load_research_prices
+from engine.data.read_store import (
+    bars_at_rest,
+    bars_written,
+    earliest_written,
+    symbol_spans,
+    window_days,
+)
+from engine.data.store import require_clean_bars
+from engine.errors import InsufficientDataError
+from engine.signals.prices import load_panel
 from engine.signals.scans import (
+    MOMENTUM_SCHEMA,
     SIGNAL_SCHEMA,
     SKIP_SCHEMA,
     ScanParams,
     ScanResult,
-    scan_universe,
+    ScanShard,
+    combine_scans,
+    scan_symbols,
 )
 from engine.signals.store import ScanRecord, latest_scan, record_scan, replace_signals
 from engine.versions import ENGINE, code_digest
@@ -49,17 +67,40 @@ class ScanRun:
     how: str  # what was scanned, and why
 
 
-def scan_research_window(
+@dataclass(frozen=True)
+class ScanPlan:
+    """What a scan reads, fixed before any of its symbol shards is scanned (each shard may be
+    scanned in another process or on another machine, and reads its own bars)."""
+
+    inputs: dict
+    params: ScanParams
+    universe: list[str] | None  # the research universe asked for (None: every stored symbol)
+    as_of: datetime
+    bars: dict
+    after: date | None  # the scan keeps the events after this day; None: the whole window
+    why: str
+    days: list[date]  # the panel's rows: the window's sessions, or the lookback and the new ones
+    spans: pd.DataFrame  # per symbol (index) of the whole window: symbol_history's columns
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self.spans.index)
+
+    @property
+    def new_days(self) -> list[date]:
+        return [d for d in self.days if self.after is None or d > self.after]
+
+
+def plan_scan(
     conn: psycopg.Connection,
     start: date | None,
     end: date | None,
     symbols: list[str] | None,
-    orchestrator_run_id: str | None = None,
     params: ScanParams = DEFAULT_PARAMS,
-) -> ScanRun:
-    """Scan the research window (``start``..``end`` of ``symbols``; every stored one by default)
-    and store its events, from the first session that can have changed since the last scan.
-    Commits the connection's transaction before it starts (``bars_at_rest``)."""
+) -> ScanPlan:
+    """The scan of the research window (``start``..``end`` of ``symbols``; every stored one by
+    default) from the first session that can have changed since the last scan. Commits the
+    connection's transaction before it starts (``bars_at_rest``)."""
     inputs = {
         "start": start and start.isoformat(),
         "end": end and end.isoformat(),
@@ -73,43 +114,80 @@ def scan_research_window(
     # Taken before the bars are read: a load committing in between makes the next scan find
     # its bars changed and scan them again, never the other way round.
     as_of, bars = bars_at_rest(conn, start, end, symbols)
+    require_clean_bars(conn)
     last = latest_scan(conn)
     after, why = _scan_after(conn, last, inputs, start, symbols)
-    panel = None
+    days: list[date] = []
     if after is not None:
         from_day = after - timedelta(days=2 * params.lookback())  # and a margin for gaps
-        panel = load_research_prices(conn, max(from_day, start or from_day), end, symbols)
-        before = int((panel.close.index <= pd.Timestamp(after)).sum())
+        days = window_days(conn, max(from_day, start or from_day), end, symbols)
+        before = sum(d <= after for d in days)
         if before < params.lookback() and (start is None or from_day > start):
-            panel, why = None, "the whole window: too few sessions stored before the new ones"
-    if panel is None:
-        panel = load_research_prices(conn, start, end, symbols)
-        result = scan_universe(panel, params)
-        data_start, scanned_from = panel.start, panel.start
-    else:
-        assert after is not None and last is not None
-        new = panel.close.index[panel.close.index > pd.Timestamp(after)]
-        if new.empty:
-            return ScanRun(
-                ScanResult(pl.DataFrame(schema=SIGNAL_SCHEMA), pl.DataFrame(schema=SKIP_SCHEMA)),
-                last.data_start,
-                last.data_end,
-                len(panel.symbols),
-                None,
-                0,
-                f"no session after {last.data_end}, the last scanned",
-            )
-        spans = symbol_spans(conn, start, panel.end, symbols).to_pandas().set_index("symbol")
-        spans["first"] = pd.to_datetime(spans["first"])
-        result = scan_universe(panel, params, spans, after=after)
-        data_start, scanned_from = spans["first"].min().date(), new[0].date()
+            after, why = None, "the whole window: too few sessions stored before the new ones"
+    if after is None:
+        days = window_days(conn, start, end, symbols)
+    if not days:
+        where = f" of {', '.join(symbols)}" if symbols else ""
+        raise InsufficientDataError(
+            f"no bars stored{where} between {start or 'the first day'} and "
+            f"{end or 'the last'}; materialize bars_daily first"
+        )
+    if after is not None and days[-1] <= after:
+        why = f"no session after {after}, the last scanned"
+    spans = symbol_spans(conn, start, days[-1], symbols).to_pandas().set_index("symbol")
+    spans["first"] = pd.to_datetime(spans["first"])
+    return ScanPlan(inputs, params, symbols, as_of, bars, after, why, days, spans)
+
+
+def scan_shard(conn: psycopg.Connection, plan: ScanPlan, symbols: list[str]) -> ScanShard:
+    """The scan of some of the plan's symbols, on the plan's sessions (nothing when no session
+    is new)."""
+    if not symbols or not plan.new_days:
+        return ScanShard(
+            pl.DataFrame(schema=SIGNAL_SCHEMA),
+            pl.DataFrame(schema=MOMENTUM_SCHEMA),
+            pl.DataFrame(schema=SKIP_SCHEMA),
+        )
+    panel = load_panel(conn, plan.days, symbols)
+    return scan_symbols(panel, plan.params, plan.spans.loc[symbols], plan.after)
+
+
+def store_scan(
+    conn: psycopg.Connection,
+    plan: ScanPlan,
+    shards: list[ScanShard],
+    orchestrator_run_id: str | None = None,
+) -> ScanRun:
+    """The shards' events ranked and stored in place of those of the days scanned, and the
+    scan recorded; nothing when no session is new."""
+    end = plan.days[-1]
+    data_start = plan.spans["first"].min().date()
+    new = plan.new_days
+    if not new:
+        nothing = ScanResult(pl.DataFrame(schema=SIGNAL_SCHEMA), pl.DataFrame(schema=SKIP_SCHEMA))
+        return ScanRun(nothing, data_start, end, len(plan.symbols), None, 0, plan.why)
+    result = combine_scans(shards, plan.params)
     with conn.transaction():
-        # Events the scan no longer finds from scanned_from on (a bar retracted or corrected)
-        # are removed with the rest of those days'.
-        written = replace_signals(conn, result.signals, scanned_from, panel.end, symbols)
-        record = ScanRecord(inputs, data_start, panel.end, bars, as_of)
-        record_scan(conn, record, scanned_from, result.signals.height, orchestrator_run_id)
-    return ScanRun(result, data_start, panel.end, len(panel.symbols), scanned_from, written, why)
+        # Events the scan no longer finds from new[0] on (a bar retracted or corrected) are
+        # removed with the rest of those days'.
+        written = replace_signals(conn, result.signals, new[0], end, plan.universe)
+        record = ScanRecord(plan.inputs, data_start, end, plan.bars, plan.as_of)
+        record_scan(conn, record, new[0], result.signals.height, orchestrator_run_id)
+    return ScanRun(result, data_start, end, len(plan.symbols), new[0], written, plan.why)
+
+
+def scan_research_window(
+    conn: psycopg.Connection,
+    start: date | None,
+    end: date | None,
+    symbols: list[str] | None,
+    orchestrator_run_id: str | None = None,
+    params: ScanParams = DEFAULT_PARAMS,
+) -> ScanRun:
+    """Plan, scan every symbol and store, in this process (the ``signals`` asset fanned out
+    does the same in steps: assets/scans.py)."""
+    plan = plan_scan(conn, start, end, symbols, params)
+    return store_scan(conn, plan, [scan_shard(conn, plan, plan.symbols)], orchestrator_run_id)
 
 
 def _scan_after(

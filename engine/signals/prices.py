@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import polars as pl
 import psycopg
@@ -58,6 +60,21 @@ def price_panel(bars: pl.DataFrame) -> PricePanel:
         low=wide["low"],
         volume=wide["volume"],
     )
+
+
+def load_panel(conn: psycopg.Connection, days: Sequence[date], symbols: list[str]) -> PricePanel:
+    """The panel of ``symbols`` on exactly ``days`` (``window_days`` of the whole universe):
+    a shard of the universe gets the rows the universe's panel has, NaN where it has no bar."""
+    bars = load_bars(conn, days[0], days[-1], symbols)
+    index = pd.DatetimeIndex(pd.to_datetime(pd.Series(days)))
+    columns = pd.Index(symbols, name="symbol")
+    if bars.is_empty():  # symbols whose bars all precede these days
+        nothing = pd.DataFrame(np.nan, index=index, columns=columns)
+        return PricePanel(*(nothing.copy() for _ in range(5)))
+    panel = price_panel(bars)
+    index = index.as_unit(panel.close.index.unit)
+    frames = (panel.open, panel.close, panel.high, panel.low, panel.volume)
+    return PricePanel(*(f.reindex(index=index, columns=columns) for f in frames))  # type: ignore[union-attr]
 
 
 def load_research_prices(

@@ -43,6 +43,12 @@ SIGNAL_SCHEMA: dict[str, pl.DataType] = {
     "data_start": pl.Date(),
     "data_end": pl.Date(),
 }
+MOMENTUM_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "ts": pl.Date(),
+    "momentum": pl.Float64(),
+    "data_start": pl.Date(),
+}
 SKIP_SCHEMA: dict[str, pl.DataType] = {
     "symbol": pl.String(),
     "family": pl.String(),
@@ -86,6 +92,15 @@ class ScanParams:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ScanShard:
+    """The scan of some of the universe's symbols, before momentum is ranked across it."""
+
+    signals: pl.DataFrame  # SIGNAL_SCHEMA: every family but momentum
+    momentum: pl.DataFrame  # MOMENTUM_SCHEMA: month-end 12-1 returns
+    skipped: pl.DataFrame  # SKIP_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -209,13 +224,16 @@ def _month_ends(days: pd.DatetimeIndex) -> np.ndarray:
     return np.asarray(days.to_period("M") != following.to_period("M"))
 
 
-def scan_universe(
+def scan_symbols(
     panel: PricePanel,
     params: ScanParams = ScanParams(),
     history: pd.DataFrame | None = None,
     after: date | None = None,
-) -> ScanResult:
-    """All signal events in the panel, and the symbols each family had to skip.
+) -> ScanShard:
+    """The events of the panel's symbols that depend on them alone, their momentum scores
+    (ranked across the universe by ``combine_scans``) and the symbols each family had to skip.
+    A shard of the universe is scanned on the universe's sessions (the panel's index), so its
+    windows span the same days as in a scan of the whole universe.
 
     A scan of only the last sessions passes the ``history`` of the whole window (what
     ``symbol_history`` returns for it: first bars, counts, gaps, constant prices) and keeps the
@@ -270,32 +288,24 @@ def scan_universe(
         rsi_params,
     )
 
-    # 12-1 momentum rank, on the last trading day of each month.
+    # 12-1 momentum on the last trading day of each month; ranked across the universe once every
+    # shard's scores are in (rank_momentum).
     momentum = close.shift(params.momentum_skip) / close.shift(params.momentum_lookback) - 1
     momentum = only(momentum, "momentum")
-    rank = momentum.rank(axis=1, pct=True)
-    month_end = _month_ends(pd.DatetimeIndex(close.index))[:, None]
-    strength = (rank - 0.5).abs() * 200
-    momentum_params = {
-        "lookback": params.momentum_lookback,
-        "skip": params.momentum_skip,
-        "quantile": params.momentum_quantile,
-    }
-    emit(
-        (rank >= 1 - params.momentum_quantile) & month_end,
-        strength,
-        "momentum",
-        "momentum_top",
-        "long",
-        momentum_params,
-    )
-    emit(
-        (rank <= params.momentum_quantile) & month_end,
-        strength,
-        "momentum",
-        "momentum_bottom",
-        "short",
-        momentum_params,
+    month_end = _month_ends(pd.DatetimeIndex(close.index))
+    if after is not None:
+        month_end &= np.asarray(close.index > pd.Timestamp(after))
+    values = momentum.to_numpy(dtype=float)[month_end]
+    rows, cols = np.nonzero(~np.isnan(values))
+    scored = momentum.columns.to_numpy()[cols]
+    momentum_scores = pl.DataFrame(
+        {
+            "symbol": scored.astype(str),
+            "ts": close.index[month_end].to_numpy().astype("datetime64[D]")[rows],
+            "momentum": values[rows, cols],
+            "data_start": first_bar.reindex(scored).to_numpy().astype("datetime64[D]"),
+        },
+        schema=MOMENTUM_SCHEMA,
     )
 
     # Donchian breakout against the previous window's extremes.
@@ -341,15 +351,69 @@ def scan_universe(
     emit(_crossed_below(z, -params.zscore_entry), z_conf, "zscore", "zscore_low", "long", z_params)
     emit(_crossed_above(z, params.zscore_entry), z_conf, "zscore", "zscore_high", "short", z_params)
 
-    non_empty = [f for f in frames if not f.is_empty()]
-    signals = (
-        pl.concat(non_empty).sort("ts", "symbol", "signal_type")
-        if non_empty
-        else pl.DataFrame(schema=SIGNAL_SCHEMA)
+    signals = pl.concat(
+        [f for f in frames if not f.is_empty()] or [pl.DataFrame(schema=SIGNAL_SCHEMA)]
     )
     if after is not None:
         signals = signals.filter(pl.col("ts") > after)
-    return ScanResult(signals=signals, skipped=skipped)
+    return ScanShard(signals=signals, momentum=momentum_scores, skipped=skipped)
+
+
+def rank_momentum(scores: pl.DataFrame, params: ScanParams) -> pl.DataFrame:
+    """The momentum events of month-end 12-1 returns (``MOMENTUM_SCHEMA``, any symbols and
+    days): each day's returns ranked across the symbols scored that day (percentile, ties
+    averaged, as pandas' ``rank(pct=True)``), the top and bottom ``momentum_quantile`` kept."""
+    ranked = scores.with_columns(
+        rank=pl.col("momentum").rank("average").over("ts") / pl.len().over("ts")
+    )
+    momentum_params = json.dumps(
+        {
+            "lookback": params.momentum_lookback,
+            "skip": params.momentum_skip,
+            "quantile": params.momentum_quantile,
+        },
+        sort_keys=True,
+    )
+    events = []
+    for signal_type, direction, hit in (
+        ("momentum_top", "long", pl.col("rank") >= 1 - params.momentum_quantile),
+        ("momentum_bottom", "short", pl.col("rank") <= params.momentum_quantile),
+    ):
+        events.append(
+            ranked.filter(hit).select(
+                "symbol",
+                "ts",
+                signal_type=pl.lit(signal_type),
+                direction=pl.lit(direction),
+                confidence=((pl.col("rank") - 0.5).abs() * 200).clip(0, 100),
+                params=pl.lit(momentum_params),
+                data_start="data_start",
+                data_end="ts",
+            )
+        )
+    return pl.concat(events).cast(SIGNAL_SCHEMA)  # type: ignore[arg-type]
+
+
+def combine_scans(shards: list[ScanShard], params: ScanParams = ScanParams()) -> ScanResult:
+    """One scan of the universe from the scans of its symbol shards: the momentum scores
+    ranked across all of them, every event in (day, symbol, type) order."""
+    momentum = rank_momentum(pl.concat([s.momentum for s in shards]), params)
+    signals = pl.concat([*(s.signals for s in shards), momentum])
+    return ScanResult(
+        signals=signals.sort("ts", "symbol", "signal_type"),
+        skipped=pl.concat([s.skipped for s in shards]),
+    )
+
+
+def scan_universe(
+    panel: PricePanel,
+    params: ScanParams = ScanParams(),
+    history: pd.DataFrame | None = None,
+    after: date | None = None,
+) -> ScanResult:
+    """All signal events in the panel, and the symbols each family had to skip (one shard:
+    ``scan_symbols`` and ``combine_scans``)."""
+    return combine_scans([scan_symbols(panel, params, history, after)], params)
 
 
 def sma_cross_state(close: pd.DataFrame, fast: int, slow: int) -> pd.Series:

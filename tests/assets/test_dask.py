@@ -1,5 +1,6 @@
 """The research pipeline fanned out on a real Dask cluster (dagster-dask's executor on a
-LocalCluster with two worker processes) stores what the single-process run stores."""
+LocalCluster with two worker processes), the scan's symbols and the sweep's pairs in three
+shards each, stores what the single-process run stores unsharded."""
 
 import uuid
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from assets.market_data import partition_key_range
 from engine.storage.connection import DatabaseUrls, provision
 from engine.storage.migrations import migrate
 from orchestration.definitions import build_definitions
-from tests.dask_job import OWNER_URL_ENV, URL_ENV, research_on_dask, resources
+from tests.dask_job import OWNER_URL_ENV, SHARDS, URL_ENV, research_on_dask, resources
 
 START, END = date(2022, 1, 3), date(2024, 6, 28)
 # Everything but the allocation: 8 symbols over this window recommend none (the validation gate
@@ -99,8 +100,12 @@ def test_the_research_on_two_dask_workers_stores_what_one_process_stores(
             },
         )
         assert result.success
-        workers = {e.pid for e in result.all_events if e.event_type_value == "STEP_START" and e.pid}
+        started = [e for e in result.all_events if e.event_type_value == "STEP_START"]
+    workers = {e.pid for e in started if e.pid}
     assert len(workers) == 2, f"steps ran in {len(workers)} worker processes"
+    for asset, op in (("signals", "scan_shard"), ("backtests", "sweep_shard")):
+        shards = {e.step_key for e in started if str(e.step_key).startswith(f"{asset}.{op}_")}
+        assert len(shards) == SHARDS, (asset, shards)
     ours, theirs = _stored(db), _stored(second_database.app)
     for table in RESULTS:
         assert ours[table], f"{table} is empty"

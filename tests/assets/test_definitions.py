@@ -1,6 +1,14 @@
 import dagster as dg
+import pytest
 
-from orchestration.definitions import defs
+from engine.errors import ConfigurationError
+from orchestration.definitions import (
+    RESEARCH_SHARDS_ENV,
+    build_definitions,
+    default_resources,
+    defs,
+    research_shards,
+)
 
 
 def test_definitions_load_with_the_four_groups_jobs_sensors_and_schedules() -> None:
@@ -26,3 +34,26 @@ def test_definitions_load_with_the_four_groups_jobs_sensors_and_schedules() -> N
     assert any(
         key.name == "bars_quality" and key.asset_key.path == ["bars_daily"] for key in checks
     )
+
+
+def test_the_research_fans_out_in_the_shards_the_environment_names() -> None:
+    fanned = build_definitions(default_resources(), research_shards({RESEARCH_SHARDS_ENV: "4"}))
+    graph = fanned.resolve_asset_graph()
+    assert graph.get_all_asset_keys() == defs.resolve_asset_graph().get_all_asset_keys()
+    steps = {
+        node.name
+        for node in fanned.resolve_job_def("research_pipeline_dask").graph.node_dict.values()
+    }
+    for asset, op in (
+        ("signals", "scan_shard"),
+        ("backtests", "sweep_shard"),
+        ("signal_backtests", "signal_backtest_shard"),
+    ):
+        assert asset in steps
+        inner = fanned.resolve_job_def("research_pipeline").graph.node_named(asset)
+        shards = {n.name for n in inner.definition.nodes if n.name.startswith(op)}  # type: ignore[attr-defined]
+        assert shards == {f"{op}_{i}_of_4" for i in range(1, 5)}, shards
+    assert research_shards({}) == 1
+    for bad in ("0", "two", "-1"):
+        with pytest.raises(ConfigurationError, match=f"{RESEARCH_SHARDS_ENV} must be .*'{bad}'"):
+            research_shards({RESEARCH_SHARDS_ENV: bad})

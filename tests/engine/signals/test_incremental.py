@@ -14,7 +14,7 @@ from engine.data.load import load_daily_bars
 from engine.data.read_store import bars_at_rest, bars_written, earliest_written, load_bars
 from engine.data.sources import LocalFileSource
 from engine.data.store import write_daily_bars
-from engine.signals.incremental import scan_research_window
+from engine.signals.incremental import plan_scan, scan_research_window, scan_shard, store_scan
 from engine.signals.prices import load_research_prices
 from engine.signals.scans import scan_universe
 from tests.conftest import SHARED_DATA
@@ -74,6 +74,41 @@ def test_daily_scans_store_what_one_scan_of_the_whole_window_finds(
     diff = (whole["confidence"] - stored["confidence"]).abs().max()
     assert diff is not None and diff < 1e-9  # rolling sums started elsewhere: last-bit noise
     assert stored.filter(pl.col("ts") == date(2019, 12, 4)).height > 0
+
+
+def test_a_scan_in_symbol_shards_stores_what_one_scan_finds(
+    conn: psycopg.Connection, source: LocalFileSource
+) -> None:
+    """The fanned-out scan (assets/scans.py): symbols scanned apart, in any grouping, on the
+    universe's sessions; momentum ranked across all of them when the shards are stored."""
+    _load(conn, source, START, date(2019, 11, 29))
+    plan = plan_scan(conn, START, None, None)
+    assert plan.after is None and len(plan.symbols) > 400
+    # Uneven shards, each with symbols from all over the universe, one empty.
+    shards = [plan.symbols[i::5] for i in range(5)] + [[]]
+    run = store_scan(conn, plan, [scan_shard(conn, plan, s) for s in shards])
+    whole = scan_universe(load_research_prices(conn, START)).signals
+    assert run.written == whole.height
+    assert _same_params(_stored(conn)).equals(
+        _same_params(whole.select(*KEY, "confidence")).sort(KEY)
+    )
+    assert whole.filter(pl.col("signal_type") == "momentum_top").height > 0
+
+    day = date(2019, 12, 2)
+    _load(conn, source, day, day)
+    plan = plan_scan(conn, START, None, None)
+    assert plan.after == date(2019, 11, 29) and plan.new_days == [day]
+    daily = store_scan(
+        conn, plan, [scan_shard(conn, plan, s) for s in (plan.symbols[::2], plan.symbols[1::2])]
+    )
+    alone = scan_research_window(conn, START, None, None)  # nothing new: the same plan, unsharded
+    assert alone.scanned_from is None
+    whole = _same_params(scan_universe(load_research_prices(conn, START)).signals).sort(KEY)
+    stored = _same_params(_stored(conn)).sort(KEY)
+    assert daily.scanned_from == day and stored.filter(pl.col("ts") == day).height > 0
+    assert whole.select(KEY).equals(stored.select(KEY))
+    diff = (whole["confidence"] - stored["confidence"]).abs().max()
+    assert diff is not None and diff < 1e-9
 
 
 def test_a_daily_scan_does_not_take_its_last_session_for_a_month_end(

@@ -43,5 +43,9 @@ class ExecutionRefusedError(TradeflowError):
     """Execution was refused before any order was sent (fail closed)."""
 
 
+class VenueBusyError(ExecutionRefusedError):
+    """Another execution held the venue's lock past the wait."""
+
+
 class ReconciliationError(ExecutionRefusedError):
     """The broker's book and ours disagree: nothing is sent until a person looks."""

@@ -88,7 +88,8 @@ def _execution(allocation_id: str, run_key: str, tags: dict[str, str]) -> dg.Run
     return dg.RunRequest(
         run_key=run_key,
         run_config={"ops": {"executed_orders": {"config": {"allocation_id": allocation_id}}}},
-        tags={"tradeflow/allocation_id": allocation_id, **tags},
+        # Dequeued before research and backfill runs waiting in the queue (at most 10 run).
+        tags={"tradeflow/allocation_id": allocation_id, "dagster/priority": "10", **tags},
     )
 
 

@@ -26,7 +26,7 @@ from engine.approvals.workflow import get_allocation
 from engine.brokers.base import Broker
 from engine.brokers.routing import BROKER_NAMES, BrokerRouter
 from engine.data.read_store import load_bars, sessions_between
-from engine.errors import ExecutionRefusedError, TradeflowError
+from engine.errors import TradeflowError, VenueBusyError
 from engine.execution.book_report_store import equity_marks_through, marked_venues, session_plans
 from engine.execution.book_store import book_table, pending
 from engine.execution.divergence import (
@@ -223,7 +223,7 @@ def check_book_against_brokers(
             with locked(conn, [venue], lock_wait):
                 differences = compare_positions(conn, venue, broker, tolerance)
                 working = _working(conn, venue)
-        except ExecutionRefusedError:
+        except VenueBusyError:
             report.unreachable[str(venue)] = (
                 f"an execution on it has run for more than {lock_wait:g} s; compared next time"
             )

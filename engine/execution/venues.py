@@ -13,10 +13,11 @@ from decimal import Decimal
 
 import pandas as pd
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from engine.brokers.base import Broker, OrderRequest, Side
 from engine.brokers.routing import BROKER_NAMES
-from engine.errors import ExecutionRefusedError
+from engine.errors import ExecutionRefusedError, VenueBusyError
 from engine.execution.book_store import (
     book,
     equity_history,
@@ -83,7 +84,7 @@ def venue_of(config: StrategyConfig) -> Venue:
 @contextmanager
 def locked(conn: psycopg.Connection, venues: list[Venue], wait: float) -> Iterator[None]:
     """One execution per venue: take every venue's lock (in order, so two runs cannot deadlock),
-    waiting for a run that holds one up to ``wait`` seconds."""
+    waiting for a run that holds one up to ``wait`` seconds (then ``VenueBusyError``)."""
     held: list[str] = []
     deadline = time.monotonic() + wait
     try:
@@ -91,7 +92,7 @@ def locked(conn: psycopg.Connection, venues: list[Venue], wait: float) -> Iterat
             key = f"execute:{venue.key}"
             while not try_lock(conn, key):
                 if time.monotonic() > deadline:
-                    raise ExecutionRefusedError(
+                    raise VenueBusyError(
                         f"another execution on {venue} has run for more than {wait:.0f} s; "
                         "nothing was sent"
                     )
@@ -99,6 +100,8 @@ def locked(conn: psycopg.Connection, venues: list[Venue], wait: float) -> Iterat
             held.append(key)
         yield
     finally:
+        if held and conn.info.transaction_status == TransactionStatus.INERROR:
+            conn.rollback()  # else the unlocks fail, and the locks outlive the error
         for key in held:
             unlock(conn, key)
 

@@ -183,6 +183,18 @@ def test_a_position_at_the_broker_that_is_not_ours_fails_the_check_and_halts_tra
     assert conn.execute("SELECT count(*) FROM trading_halts").fetchone() == (1,)
 
 
+def _asks_for_a_lock(db: str, holder: psycopg.Connection) -> bool:
+    """Whether a session other than ``holder`` last asked for an advisory lock."""
+    with psycopg.connect(db, autocommit=True) as watcher:
+        row = watcher.execute(
+            """SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+                 AND query LIKE 'SELECT pg_try_advisory_lock%%'
+                 AND pid NOT IN (pg_backend_pid(), %s)""",
+            (holder.info.backend_pid,),
+        ).fetchone()
+    return bool(row and row[0])
+
+
 def test_the_check_waits_for_an_execution_in_flight_instead_of_halting_on_its_fills(
     db: str, conn: psycopg.Connection
 ) -> None:
@@ -197,11 +209,14 @@ def test_the_check_waits_for_an_execution_in_flight_instead_of_halting_on_its_fi
 
     def execution() -> None:
         """Holds the venue's execution lock while the broker is ahead of our book: it filled a
-        buy whose fill this run records (here: undoes) before it lets go."""
+        buy whose fill this run records (here: undoes) before it lets go, once the check has
+        asked for the lock (or 10 s have passed: a check that does not ask compares at once)."""
         with psycopg.connect(db, autocommit=True) as other, locked(other, [venue], wait=5):
             broker.submit_order(OrderRequest("in-flight-1", "SYN003", Side.BUY, Decimal(3), 1.0))
             executing.set()
-            time.sleep(1.5)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not _asks_for_a_lock(db, other):
+                time.sleep(0.1)
             broker.submit_order(OrderRequest("in-flight-2", "SYN003", Side.SELL, Decimal(3), 1.0))
 
     thread = threading.Thread(target=execution)

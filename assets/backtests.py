@@ -11,6 +11,7 @@ from assets.market_data import bars_daily
 from engine.backtest.inputs import SweepPlan, plan_sweep
 from engine.backtest.readings import reading
 from engine.backtest.store import StrategyTrades, record_backtest, strategy_trades
+from engine.errors import TradeflowError
 from engine.markdown import markdown_image, markdown_table
 from engine.plots import equity_png
 from engine.signals.prices import load_research_prices
@@ -109,10 +110,28 @@ def _sweep(
     """The sweep of ``pairs`` (None: every pair) over the plan's window."""
     from engine.backtest.sma_sweep import sma_cross_sweep  # vectorbt, numba: when it runs
 
+    # To the last day counted in the plan: every shard sweeps the same window though a load
+    # commits while they run (a symbol added meanwhile is caught by one_panel).
+    last = plan.inputs["bars"]["last"]
+    end = plan.end or (date.fromisoformat(last) if last else None)
     with database.connect() as conn:
-        panel = load_research_prices(conn, plan.start, plan.end, plan.symbols)
+        panel = load_research_prices(conn, plan.start, end, plan.symbols)
     result = sma_cross_sweep(panel, settings.sweep(), progress=context.log.info, pairs=pairs)
     return Swept(result, panel.start, panel.end, panel.symbols)
+
+
+def one_panel(swept: list[Swept]) -> Swept:
+    """The first shard, once every shard is known to have run on the same panel (window and
+    symbols): a load that commits between two shards' reads would make them differ."""
+    first = swept[0]
+    for other in swept[1:]:
+        if (other.start, other.end, other.symbols) != (first.start, first.end, first.symbols):
+            raise TradeflowError(
+                f"the shards read different bars ({first.start} .. {first.end}, "
+                f"{len(first.symbols)} symbols; {other.start} .. {other.end}, "
+                f"{len(other.symbols)} symbols): bars were stored while they ran; run it again"
+            )
+    return first
 
 
 def _store(context: Context, database: Database, plan: SweepPlan, parts: list) -> dict:
@@ -127,7 +146,9 @@ def _store(context: Context, database: Database, plan: SweepPlan, parts: list) -
     from engine.backtest.sma_sweep import combine_sweeps
 
     swept: list[Swept] = [p for p in parts if p is not None]
-    first = swept[0]
+    if not swept:
+        raise ValueError("the sweep has no (fast, slow) pair with fast < slow")
+    first = one_panel(swept)
     result = combine_sweeps([s.result for s in swept])  # type: ignore[misc]
     with database.connect() as conn:
         run_id = record_backtest(

@@ -5,9 +5,10 @@ the strategies in ``n`` shards, a step each, which an executor may run on other 
 
 import dagster as dg
 
-from assets.backtests import Context, Swept
+from assets.backtests import Context, Swept, one_panel
 from assets.scans import signals
 from engine.backtest.store import record_backtest
+from engine.errors import InsufficientDataError
 from engine.signals.prices import load_research_prices
 from orchestration.fan_out import in_order, shard_inputs, shard_of
 from orchestration.resources import Database, Settings
@@ -20,9 +21,9 @@ at the next open after a long signal, hold hold_days bars, leave after a short s
 def signal_backtests(
     context: dg.AssetExecutionContext, database: Database, settings: Settings
 ) -> dg.MaterializeResult:
-    strategies, skipped = _plan(context, database)
-    parts = [_backtest(context, database, settings, strategies)] if strategies else []
-    return dg.MaterializeResult(metadata=_store(context, database, skipped, parts))
+    plan = _plan(context, database)
+    parts = [_backtest(context, database, settings, plan[0])] if plan[0] else []
+    return dg.MaterializeResult(metadata=_store(context, database, plan, parts))
 
 
 def fanned_out_signal_backtests(shards: int) -> dg.AssetsDefinition:
@@ -47,7 +48,7 @@ def fanned_out_signal_backtests(shards: int) -> dg.AssetsDefinition:
     def store_signal_backtests(
         context: dg.OpExecutionContext, database: Database, plan: tuple, **parts: Swept | None
     ) -> dg.Output:
-        return dg.Output(None, metadata=_store(context, database, plan[1], in_order(parts)))
+        return dg.Output(None, metadata=_store(context, database, plan, in_order(parts)))
 
     shard_ops = [shard_op(i) for i in range(shards)]
 
@@ -76,11 +77,16 @@ def _plan(context: Context, database: Database) -> tuple[list, dict[str, str]]:
     return strategies, skipped
 
 
-def _backtest(context: Context, database: Database, settings: Settings, strategies: list) -> Swept:
+def _backtest(
+    context: Context, database: Database, settings: Settings, strategies: list
+) -> Swept | None:
+    """The backtest of ``strategies`` (None: none of them has a symbol with bars)."""
     from engine.backtest.signal_follow import SignalCosts, signal_follow_backtest
 
     with database.connect() as conn:
         panel = load_research_prices(conn, *settings.research())
+    if not any(set(s.universe) & set(panel.symbols) for s in strategies):
+        return None
     costs = SignalCosts(
         fees=settings.fees, slippage=settings.slippage, init_cash=settings.initial_cash
     )
@@ -89,14 +95,17 @@ def _backtest(context: Context, database: Database, settings: Settings, strategi
     return Swept(result, panel.start, panel.end, panel.symbols, reached)
 
 
-def _store(context: Context, database: Database, skipped: dict[str, str], parts: list) -> dict:
+def _store(context: Context, database: Database, plan: tuple, parts: list) -> dict:
     """The backtested shards recorded as one run; the metadata."""
+    strategies, skipped = plan
+    if not strategies:
+        return {"strategies": dg.MetadataValue.int(0), "skipped": dg.MetadataValue.json(skipped)}
     swept: list[Swept] = [p for p in parts if p is not None]
     if not swept:
-        return {"strategies": dg.MetadataValue.int(0), "skipped": dg.MetadataValue.json(skipped)}
+        raise InsufficientDataError("no signal strategy has a symbol with bars to trade")
     from engine.backtest.sma_sweep import combine_sweeps
 
-    first = swept[0]
+    first = one_panel(swept)
     result = combine_sweeps([p.result for p in swept])  # type: ignore[misc]
     with database.connect() as conn:
         run_id = record_backtest(

@@ -70,9 +70,13 @@ def research_shards(environ: Mapping[str, str]) -> int:
     """TRADEFLOW_RESEARCH_SHARDS: the shards the scan's symbols, the sweep's pairs and the signal
     strategies are each split into, a step each (default 1: one step each)."""
     text = environ.get(RESEARCH_SHARDS_ENV, "1").strip() or "1"
-    if not text.isdigit() or int(text) < 1:
+    try:
+        shards = int(text)
+    except ValueError:
+        shards = 0
+    if shards < 1:
         raise ConfigurationError(f"{RESEARCH_SHARDS_ENV} must be a whole number >= 1, got {text!r}")
-    return int(text)
+    return shards
 
 
 def build_definitions(

@@ -148,7 +148,8 @@ def scan_shard(conn: psycopg.Connection, plan: ScanPlan, symbols: list[str]) -> 
             pl.DataFrame(schema=MOMENTUM_SCHEMA),
             pl.DataFrame(schema=SKIP_SCHEMA),
         )
-    panel = load_panel(conn, plan.days, symbols)
+    every = plan.universe is None and symbols == plan.symbols
+    panel = load_panel(conn, plan.days, symbols, every)
     return scan_symbols(panel, plan.params, plan.spans.loc[symbols], plan.after)
 
 

@@ -401,7 +401,7 @@ def combine_scans(shards: list[ScanShard], params: ScanParams = ScanParams()) ->
     signals = pl.concat([*(s.signals for s in shards), momentum])
     return ScanResult(
         signals=signals.sort("ts", "symbol", "signal_type"),
-        skipped=pl.concat([s.skipped for s in shards]),
+        skipped=pl.concat([s.skipped for s in shards]).sort("symbol", "family"),
     )
 
 

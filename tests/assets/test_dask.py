@@ -18,6 +18,8 @@ from dagster._core.storage.tags import (
 from assets.market_data import partition_key_range
 from engine.storage.connection import DatabaseUrls, provision
 from engine.storage.migrations import migrate
+from engine.strategies.config import add_signal_strategy
+from engine.strategies.subscriptions import subscribe
 from orchestration.definitions import build_definitions
 from tests.dask_job import OWNER_URL_ENV, SHARDS, URL_ENV, research_on_dask, resources
 
@@ -34,6 +36,11 @@ SELECTION = [
         "validations",
         "correlations",
     )
+]
+FOLLOWERS = [
+    ("momentum-followers", 20, "momentum_top"),
+    ("rsi-followers", 10, "rsi_oversold"),
+    ("breakout-followers", 5, "donchian_breakout_up"),
 ]
 # What the research stores, without ids, run ids and timestamps: each row as a string.
 RESULTS = {
@@ -81,7 +88,14 @@ def test_the_research_on_two_dask_workers_stores_what_one_process_stores(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    one = build_definitions(resources(db, database_urls.owner)).resolve_job_def("research_pipeline")
+    for url in (db, second_database.app):  # three signal strategies: one per shard on Dask
+        with psycopg.connect(url) as conn:
+            for sid, hold, signal_type in FOLLOWERS:
+                add_signal_strategy(conn, sid, hold, "alice")
+                subscribe(conn, sid, signal_type, 0.0)
+    one = build_definitions(resources(db, database_urls.owner), shards=1).resolve_job_def(
+        "research_pipeline"
+    )
     alone = one.execute_in_process(
         instance=dg.DagsterInstance.ephemeral(), tags=_tags(), asset_selection=SELECTION
     )
@@ -103,10 +117,16 @@ def test_the_research_on_two_dask_workers_stores_what_one_process_stores(
         started = [e for e in result.all_events if e.event_type_value == "STEP_START"]
     workers = {e.pid for e in started if e.pid}
     assert len(workers) == 2, f"steps ran in {len(workers)} worker processes"
-    for asset, op in (("signals", "scan_shard"), ("backtests", "sweep_shard")):
+    for asset, op in (
+        ("signals", "scan_shard"),
+        ("backtests", "sweep_shard"),
+        ("signal_backtests", "signal_backtest_shard"),
+    ):
         shards = {e.step_key for e in started if str(e.step_key).startswith(f"{asset}.{op}_")}
         assert len(shards) == SHARDS, (asset, shards)
     ours, theirs = _stored(db), _stored(second_database.app)
+    followed = {row.split("'")[1] for row in ours["backtest_metrics"]} & {f[0] for f in FOLLOWERS}
+    assert followed == {f[0] for f in FOLLOWERS}
     for table in RESULTS:
         assert ours[table], f"{table} is empty"
         assert theirs[table] == ours[table], table

@@ -1,13 +1,11 @@
-"""SMA-crossover parameter sweep over the universe. ``backtests`` sweeps in one step;
-``fanned_out_backtests(n)`` is the same asset with the (fast, slow) pairs in ``n`` shards, a step
-each, which an executor may run on other workers (``research_pipeline_dask``)."""
+"""SMA-crossover parameter sweep over the universe, its (fast, slow) pairs in
+TRADEFLOW_RESEARCH_SHARDS shards (orchestration/fan_out.py), each over every symbol."""
 
 from dataclasses import dataclass, field
 from datetime import date
 
 import dagster as dg
 
-from assets.market_data import bars_daily
 from engine.backtest.inputs import SweepPlan, plan_sweep
 from engine.backtest.readings import reading
 from engine.backtest.store import StrategyTrades, record_backtest, strategy_trades
@@ -15,13 +13,12 @@ from engine.errors import TradeflowError
 from engine.markdown import markdown_image, markdown_table
 from engine.plots import equity_png
 from engine.signals.prices import load_research_prices
-from orchestration.fan_out import in_order, shard_inputs, shard_of
+from orchestration.fan_out import Context, research_asset, shard_of
 from orchestration.resources import Database, Settings
 
 # The best strategy's newest trades shown in the metadata (every trade is stored; the CLI's
 # `tradeflow backtest trades STRATEGY` lists them all).
 TRADES_SHOWN = 20
-Context = dg.AssetExecutionContext | dg.OpExecutionContext
 DESCRIPTION = """Backtest every (fast, slow) SMA pair on every symbol; store metrics and daily
 returns. Not swept again while its inputs (window, universe, parameters, code, stored bars)
 equal the latest run's (engine/backtest/inputs.py)."""
@@ -38,59 +35,6 @@ class Swept:
     reached: dict[str, int] = field(default_factory=dict)  # signal strategies: signals each
 
 
-@dg.asset(deps=[bars_daily], group_name="research", description=DESCRIPTION)
-def backtests(
-    context: dg.AssetExecutionContext, database: Database, settings: Settings
-) -> dg.MaterializeResult:
-    plan = _plan(context, database, settings)
-    swept = None if plan.reuse else _sweep(context, database, settings, plan, None)
-    return dg.MaterializeResult(metadata=_store(context, database, plan, [swept]))
-
-
-def fanned_out_backtests(shards: int) -> dg.AssetsDefinition:
-    """``backtests`` as a graph: the sweep planned, its pairs swept in ``shards`` steps (each
-    over the whole universe; any number stores the same run), the shards recorded as one run."""
-
-    @dg.op(ins={"bars_daily": dg.In(dg.Nothing)})
-    def plan_sma_sweep(
-        context: dg.OpExecutionContext, database: Database, settings: Settings
-    ) -> SweepPlan:
-        return _plan(context, database, settings)
-
-    def shard_op(i: int) -> dg.OpDefinition:
-        @dg.op(name=f"sweep_shard_{i + 1}_of_{shards}")
-        def sweep(
-            context: dg.OpExecutionContext, database: Database, settings: Settings, plan: SweepPlan
-        ) -> Swept | None:
-            mine = shard_of(settings.sweep().pairs(), shards, i)
-            if plan.reuse is not None or not mine:
-                return None
-            return _sweep(context, database, settings, plan, mine)
-
-        return sweep
-
-    @dg.op(ins={"plan": dg.In(SweepPlan), **shard_inputs(shards)}, out=dg.Out(dg.Nothing))
-    def store_sma_sweep(
-        context: dg.OpExecutionContext, database: Database, plan: SweepPlan, **parts: Swept | None
-    ) -> dg.Output:
-        return dg.Output(None, metadata=_store(context, database, plan, in_order(parts)))
-
-    shard_ops = [shard_op(i) for i in range(shards)]
-
-    @dg.graph_asset(
-        name="backtests",
-        group_name="research",
-        description=DESCRIPTION,
-        ins={"bars_daily": dg.AssetIn(dagster_type=dg.Nothing)},
-    )
-    def fanned_out(bars_daily) -> None:  # noqa: ANN001 - a dependency, no value
-        plan = plan_sma_sweep(bars_daily)
-        swept = {f"shard_{i + 1}": sweep(plan) for i, sweep in enumerate(shard_ops)}
-        return store_sma_sweep(plan=plan, **swept)
-
-    return fanned_out
-
-
 def _plan(context: Context, database: Database, settings: Settings) -> SweepPlan:
     with database.connect() as conn:
         plan = plan_sweep(
@@ -100,14 +44,13 @@ def _plan(context: Context, database: Database, settings: Settings) -> SweepPlan
     return plan
 
 
-def _sweep(
-    context: Context,
-    database: Database,
-    settings: Settings,
-    plan: SweepPlan,
-    pairs: list[tuple[int, int]] | None,
-) -> Swept:
-    """The sweep of ``pairs`` (None: every pair) over the plan's window."""
+def _shard(
+    context: Context, database: Database, settings: Settings, plan: SweepPlan, i: int, n: int
+) -> Swept | None:
+    """The sweep of the ``i``-th of ``n`` shares of the pairs (None: nothing to sweep)."""
+    pairs = shard_of(settings.sweep().pairs(), n, i)
+    if plan.reuse is not None or not pairs:
+        return None
     from engine.backtest.sma_sweep import sma_cross_sweep  # vectorbt, numba: when it runs
 
     # To the last day counted in the plan: every shard sweeps the same window though a load
@@ -182,6 +125,13 @@ def _store(context: Context, database: Database, plan: SweepPlan, parts: list) -
         ),
         f"trades ({best})": dg.MetadataValue.md(_trades_markdown(best_trades)),
     }
+
+
+def build(shards: int) -> dg.AssetsDefinition:
+    return research_asset("backtests", "bars_daily", DESCRIPTION, _plan, _shard, _store, shards)
+
+
+backtests = build(1)
 
 
 def _trades_markdown(trades: StrategyTrades) -> str:

@@ -5,14 +5,12 @@ from collections.abc import Mapping
 
 import dagster as dg
 
+from assets import backtests, scans, signal_backtests
 from assets.allocations import allocation_recommendation
-from assets.backtests import backtests, fanned_out_backtests
 from assets.book import daily_equity, daily_pnl, daily_positions
 from assets.correlations import correlations
 from assets.execution import executed_orders
 from assets.market_data import bars_daily, bars_minute
-from assets.scans import fanned_out_signals, signals
-from assets.signal_backtests import fanned_out_signal_backtests, signal_backtests
 from assets.validations import validations
 from engine.brokers.routing import account_names
 from engine.errors import ConfigurationError
@@ -87,14 +85,13 @@ def build_definitions(
     shards are steps of the job's graph, so every process that runs its steps (a Dask worker)
     must build it with the same number: set the variable the same everywhere."""
     shards = research_shards(os.environ) if shards is None else shards
-    fanned = shards > 1
     return dg.Definitions(
         assets=[
             bars_daily,
             bars_minute,
-            fanned_out_signals(shards) if fanned else signals,
-            fanned_out_signal_backtests(shards) if fanned else signal_backtests,
-            fanned_out_backtests(shards) if fanned else backtests,
+            scans.build(shards),
+            signal_backtests.build(shards),
+            backtests.build(shards),
             validations,
             correlations,
             allocation_recommendation,

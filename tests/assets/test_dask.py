@@ -117,12 +117,8 @@ def test_the_research_on_two_dask_workers_stores_what_one_process_stores(
         started = [e for e in result.all_events if e.event_type_value == "STEP_START"]
     workers = {e.pid for e in started if e.pid}
     assert len(workers) == 2, f"steps ran in {len(workers)} worker processes"
-    for asset, op in (
-        ("signals", "scan_shard"),
-        ("backtests", "sweep_shard"),
-        ("signal_backtests", "signal_backtest_shard"),
-    ):
-        shards = {e.step_key for e in started if str(e.step_key).startswith(f"{asset}.{op}_")}
+    for asset in ("signals", "backtests", "signal_backtests"):
+        shards = {e.step_key for e in started if f"{asset}.{asset}_shard_" in str(e.step_key)}
         assert len(shards) == SHARDS, (asset, shards)
     ours, theirs = _stored(db), _stored(second_database.app)
     followed = {row.split("'")[1] for row in ours["backtest_metrics"]} & {f[0] for f in FOLLOWERS}

@@ -44,15 +44,12 @@ def test_the_research_fans_out_in_the_shards_the_environment_names() -> None:
         node.name
         for node in fanned.resolve_job_def("research_pipeline_dask").graph.node_dict.values()
     }
-    for asset, op in (
-        ("signals", "scan_shard"),
-        ("backtests", "sweep_shard"),
-        ("signal_backtests", "signal_backtest_shard"),
-    ):
+    for asset in ("signals", "backtests", "signal_backtests"):
         assert asset in steps
         inner = fanned.resolve_job_def("research_pipeline").graph.node_named(asset)
-        shards = {n.name for n in inner.definition.nodes if n.name.startswith(op)}  # type: ignore[attr-defined]
-        assert shards == {f"{op}_{i}_of_4" for i in range(1, 5)}, shards
+        names = {n.name for n in inner.definition.nodes}  # type: ignore[attr-defined]
+        shards = {f"{asset}_shard_{i}_of_4" for i in range(1, 5)}
+        assert names == {f"plan_{asset}", f"store_{asset}", *shards}, names
     assert research_shards({}) == 1
     for bad in ("0", "two", "-1"):
         with pytest.raises(ConfigurationError, match=f"{RESEARCH_SHARDS_ENV} must be .*'{bad}'"):

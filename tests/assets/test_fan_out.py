@@ -6,7 +6,7 @@ import pytest
 
 from assets.backtests import Swept, one_panel
 from engine.errors import TradeflowError
-from orchestration.fan_out import in_order, shard_inputs, shard_of
+from orchestration.fan_out import shard_of
 
 
 @pytest.mark.parametrize("items", [0, 1, 2, 7, 9, 10])
@@ -18,11 +18,6 @@ def test_shards_are_contiguous_nearly_equal_and_cover_everything_once(
     parts = [shard_of(everything, shards, i) for i in range(shards)]
     assert [x for part in parts for x in part] == everything
     assert max(map(len, parts)) - min(map(len, parts)) <= 1
-
-
-def test_the_store_step_takes_each_shard_by_name_in_order() -> None:
-    assert list(shard_inputs(3)) == ["shard_1", "shard_2", "shard_3"]
-    assert in_order({"shard_2": "b", "shard_3": "c", "shard_1": "a"}) == ["a", "b", "c"]
 
 
 def test_shards_that_read_different_panels_are_refused() -> None:

@@ -132,9 +132,14 @@ def test_a_submit_that_never_arrived_stays_unknown_and_is_not_resent(fake: FakeA
 def test_requests_are_paced_to_the_accounts_rate_limit(fake: FakeAlpaca) -> None:
     fake.rate_limit = (5, 1.0)  # 5 requests a second: 300 a minute
     alpaca = broker(fake, requests_per_minute=300.0)
+    started = time.monotonic()
     for n in range(12):
         alpaca.submit_order(buy(f"tf-8-{n:02x}", qty=1))
-    assert fake.throttled == 0 and len(fake.orders_by_client_id()) == 12
+    # Sent 0.21 s apart (the quota with 5% to spare), so the server admits them; on a loaded
+    # machine an arrival can still jitter into a full window: refused (429), it is sent again,
+    # paced too, and each order is stored once.
+    assert time.monotonic() - started >= 11 * 60 / 300 * 1.05
+    assert sorted(fake.orders_by_client_id()) == [f"tf-8-{n:02x}" for n in range(12)]
 
 
 def test_limit_bracket_cancel_listing_and_clock(fake: FakeAlpaca) -> None:

@@ -52,7 +52,11 @@ from engine.storage.connection import (  # noqa: E402
 )
 from engine.storage.migrations import recorded_backend  # noqa: E402
 from engine.validation.store import failed_verdicts, verdict_counts  # noqa: E402
-from orchestration.definitions import build_definitions, default_resources  # noqa: E402
+from orchestration.definitions import (  # noqa: E402
+    build_definitions,
+    default_resources,
+    research_shards,
+)
 from orchestration.resources import Database, MarketData  # noqa: E402
 
 DEMO_START, DEMO_END = date(2020, 12, 1), date(2024, 12, 31)
@@ -270,6 +274,9 @@ def _summary(conn) -> None:
     print(f"  bars               {bars}")
     print(f"  quarantined rows   {quarantined}")
     print(f"  signals            {signal_count(conn)}")
+    shards = research_shards(os.environ)
+    steps = "one step each" if shards == 1 else f"{shards} shards each (TRADEFLOW_RESEARCH_SHARDS)"
+    print(f"  scan, sweep, signal backtests: {steps}")
     run_id, _, _ = latest_backtest_run(conn)
     for name, total_return, annual, volatility, sharpe, drawdown in run_benchmarks(conn, run_id):
         print(

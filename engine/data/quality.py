@@ -296,7 +296,21 @@ def _path_rules(
         batch = pl.concat([stored, batch.with_columns(pl.col("volume").cast(pl.Int64))])
     flags: list[tuple[int, str, str]] = []
     retracted: list[tuple[str, date, str, str]] = []
-    for (symbol,), rows in batch.sort("symbol", "ts").group_by("symbol", maintain_order=True):
+    ordered = batch.sort("symbol", "ts")
+    # A symbol whose every step stays within spike_threshold and that has no flat row (open,
+    # high, low and close at the previous close) is accepted row by row by the walk: it is not
+    # walked. The same division and comparison as the walk's, so no other symbol is skipped.
+    step = pl.col("adj_close") / pl.col("adj_close").shift(1) - 1
+    flat = pl.all_horizontal(
+        pl.col(c) == pl.col("close").shift(1) for c in ("open", "high", "low", "close")
+    )
+    walked = (
+        ordered.group_by("symbol")
+        .agg(jump=(step.abs() > settings.spike_threshold).any(), flat=flat.any())
+        .filter(pl.col("jump") | pl.col("flat"))["symbol"]
+    )
+    ordered = ordered.filter(pl.col("symbol").is_in(walked.implode()))
+    for (symbol,), rows in ordered.group_by("symbol", maintain_order=True):
         for i, rule, reason in _walk(rows, settings, released, str(symbol)):
             row_id = rows["_row"][i]
             if row_id is None:

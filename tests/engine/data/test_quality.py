@@ -1,8 +1,9 @@
 from datetime import date, timedelta
+from pathlib import Path
 
 import polars as pl
 
-from engine.data.quality import GateSettings, check_bars
+from engine.data.quality import GateSettings, _path_rules, _walk, check_bars
 from engine.data.sources import BAR_SCHEMA
 
 
@@ -95,3 +96,42 @@ def test_history_judges_the_first_row_of_a_batch() -> None:
         _path([62.0, 62.5, 18.9], symbol="COL").drop("origin"),
     ).retracted
     assert retracted.select("ts", "rule").rows() == [(date(2024, 3, 5), "spike")]
+
+
+def test_symbols_that_never_leave_the_path_are_not_walked_and_nothing_changes(
+    real_prices: Path,
+) -> None:
+    """The path rules walk only symbols with a step past spike_threshold or a flat row; on the
+    real prices (bad prints included) they flag exactly what walking every symbol flags."""
+    raw = (
+        pl.read_parquet(real_prices)
+        .rename({"date": "ts"})
+        .with_columns(pl.col("ts").cast(pl.Date), pl.col("volume").cast(pl.Int64))
+        .unique(subset=["symbol", "ts"], keep="first")
+        .filter(pl.all_horizontal(pl.col(c) > 0 for c in ("open", "high", "low", "close")))
+        .filter(pl.col("adj_close") > 0)
+    )
+    cut = date(2019, 6, 3)
+    batch = raw.filter(pl.col("ts") >= cut).with_row_index("_row")
+    history = raw.filter(pl.col("ts") < cut).sort("ts").group_by("symbol").tail(7)
+    released = frozenset(
+        {(str(s), d) for s, d in batch.sample(50, seed=1)[["symbol", "ts"]].rows()}
+    )
+    settings = GateSettings()
+    flags, retracted = _path_rules(batch, history, settings, released)
+
+    everyone = pl.concat(
+        [history.with_columns(pl.lit(None, dtype=pl.UInt32).alias("_row")), batch],
+        how="diagonal",
+    ).sort("symbol", "ts")
+    walked, gone = [], []
+    for (symbol,), rows in everyone.group_by("symbol", maintain_order=True):
+        for i, rule, reason in _walk(rows, settings, released, str(symbol)):
+            row = rows["_row"][i]
+            if row is None:
+                gone.append((str(symbol), rows["ts"][i], rule, reason))
+            else:
+                walked.append((int(row), rule, reason))
+    assert walked and gone  # the real prices do leave the path
+    assert sorted(flags) == sorted(walked)
+    assert sorted(retracted.rows()) == sorted(gone)

@@ -3,6 +3,7 @@ TRADEFLOW_RESEARCH_SHARDS shards (orchestration/fan_out.py), each over every sym
 
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 import dagster as dg
 
@@ -63,6 +64,17 @@ def _shard(
     return Swept(result, panel.start, panel.end, panel.symbols)
 
 
+def combined(parts: list[Swept | None], nothing: Exception) -> tuple[Swept, Any]:
+    """The shards that ran (``nothing`` raised when none did), as one result (a SweepResult)
+    and the first of them, once they are known to have read the same panel."""
+    from engine.backtest.sma_sweep import combine_sweeps
+
+    swept = [p for p in parts if p is not None]
+    if not swept:
+        raise nothing
+    return one_panel(swept), combine_sweeps([s.result for s in swept])  # type: ignore[misc]
+
+
 def one_panel(swept: list[Swept]) -> Swept:
     """The first shard, once every shard is known to have run on the same panel (window and
     symbols): a load that commits between two shards' reads would make them differ."""
@@ -86,13 +98,9 @@ def _store(context: Context, database: Database, plan: SweepPlan, parts: list) -
             "data_range": f"{bars['first']} .. {bars['last']}",
             "swept": plan.why,
         }
-    from engine.backtest.sma_sweep import combine_sweeps
-
-    swept: list[Swept] = [p for p in parts if p is not None]
-    if not swept:
-        raise ValueError("the sweep has no (fast, slow) pair with fast < slow")
-    first = one_panel(swept)
-    result = combine_sweeps([s.result for s in swept])  # type: ignore[misc]
+    first, result = combined(
+        parts, ValueError("the sweep has no (fast, slow) pair with fast < slow")
+    )
     with database.connect() as conn:
         run_id = record_backtest(
             conn,

@@ -3,7 +3,7 @@ strategies in TRADEFLOW_RESEARCH_SHARDS shards (orchestration/fan_out.py)."""
 
 import dagster as dg
 
-from assets.backtests import Swept, one_panel
+from assets.backtests import Swept, combined
 from engine.backtest.store import record_backtest
 from engine.errors import InsufficientDataError
 from engine.signals.prices import load_research_prices
@@ -52,13 +52,9 @@ def _store(context: Context, database: Database, plan: tuple, parts: list) -> di
     strategies, skipped = plan
     if not strategies:
         return {"strategies": dg.MetadataValue.int(0), "skipped": dg.MetadataValue.json(skipped)}
-    swept: list[Swept] = [p for p in parts if p is not None]
-    if not swept:
-        raise InsufficientDataError("no signal strategy has a symbol with bars to trade")
-    from engine.backtest.sma_sweep import combine_sweeps
-
-    first = one_panel(swept)
-    result = combine_sweeps([p.result for p in swept])  # type: ignore[misc]
+    first, result = combined(
+        parts, InsufficientDataError("no signal strategy has a symbol with bars to trade")
+    )
     with database.connect() as conn:
         run_id = record_backtest(
             conn, result, first.start, first.end, len(first.symbols), context.run_id, first.symbols
@@ -70,7 +66,7 @@ def _store(context: Context, database: Database, plan: tuple, parts: list) -> di
         "shards": dg.MetadataValue.int(len(parts)),
         "strategies": dg.MetadataValue.int(len(table)),
         "signals_reaching": dg.MetadataValue.json(
-            {sid: n for p in swept for sid, n in p.reached.items()}
+            {sid: n for p in parts if p is not None for sid, n in p.reached.items()}
         ),
         "skipped": dg.MetadataValue.json(skipped),
         "metrics": dg.MetadataValue.md(table.round(4).to_markdown()),

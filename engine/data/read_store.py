@@ -93,10 +93,19 @@ def raw_closes(
     return {(symbol, ts): float(close) for symbol, ts, close in rows}
 
 
-def sessions_between(conn: psycopg.Connection, start: date, end: date) -> list[date]:
-    """The days with a stored bar from ``start`` to ``end``, in order."""
+def sessions_between(
+    conn: psycopg.Connection,
+    start: date | None = None,
+    end: date | None = None,
+    symbols: list[str] | None = None,
+) -> list[date]:
+    """The days with a stored bar (of any of ``symbols``, or any symbol) from ``start`` to
+    ``end``, in order: the rows of that window's price panel, whichever of its symbols a shard
+    of the scan reads."""
     rows = conn.execute(
-        "SELECT DISTINCT ts FROM bars_daily WHERE ts BETWEEN %s AND %s ORDER BY ts", (start, end)
+        sql.SQL("SELECT DISTINCT ts FROM bars_daily WHERE {} ORDER BY ts").format(
+            _window(start, end, symbols)
+        )
     ).fetchall()
     return [r[0] for r in rows]
 
@@ -225,22 +234,6 @@ def earliest_written(
         ).format(sql.Literal(since), window, sql.Literal(since), window)
     ).fetchone()
     return None if row is None else row[0]
-
-
-def window_days(
-    conn: psycopg.Connection,
-    start: date | None = None,
-    end: date | None = None,
-    symbols: list[str] | None = None,
-) -> list[date]:
-    """The days with a bar of any of ``symbols`` (or any symbol) in the window, in order: the
-    rows of the window's price panel, whichever of its symbols a shard reads."""
-    rows = conn.execute(
-        sql.SQL("SELECT DISTINCT ts FROM bars_daily WHERE {} ORDER BY ts").format(
-            _window(start, end, symbols)
-        )
-    ).fetchall()
-    return [r[0] for r in rows]
 
 
 def symbol_spans(

@@ -136,7 +136,7 @@ def divergences(
         return report
     lookback = max(int(p["slow"]) for p in params.values()) + 1
     first = min(plans)
-    days = sessions_between(conn, date(1900, 1, 1), session)
+    days = sessions_between(conn, end=session)
     days = days[max(0, days.index(first) - lookback) :] if first in days else days
     equity = {(s, f"{b}:{a}"): e for s, b, a, e in equity_marks_through(conn, session)}
     capital: dict[tuple[date, str], float] = {}

@@ -85,7 +85,7 @@ def book_pnl(conn: psycopg.Connection) -> list[PnlRow]:
     if not fills:
         return []
     first = min(f["day"] for f in fills)
-    sessions = sessions_between(conn, first, date.max)
+    sessions = sessions_between(conn, first)
     if not sessions:
         return []
     closes = raw_closes(conn, sorted({f["symbol"] for f in fills}), sessions[0], sessions[-1])

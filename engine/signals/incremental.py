@@ -34,8 +34,8 @@ from engine.data.read_store import (
     bars_at_rest,
     bars_written,
     earliest_written,
+    sessions_between,
     symbol_spans,
-    window_days,
 )
 from engine.data.store import require_clean_bars
 from engine.errors import InsufficientDataError
@@ -120,12 +120,12 @@ def plan_scan(
     days: list[date] = []
     if after is not None:
         from_day = after - timedelta(days=2 * params.lookback())  # and a margin for gaps
-        days = window_days(conn, max(from_day, start or from_day), end, symbols)
+        days = sessions_between(conn, max(from_day, start or from_day), end, symbols)
         before = sum(d <= after for d in days)
         if before < params.lookback() and (start is None or from_day > start):
             after, why = None, "the whole window: too few sessions stored before the new ones"
     if after is None:
-        days = window_days(conn, start, end, symbols)
+        days = sessions_between(conn, start, end, symbols)
     if not days:
         where = f" of {', '.join(symbols)}" if symbols else ""
         raise InsufficientDataError(

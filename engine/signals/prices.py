@@ -65,7 +65,7 @@ def price_panel(bars: pl.DataFrame) -> PricePanel:
 def load_panel(
     conn: psycopg.Connection, days: Sequence[date], symbols: list[str], every: bool = False
 ) -> PricePanel:
-    """The panel of ``symbols`` on exactly ``days`` (``window_days`` of the whole universe):
+    """The panel of ``symbols`` on exactly ``days`` (``sessions_between`` of the whole universe):
     a shard of the universe gets the rows the universe's panel has, NaN where it has no bar.
     ``every``: the symbols are every one with bars on those days (read without a filter)."""
     bars = load_bars(conn, days[0], days[-1], None if every else symbols)
